@@ -1,0 +1,1 @@
+//! seqline-embedded (in progress).

@@ -1,0 +1,1 @@
+//! seqline-client (in progress).

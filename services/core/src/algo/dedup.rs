@@ -1,0 +1,50 @@
+//! A bounded map remembering the most recent keys: the in-memory half of the
+//! sequencer's dedup window (the store holds the durable half).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+/// Remembers up to `capacity` keys; the oldest inserted is forgotten first.
+#[derive(Debug, Clone)]
+pub struct DedupWindow<K, V> {
+    capacity: usize,
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K: Hash + Eq + Clone, V> DedupWindow<K, V> {
+    /// An empty window holding at most `capacity` keys (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), map: HashMap::new(), order: VecDeque::new() }
+    }
+
+    /// The value remembered for `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    /// Remembers `key`; a key already present keeps its place and gets the new value.
+    pub fn insert(&mut self, key: K, value: V) {
+        if let Some(v) = self.map.get_mut(&key) {
+            *v = value;
+            return;
+        }
+        if self.map.len() == self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        self.order.push_back(key.clone());
+        self.map.insert(key, value);
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}

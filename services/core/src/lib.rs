@@ -1,0 +1,28 @@
+//! The heart of seqline: ids, the domain model, the client protocol, the log
+//! records, the ports (`Log`, `Store`, `Presence`) and the pure algorithms
+//! (dedup window, rectifier, vector clock, insert-by-seq views).
+//!
+//! This crate knows nothing of Kafka, ScyllaDB, Redis, fjall or sockets:
+//! adapters implement the ports, services use them.
+//!
+//! # Layout
+//! - [`ids`]: newtype ids and sequence numbers.
+//! - [`model`]: messages, timeline entries, conversations, outcomes.
+//! - [`records`]: what travels on the log between the roles.
+//! - [`protocol`]: WebSocket protocol v1 frames and error codes.
+//! - [`ports`]: the `Log`, `Store` and `Presence` traits.
+//! - [`token`]: signed device tokens (HS256, algorithm pinned).
+//! - [`algo`]: pure algorithms, unit- and property-tested.
+//! - [`error`]: the one error type of the ports.
+
+pub mod algo;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod ports;
+pub mod protocol;
+pub mod records;
+pub mod token;
+
+pub use error::{Error, Result};
+pub use ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, GatewayId, UserId, UserSeq};

@@ -1,0 +1,242 @@
+//! Records that travel on the log between the roles, and the topics they
+//! travel on. Adapters choose the wire encoding; services see these types.
+
+use crate::ids::{ClientMsgId, ConversationId, DeviceId, GatewayId, UserId};
+use crate::model::{ConversationKind, Message, Outcome, TimelineEntry, VectorClock};
+use serde::{Deserialize, Serialize};
+
+/// Where a command came from, so its receipt can find its way back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The gateway holding the connection or HTTP request.
+    pub gateway: GatewayId,
+    /// The authenticated user.
+    pub user: UserId,
+    /// The authenticated device.
+    pub device: DeviceId,
+    /// Gateway-local id of an HTTP request waiting for the receipt (0 for a
+    /// WebSocket send, whose receipt is matched by client message id).
+    pub request: u64,
+}
+
+/// A command for the sequencer; key = conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Send a chat message.
+    Send(SendCommand),
+    /// Create a conversation.
+    Create(CreateCommand),
+    /// Add or remove members.
+    ChangeMembers(MembersCommand),
+}
+
+/// Send a chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendCommand {
+    /// Who sends.
+    pub origin: Origin,
+    /// To which conversation.
+    pub conv: ConversationId,
+    /// The client's id for this message.
+    pub client_msg_id: ClientMsgId,
+    /// The previous message this device sent to this conversation (G5).
+    pub prev: Option<ClientMsgId>,
+    /// The text.
+    pub body: String,
+    /// Asked for high priority (admins of groups only).
+    pub priority: bool,
+    /// The author's vector clock, if the client keeps one.
+    pub vclock: VectorClock,
+    /// Client's clock when sent, milliseconds (informational only).
+    pub sent_ms: u64,
+}
+
+/// Create a conversation with its first members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateCommand {
+    /// The creator.
+    pub origin: Origin,
+    /// The new conversation's id.
+    pub conv: ConversationId,
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// Title for groups.
+    pub title: String,
+    /// First members (the creator is added if missing).
+    pub members: Vec<UserId>,
+    /// Dedup id of the command.
+    pub client_msg_id: ClientMsgId,
+}
+
+/// Add and remove members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersCommand {
+    /// Who asks.
+    pub origin: Origin,
+    /// Which conversation.
+    pub conv: ConversationId,
+    /// Dedup id of the command.
+    pub client_msg_id: ClientMsgId,
+    /// Users to add.
+    pub add: Vec<UserId>,
+    /// Users to remove (a member may always remove themself).
+    pub remove: Vec<UserId>,
+}
+
+impl Command {
+    /// The conversation, which is also the partition key.
+    pub fn conv(&self) -> &ConversationId {
+        match self {
+            Command::Send(c) => &c.conv,
+            Command::Create(c) => &c.conv,
+            Command::ChangeMembers(c) => &c.conv,
+        }
+    }
+    /// Who sent the command.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            Command::Send(c) => &c.origin,
+            Command::Create(c) => &c.origin,
+            Command::ChangeMembers(c) => &c.origin,
+        }
+    }
+    /// The dedup id.
+    pub fn client_msg_id(&self) -> ClientMsgId {
+        match self {
+            Command::Send(c) => c.client_msg_id,
+            Command::Create(c) => c.client_msg_id,
+            Command::ChangeMembers(c) => c.client_msg_id,
+        }
+    }
+}
+
+/// One message for one member's timeline; key = user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Whose timeline.
+    pub user: UserId,
+    /// The sequenced message.
+    pub message: Message,
+}
+
+/// A timeline entry was appended; key = user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEvent {
+    /// Whose timeline.
+    pub user: UserId,
+    /// The new entry.
+    pub entry: TimelineEntry,
+}
+
+/// The answer to a command, for the gateway that sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Where the command came from.
+    pub origin: Origin,
+    /// The conversation.
+    pub conv: ConversationId,
+    /// The command's client id.
+    pub client_msg_id: ClientMsgId,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// Entries for one device, pushed by fanout. A package may be cut into
+/// `count` fragments; the gateway's rectifier releases it only whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: DeviceId,
+    /// Unique per fanout instance and user.
+    pub package_id: u64,
+    /// This fragment's index, from 0.
+    pub index: u32,
+    /// How many fragments the package has.
+    pub count: u32,
+    /// Entries in user_seq order.
+    pub entries: Vec<TimelineEntry>,
+}
+
+/// What a gateway consumes from its own topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GatewayRecord {
+    /// The answer to a command.
+    Receipt(Receipt),
+    /// Entries to push.
+    Package(Package),
+}
+
+/// A record that could not be decoded or handled, set aside with its reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Topic it came from.
+    pub topic: String,
+    /// Partition it came from.
+    pub partition: u32,
+    /// Offset it had.
+    pub offset: u64,
+    /// Why it was set aside.
+    pub reason: String,
+    /// The raw bytes, when there were any.
+    pub raw: Vec<u8>,
+}
+
+/// The topics of the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Commands, key = conversation.
+    Inbound,
+    /// Deliveries to timelines, key = user.
+    Deliveries,
+    /// Timeline appends, key = user.
+    UserEvents,
+    /// Receipts and packages for one gateway.
+    Gateway(GatewayId),
+    /// Records that failed.
+    DeadLetter,
+}
+
+impl Topic {
+    /// The topic's name on the log (adapters may add a prefix).
+    pub fn name(&self) -> String {
+        match self {
+            Topic::Inbound => "inbound".into(),
+            Topic::Deliveries => "deliveries".into(),
+            Topic::UserEvents => "user-events".into(),
+            Topic::Gateway(g) => format!("gw.{g}"),
+            Topic::DeadLetter => "dead-letter".into(),
+        }
+    }
+}
+
+/// Any record on the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogRecord {
+    /// For the sequencer.
+    Command(Command),
+    /// For the timeline writer.
+    Delivery(Delivery),
+    /// For fanout.
+    UserEvent(UserEvent),
+    /// For a gateway.
+    Gateway(GatewayRecord),
+    /// Set aside.
+    DeadLetter(DeadLetter),
+}
+
+impl LogRecord {
+    /// The partition key: conversation for commands, user for deliveries and
+    /// events, user for packages, conversation for receipts.
+    pub fn key(&self) -> &str {
+        match self {
+            LogRecord::Command(c) => c.conv().as_str(),
+            LogRecord::Delivery(d) => d.user.as_str(),
+            LogRecord::UserEvent(e) => e.user.as_str(),
+            LogRecord::Gateway(GatewayRecord::Receipt(r)) => r.conv.as_str(),
+            LogRecord::Gateway(GatewayRecord::Package(p)) => p.user.as_str(),
+            LogRecord::DeadLetter(d) => &d.topic,
+        }
+    }
+}

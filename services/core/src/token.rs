@@ -1,0 +1,211 @@
+//! Device tokens: compact JWS (JWT) signed with HMAC-SHA256. The algorithm is
+//! pinned: a token whose header says anything but `HS256` is refused, and so
+//! is a header carrying keys (`jwk`, `jku`, `x5u`, ...).
+
+use crate::ids::{DeviceId, UserId};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// Longest token accepted, bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+/// The audience every token must name.
+pub const AUDIENCE: &str = "seqline";
+
+/// What a token says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    /// The user.
+    pub sub: UserId,
+    /// The device.
+    pub dev: DeviceId,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default)]
+    pub iat: u64,
+    /// Not valid before, seconds since the Unix epoch.
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    /// Audience; must be `seqline`.
+    pub aud: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// Why a token was refused. `Display` never includes the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url parts of JSON, too long, or unknown fields.
+    #[error("the token is malformed")]
+    Malformed,
+    /// The header names another algorithm or carries keys.
+    #[error("the token's algorithm is not allowed (only HS256)")]
+    Algorithm,
+    /// The signature does not match.
+    #[error("the token's signature is invalid")]
+    Signature,
+    /// Past its expiry.
+    #[error("the token has expired")]
+    Expired,
+    /// Before its not-before time.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// Wrong audience.
+    #[error("the token is for another audience")]
+    Audience,
+}
+
+/// Signs and verifies tokens with one shared secret.
+#[derive(Clone)]
+pub struct TokenKey {
+    secret: Vec<u8>,
+    leeway_secs: u64,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(***)")
+    }
+}
+
+impl TokenKey {
+    /// A key from a secret (at least 16 bytes is sensible; checked by config).
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Self { secret: secret.into(), leeway_secs: 30 }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length.
+        #[allow(clippy::expect_used)]
+        Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length")
+    }
+
+    /// Mints a token for `user`/`device` valid for `ttl_secs` from `now_secs`.
+    pub fn sign(&self, user: &UserId, device: &DeviceId, now_secs: u64, ttl_secs: u64) -> String {
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let claims = Claims {
+            sub: user.clone(),
+            dev: device.clone(),
+            exp: now_secs + ttl_secs,
+            iat: now_secs,
+            nbf: None,
+            aud: AUDIENCE.into(),
+        };
+        let payload = serde_json::to_vec(&claims).unwrap_or_default();
+        self.sign_parts(header.as_bytes(), &payload)
+    }
+
+    /// Signs arbitrary header and payload bytes (tests use it to forge).
+    pub fn sign_parts(&self, header: &[u8], payload: &[u8]) -> String {
+        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let mut mac = self.mac();
+        mac.update(signing_input.as_bytes());
+        let sig = mac.finalize().into_bytes();
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// Checks `token` at time `now_secs` and returns its claims.
+    pub fn verify(&self, token: &str, now_secs: u64) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(TokenError::Malformed);
+        };
+        let header_bytes = URL_SAFE_NO_PAD.decode(h).map_err(|_| TokenError::Malformed)?;
+        // Unknown header fields (jwk, jku, x5u, crit...) are refused as an
+        // algorithm problem: we never take keys from the token itself.
+        let header: Header = match serde_json::from_slice(&header_bytes) {
+            Ok(h) => h,
+            Err(e) if e.is_data() => return Err(TokenError::Algorithm),
+            Err(_) => return Err(TokenError::Malformed),
+        };
+        if header.alg != "HS256" {
+            return Err(TokenError::Algorithm);
+        }
+        if header.kid.as_ref().is_some_and(|k| k.len() > 64) {
+            return Err(TokenError::Malformed);
+        }
+        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(h.as_bytes());
+        mac.update(b".");
+        mac.update(p.as_bytes());
+        mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
+        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if claims.aud != AUDIENCE {
+            return Err(TokenError::Audience);
+        }
+        if now_secs > claims.exp + self.leeway_secs {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = claims.nbf {
+            if now_secs + self.leeway_secs < nbf {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        Ok(claims)
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_secs() -> u64 {
+    crate::model::now_ms() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (UserId, DeviceId) {
+        (UserId::parse("alice").unwrap(), DeviceId::parse("phone").unwrap())
+    }
+
+    #[test]
+    fn round_trip() {
+        let k = TokenKey::new("0123456789abcdef0123");
+        let (u, d) = ids();
+        let t = k.sign(&u, &d, 1000, 60);
+        let c = k.verify(&t, 1010).unwrap();
+        assert_eq!((c.sub, c.dev), (u, d));
+    }
+
+    #[test]
+    fn refuses_expired_forged_and_other_algorithms() {
+        let k = TokenKey::new("0123456789abcdef0123");
+        let (u, d) = ids();
+        let t = k.sign(&u, &d, 1000, 60);
+        assert_eq!(k.verify(&t, 2000), Err(TokenError::Expired));
+        assert_eq!(TokenKey::new("another secret!!").verify(&t, 1000), Err(TokenError::Signature));
+        let payload = br#"{"sub":"alice","dev":"phone","exp":99999999999,"aud":"seqline"}"#;
+        let none = k.sign_parts(br#"{"alg":"none"}"#, payload);
+        assert_eq!(k.verify(&none, 1000), Err(TokenError::Algorithm));
+        let jwk = k.sign_parts(br#"{"alg":"HS256","jwk":{"k":"x"}}"#, payload);
+        assert_eq!(k.verify(&jwk, 1000), Err(TokenError::Algorithm));
+        let aud = k.sign_parts(br#"{"alg":"HS256"}"#, br#"{"sub":"alice","dev":"phone","exp":99999999999,"aud":"x"}"#);
+        assert_eq!(k.verify(&aud, 1000), Err(TokenError::Audience));
+        let no_exp = k.sign_parts(br#"{"alg":"HS256"}"#, br#"{"sub":"alice","dev":"phone","aud":"seqline"}"#);
+        assert_eq!(k.verify(&no_exp, 1000), Err(TokenError::Malformed));
+        // Tampered payload keeps the old signature.
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let evil = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory","dev":"phone","exp":99999999999,"aud":"seqline"}"#);
+        parts[1] = &evil;
+        assert_eq!(k.verify(&parts.join("."), 1000), Err(TokenError::Signature));
+        assert_eq!(k.verify("a.b", 1000), Err(TokenError::Malformed));
+        assert_eq!(k.verify(&"x".repeat(5000), 1000), Err(TokenError::Malformed));
+    }
+}

@@ -1,0 +1,1 @@
+//! seqline-fanout (in progress).

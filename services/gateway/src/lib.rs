@@ -1,0 +1,1 @@
+//! seqline-gateway (in progress).

@@ -1,0 +1,1 @@
+//! seqline-loadgen (in progress).

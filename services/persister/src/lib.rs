@@ -1,0 +1,1 @@
+//! seqline-persister (in progress).
