@@ -14,8 +14,10 @@
 //! - [`token`]: signed device tokens (HS256, algorithm pinned).
 //! - [`algo`]: pure algorithms, unit- and property-tested.
 //! - [`error`]: the one error type of the ports.
+//! - [`duration`]: `"250ms"` durations for configuration.
 
 pub mod algo;
+pub mod duration;
 pub mod error;
 pub mod ids;
 pub mod model;
