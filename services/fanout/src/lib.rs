@@ -1,1 +1,117 @@
-//! seqline-fanout (in progress).
+//! The fanout role: consumes user events (timeline appends, key = user),
+//! looks up which gateways hold the user's devices, and sends each gateway
+//! one package per device with that device's new entries, in order.
+//!
+//! Pushes are an optimisation: the store is the source of truth. A device
+//! that is offline gets nothing here and syncs when it reconnects; a package
+//! lost in a crash is noticed by the device's head check.
+//!
+//! # Layout
+//! - [`FanoutConfig`]: settings.
+//! - [`route`]: the pure packaging step.
+//! - [`run`]: the consume → route → append → commit loop.
+
+mod route;
+
+pub use route::route;
+
+use seqline_core::ports::{Log, Polled, Presence};
+use seqline_core::records::{LogRecord, Topic};
+use seqline_core::Result;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the fanout role.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FanoutConfig {
+    /// Most user events handled in one batch.
+    pub batch_max: usize,
+    /// Consumer group.
+    pub group: String,
+    /// Most entries in one package fragment.
+    pub package_max_entries: usize,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 1024,
+            group: "fanout".into(),
+            package_max_entries: 256,
+        }
+    }
+}
+
+/// The ports fanout needs.
+#[derive(Clone)]
+pub struct Ports {
+    /// The log.
+    pub log: Arc<dyn Log>,
+    /// Where devices are connected.
+    pub presence: Arc<dyn Presence>,
+}
+
+/// Runs fanout until `shutdown`.
+pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
+    let mut consumer = ports
+        .log
+        .subscribe(&config.group, &Topic::UserEvents)
+        .await?;
+    let mut next_package: u64 = u64::from(rand_seed());
+    loop {
+        let polled = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            p = consumer.poll(config.batch_max) => p?,
+        };
+        let Polled::Records { partition, records } = polled else {
+            continue;
+        };
+        let Some(next) = records.last().map(|r| r.offset + 1) else {
+            continue;
+        };
+        let events: Vec<_> = records
+            .into_iter()
+            .filter_map(|c| match c.record {
+                Ok(LogRecord::UserEvent(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        let mut users: Vec<_> = events.iter().map(|e| e.user.clone()).collect();
+        users.sort();
+        users.dedup();
+        let located = ports.presence.lookup(&users).await?;
+        let outputs = route(
+            &events,
+            &located,
+            &mut next_package,
+            config.package_max_entries,
+        );
+        let topics: Vec<(Topic, Vec<LogRecord>)> = outputs
+            .into_iter()
+            .map(|(g, p)| (Topic::Gateway(g), p))
+            .collect();
+        let results = futures_util::future::join_all(
+            topics.iter().map(|(t, p)| ports.log.append(t, p.clone())),
+        )
+        .await;
+        for r in results {
+            if let Err(e) = r {
+                // A lost push is not a lost message: devices pull what they miss.
+                tracing::warn!(error = %e, partition, "dropping pushes");
+            }
+        }
+        consumer.commit(partition, next).await?;
+    }
+}
+
+/// A start for package ids that differs between restarts, so a gateway's
+/// rectifier never merges fragments of two incarnations.
+fn rand_seed() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(7);
+    t ^ std::process::id().rotate_left(16)
+}

@@ -1,0 +1,390 @@
+//! The sequencer's pure state machine for one conversation: no I/O, so it is
+//! unit- and property-tested directly and benchmarked (workload W6).
+
+use seqline_core::algo::DedupWindow;
+use seqline_core::ids::{ClientMsgId, ConvSeq, DeviceId, UserId};
+use seqline_core::model::{
+    ConversationKind, ConversationMeta, Message, MessageKind, Outcome, RefusalCode, Role,
+};
+use seqline_core::ports::{ConversationState, MemberChange};
+use seqline_core::records::{Command, CreateCommand, MembersCommand, Origin, SendCommand};
+use std::collections::{BTreeMap, HashMap};
+
+/// Limits the sequencer enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most members of a group.
+    pub max_group_members: usize,
+    /// Largest body, bytes.
+    pub max_body_bytes: usize,
+    /// Client ids remembered in memory per conversation.
+    pub dedup_window: usize,
+}
+
+/// In-memory state of one conversation.
+#[derive(Debug)]
+pub struct ConvState {
+    /// Fixed settings.
+    pub meta: ConversationMeta,
+    /// Highest conv_seq assigned.
+    pub head: ConvSeq,
+    /// Current members.
+    pub members: BTreeMap<UserId, Role>,
+    /// Last processed command per device (sender order).
+    pub device_last: HashMap<(UserId, DeviceId), ClientMsgId>,
+    /// Recent outcomes by client id.
+    pub window: DedupWindow<ClientMsgId, Outcome>,
+}
+
+impl ConvState {
+    /// State reloaded from the store.
+    pub fn from_stored(s: ConversationState, dedup_window: usize) -> Self {
+        Self {
+            meta: s.meta,
+            head: s.head,
+            members: s.members,
+            device_last: s.device_last,
+            window: DedupWindow::new(dedup_window),
+        }
+    }
+}
+
+/// What applying one command did.
+#[derive(Debug, PartialEq)]
+pub enum Applied {
+    /// A resend of a processed command: its original outcome, nothing new.
+    Duplicate(Outcome),
+    /// Refused. `remember` when the refusal is final and the conversation
+    /// exists, so a resend gets the same answer and the device's sender
+    /// order moves past it.
+    Refused {
+        /// The outcome to report.
+        outcome: Outcome,
+        /// Whether to store it.
+        remember: bool,
+    },
+    /// New messages were sequenced.
+    Sequenced {
+        /// The outcome (the last message's conv_seq).
+        outcome: Outcome,
+        /// New messages, in order.
+        messages: Vec<Message>,
+        /// Membership changes, in order.
+        changes: Vec<MemberChange>,
+        /// Users removed by this command (they get the `left` message too).
+        removed: Vec<UserId>,
+    },
+}
+
+fn refuse(code: RefusalCode, reason: impl Into<String>, exists: bool) -> Applied {
+    Applied::Refused {
+        outcome: Outcome::Refused {
+            code,
+            reason: reason.into(),
+        },
+        remember: exists && code.is_final(),
+    }
+}
+
+/// Applies `cmd` to the conversation `state` (`None` if it does not exist).
+/// The caller has put any stored outcome of `cmd`'s client id into the
+/// window first.
+pub fn apply(
+    state: &mut Option<ConvState>,
+    cmd: &Command,
+    now_ms: u64,
+    limits: &Limits,
+) -> Applied {
+    let id = cmd.client_msg_id();
+    if let Some(s) = state.as_ref() {
+        if let Some(o) = s.window.get(&id) {
+            return Applied::Duplicate(o.clone());
+        }
+    }
+    let applied = match (cmd, state.as_mut()) {
+        (Command::Create(c), None) => return create(state, c, now_ms, limits),
+        (Command::Create(c), Some(s)) => {
+            if s.meta.kind == ConversationKind::Direct && c.kind == ConversationKind::Direct {
+                // Creating an existing direct conversation is idempotent.
+                return Applied::Duplicate(Outcome::Sequenced {
+                    conv_seq: ConvSeq(1),
+                });
+            }
+            refuse(
+                RefusalCode::Conflict,
+                "the conversation already exists",
+                true,
+            )
+        }
+        (Command::Send(_), None) | (Command::ChangeMembers(_), None) => {
+            return refuse(
+                RefusalCode::NotMember,
+                "not a member of this conversation",
+                false,
+            )
+        }
+        (Command::Send(c), Some(s)) => send(s, c, now_ms, limits),
+        (Command::ChangeMembers(c), Some(s)) => change_members(s, c, now_ms, limits),
+    };
+    if let Some(s) = state.as_mut() {
+        record(s, cmd, &applied);
+    }
+    applied
+}
+
+/// Remembers the outcome and moves the device's sender order forward.
+fn record(s: &mut ConvState, cmd: &Command, applied: &Applied) {
+    let outcome = match applied {
+        Applied::Sequenced { outcome, .. } => outcome,
+        Applied::Refused {
+            outcome,
+            remember: true,
+        } => outcome,
+        _ => return,
+    };
+    let o = cmd.origin();
+    s.window.insert(cmd.client_msg_id(), outcome.clone());
+    s.device_last
+        .insert((o.user.clone(), o.device.clone()), cmd.client_msg_id());
+}
+
+/// The next message of `s`, with an empty body; the caller fills the rest.
+fn next_message(
+    s: &mut ConvState,
+    o: &Origin,
+    id: ClientMsgId,
+    kind: MessageKind,
+    now_ms: u64,
+) -> Message {
+    s.head = s.head.next();
+    Message {
+        conv: s.meta.conv.clone(),
+        conv_seq: s.head,
+        client_msg_id: id,
+        sender: o.user.clone(),
+        sender_device: o.device.clone(),
+        kind,
+        body: String::new(),
+        members: Vec::new(),
+        priority: kind != MessageKind::Text,
+        server_ts_ms: now_ms,
+        vclock: Default::default(),
+    }
+}
+
+fn send(s: &mut ConvState, c: &SendCommand, now_ms: u64, limits: &Limits) -> Applied {
+    let Some(role) = s.members.get(&c.origin.user).copied() else {
+        return refuse(
+            RefusalCode::NotMember,
+            "not a member of this conversation",
+            true,
+        );
+    };
+    if c.body.len() > limits.max_body_bytes {
+        return refuse(RefusalCode::Invalid, "the body is too large", true);
+    }
+    if c.priority && !(s.meta.kind == ConversationKind::Group && role == Role::Admin) {
+        return refuse(
+            RefusalCode::Forbidden,
+            "only group admins may send high-priority messages",
+            true,
+        );
+    }
+    if let Some(prev) = c.prev {
+        let last = s
+            .device_last
+            .get(&(c.origin.user.clone(), c.origin.device.clone()));
+        if last != Some(&prev) {
+            return refuse(
+                RefusalCode::OutOfOrder,
+                "the previous message from this device is not sequenced yet; resend from the first unacknowledged one",
+                true,
+            );
+        }
+    }
+    let mut m = next_message(s, &c.origin, c.client_msg_id, MessageKind::Text, now_ms);
+    m.body = c.body.clone();
+    m.priority = c.priority;
+    m.vclock = c.vclock.clone();
+    Applied::Sequenced {
+        outcome: Outcome::Sequenced {
+            conv_seq: m.conv_seq,
+        },
+        messages: vec![m],
+        changes: Vec::new(),
+        removed: Vec::new(),
+    }
+}
+
+fn create(
+    state: &mut Option<ConvState>,
+    c: &CreateCommand,
+    now_ms: u64,
+    limits: &Limits,
+) -> Applied {
+    let creator = &c.origin.user;
+    let mut members: BTreeMap<UserId, Role> = BTreeMap::new();
+    for u in &c.members {
+        members.insert(u.clone(), Role::Member);
+    }
+    match c.kind {
+        ConversationKind::Direct => {
+            members.insert(creator.clone(), Role::Member);
+            let others: Vec<&UserId> = members.keys().filter(|u| *u != creator).collect();
+            let [peer] = others.as_slice() else {
+                return refuse(
+                    RefusalCode::Invalid,
+                    "a direct conversation has exactly one other member",
+                    false,
+                );
+            };
+            if c.conv != seqline_core::ConversationId::direct(creator, peer) {
+                return refuse(
+                    RefusalCode::Invalid,
+                    "a direct conversation's id must be dm:<a>:<b>",
+                    false,
+                );
+            }
+        }
+        ConversationKind::Group => {
+            if c.conv.is_direct() {
+                return refuse(
+                    RefusalCode::Invalid,
+                    "group ids may not start with dm:",
+                    false,
+                );
+            }
+            if c.title.len() > 256 {
+                return refuse(
+                    RefusalCode::Invalid,
+                    "the title is longer than 256 bytes",
+                    false,
+                );
+            }
+            members.insert(creator.clone(), Role::Admin);
+            if members.len() > limits.max_group_members {
+                return refuse(RefusalCode::TooLarge, "too many members", false);
+            }
+        }
+    }
+    let meta = ConversationMeta {
+        conv: c.conv.clone(),
+        kind: c.kind,
+        title: c.title.clone(),
+        created_by: creator.clone(),
+        created_ms: now_ms,
+    };
+    let mut s = ConvState {
+        meta,
+        head: ConvSeq::ZERO,
+        members: BTreeMap::new(),
+        device_last: HashMap::new(),
+        window: DedupWindow::new(limits.dedup_window),
+    };
+    let mut m = next_message(
+        &mut s,
+        &c.origin,
+        c.client_msg_id,
+        MessageKind::Created,
+        now_ms,
+    );
+    m.body = c.title.clone();
+    m.members = members.keys().cloned().collect();
+    let changes = members
+        .iter()
+        .map(|(u, r)| MemberChange {
+            user: u.clone(),
+            role: Some(*r),
+        })
+        .collect();
+    s.members = members;
+    let applied = Applied::Sequenced {
+        outcome: Outcome::Sequenced {
+            conv_seq: m.conv_seq,
+        },
+        messages: vec![m],
+        changes,
+        removed: Vec::new(),
+    };
+    record(&mut s, &Command::Create(c.clone()), &applied);
+    *state = Some(s);
+    applied
+}
+
+fn change_members(s: &mut ConvState, c: &MembersCommand, now_ms: u64, limits: &Limits) -> Applied {
+    let me = &c.origin.user;
+    let Some(role) = s.members.get(me).copied() else {
+        return refuse(
+            RefusalCode::NotMember,
+            "not a member of this conversation",
+            true,
+        );
+    };
+    if s.meta.kind == ConversationKind::Direct {
+        return refuse(
+            RefusalCode::Invalid,
+            "members of a direct conversation cannot change",
+            true,
+        );
+    }
+    if !c.add.is_empty() && !c.remove.is_empty() {
+        return refuse(
+            RefusalCode::Invalid,
+            "add and remove members in separate requests",
+            true,
+        );
+    }
+    let only_self = c.add.is_empty() && c.remove.iter().all(|u| u == me);
+    if role != Role::Admin && !only_self {
+        return refuse(
+            RefusalCode::Forbidden,
+            "only admins may add or remove others",
+            true,
+        );
+    }
+    let add: Vec<UserId> = dedup_users(c.add.iter().filter(|u| !s.members.contains_key(*u)));
+    let remove: Vec<UserId> = dedup_users(c.remove.iter().filter(|u| s.members.contains_key(*u)));
+    if add.is_empty() && remove.is_empty() {
+        return refuse(RefusalCode::Invalid, "nothing to change", true);
+    }
+    if s.members.len() + add.len() > limits.max_group_members + remove.len() {
+        return refuse(RefusalCode::TooLarge, "too many members", true);
+    }
+    let mut messages = Vec::with_capacity(1);
+    let mut changes = Vec::new();
+    if !add.is_empty() {
+        let mut m = next_message(s, &c.origin, c.client_msg_id, MessageKind::Joined, now_ms);
+        m.members = add.clone();
+        messages.push(m);
+        for u in &add {
+            s.members.insert(u.clone(), Role::Member);
+            changes.push(MemberChange {
+                user: u.clone(),
+                role: Some(Role::Member),
+            });
+        }
+    }
+    if !remove.is_empty() {
+        let mut m = next_message(s, &c.origin, c.client_msg_id, MessageKind::Left, now_ms);
+        m.members = remove.clone();
+        messages.push(m);
+        for u in &remove {
+            s.members.remove(u);
+            changes.push(MemberChange {
+                user: u.clone(),
+                role: None,
+            });
+        }
+    }
+    Applied::Sequenced {
+        outcome: Outcome::Sequenced { conv_seq: s.head },
+        messages,
+        changes,
+        removed: remove,
+    }
+}
+
+fn dedup_users<'a>(users: impl Iterator<Item = &'a UserId>) -> Vec<UserId> {
+    let mut seen = std::collections::HashSet::new();
+    users.filter(|u| seen.insert(*u)).cloned().collect()
+}

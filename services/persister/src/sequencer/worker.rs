@@ -1,0 +1,250 @@
+//! The sequencer's batch handler: load, apply, store, then emit.
+
+use super::replay;
+use super::state::{apply, Applied, ConvState, Limits};
+use crate::worker::{unexpected, Handler, Input};
+use crate::{PersisterConfig, Ports};
+use futures_util::future::join_all;
+use seqline_core::ids::ConversationId;
+use seqline_core::model::{now_ms, Outcome};
+use seqline_core::ports::ConversationBatch;
+use seqline_core::records::{Command, Delivery, GatewayRecord, LogRecord, Receipt, Topic};
+use seqline_core::{Error, GatewayId, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Fence refusals seen by sequencers in this process (a stale writer lost a
+/// compare-and-set).
+pub static FENCE_REFUSALS: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) struct SequencerHandler {
+    ports: Ports,
+    limits: Limits,
+    batch_max: u64,
+    cache: HashMap<ConversationId, Option<ConvState>>,
+    cache_max: usize,
+}
+
+impl SequencerHandler {
+    pub(crate) fn new(config: &PersisterConfig, ports: Ports) -> Self {
+        Self {
+            ports,
+            limits: Limits {
+                max_group_members: config.max_group_members,
+                max_body_bytes: config.max_body_bytes,
+                dedup_window: config.dedup_window,
+            },
+            batch_max: config.batch_max as u64,
+            cache: HashMap::new(),
+            cache_max: config.conversation_cache,
+        }
+    }
+
+    /// Makes sure every conversation of the batch has its state loaded and
+    /// the stored outcome of every command not in the window.
+    async fn prepare(&mut self, convs: &[(ConversationId, Vec<&Command>)]) -> Result<()> {
+        if self.cache.len() + convs.len() > self.cache_max {
+            self.cache.clear();
+        }
+        let store = &self.ports.store;
+        let missing: Vec<&ConversationId> = convs
+            .iter()
+            .map(|(c, _)| c)
+            .filter(|c| !self.cache.contains_key(*c))
+            .collect();
+        let loaded = join_all(missing.iter().map(|c| store.load_conversation(c))).await;
+        for (c, s) in missing.into_iter().zip(loaded) {
+            let s = s?.map(|s| ConvState::from_stored(s, self.limits.dedup_window));
+            self.cache.insert(c.clone(), s);
+        }
+        let mut lookups = Vec::new();
+        for (conv, cmds) in convs {
+            if let Some(Some(s)) = self.cache.get(conv) {
+                for c in cmds {
+                    let id = c.client_msg_id();
+                    if s.window.get(&id).is_none() {
+                        lookups.push((conv.clone(), id));
+                    }
+                }
+            }
+        }
+        let found = join_all(lookups.iter().map(|(conv, id)| store.dedup(conv, *id))).await;
+        for ((conv, id), outcome) in lookups.into_iter().zip(found) {
+            if let (Some(o), Some(Some(s))) = (outcome?, self.cache.get_mut(&conv)) {
+                s.window.insert(id, o);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn group_by_conv(batch: &[Input]) -> (Vec<(ConversationId, Vec<&Command>)>, Vec<LogRecord>) {
+    let mut order: Vec<(ConversationId, Vec<&Command>)> = Vec::new();
+    let mut index: HashMap<&ConversationId, usize> = HashMap::new();
+    let mut dead = Vec::new();
+    for input in batch {
+        match &input.record {
+            LogRecord::Command(c) => {
+                let i = *index.entry(c.conv()).or_insert_with(|| {
+                    order.push((c.conv().clone(), Vec::new()));
+                    order.len() - 1
+                });
+                order[i].1.push(c);
+            }
+            other => dead.push(unexpected(
+                &Topic::Inbound,
+                0,
+                input.offset,
+                &format!("{other:?}").chars().take(80).collect::<String>(),
+            )),
+        }
+    }
+    (order, dead)
+}
+
+impl Handler for SequencerHandler {
+    fn assigned(&mut self, _partitions: &[u32]) {
+        self.cache.clear();
+    }
+
+    fn revoked(&mut self, _partitions: &[u32]) {
+        self.cache.clear();
+    }
+
+    #[tracing::instrument(skip_all, fields(partition, records = batch.len()))]
+    async fn handle(&mut self, _partition: u32, batch: &[Input]) -> Result<()> {
+        let (convs, dead) = group_by_conv(batch);
+        if let Err(e) = self.prepare(&convs).await {
+            self.cache.clear();
+            return Err(e);
+        }
+        let now = now_ms();
+        let mut writes: Vec<ConversationBatch> = Vec::new();
+        let mut deliveries: Vec<LogRecord> = Vec::new();
+        let mut receipts: HashMap<GatewayId, Vec<LogRecord>> = HashMap::new();
+        let mut replays = Vec::new();
+        for (conv, cmds) in &convs {
+            let Some(state) = self.cache.get_mut(conv) else {
+                continue;
+            };
+            let expected = state.as_ref().map(|s| s.head).unwrap_or_default();
+            let mut w = ConversationBatch {
+                conv: conv.clone(),
+                expected_head: expected,
+                new_head: expected,
+                create: None,
+                messages: Vec::new(),
+                members: Vec::new(),
+                dedup: Vec::new(),
+                device_last: Vec::new(),
+            };
+            let existed = state.is_some();
+            for cmd in cmds {
+                let applied = apply(state, cmd, now, &self.limits);
+                let outcome = match applied {
+                    Applied::Duplicate(o) => {
+                        if let (Outcome::Sequenced { conv_seq }, Some(s)) = (&o, state.as_ref()) {
+                            if s.head.0.saturating_sub(conv_seq.0) <= self.batch_max {
+                                replays.push((conv.clone(), *conv_seq, s.head));
+                            }
+                        }
+                        o
+                    }
+                    Applied::Refused { outcome, remember } => {
+                        if remember {
+                            w.dedup.push((cmd.client_msg_id(), outcome.clone()));
+                            let o = cmd.origin();
+                            w.device_last
+                                .push(((o.user.clone(), o.device.clone()), cmd.client_msg_id()));
+                        }
+                        outcome
+                    }
+                    Applied::Sequenced {
+                        outcome,
+                        messages,
+                        changes,
+                        removed,
+                    } => {
+                        let Some(s) = state.as_ref() else { continue };
+                        if !existed && w.create.is_none() {
+                            w.create = Some(s.meta.clone());
+                        }
+                        for m in &messages {
+                            for user in s.members.keys().chain(removed.iter()) {
+                                deliveries.push(LogRecord::Delivery(Delivery {
+                                    user: user.clone(),
+                                    message: m.clone(),
+                                }));
+                            }
+                        }
+                        w.messages.extend(messages);
+                        w.members.extend(changes);
+                        w.dedup.push((cmd.client_msg_id(), outcome.clone()));
+                        let o = cmd.origin();
+                        w.device_last
+                            .push(((o.user.clone(), o.device.clone()), cmd.client_msg_id()));
+                        outcome
+                    }
+                };
+                let o = cmd.origin();
+                receipts
+                    .entry(o.gateway.clone())
+                    .or_default()
+                    .push(LogRecord::Gateway(GatewayRecord::Receipt(Receipt {
+                        origin: o.clone(),
+                        conv: conv.clone(),
+                        client_msg_id: cmd.client_msg_id(),
+                        outcome,
+                    })));
+            }
+            w.new_head = state.as_ref().map(|s| s.head).unwrap_or_default();
+            if !w.dedup.is_empty() || w.create.is_some() {
+                writes.push(w);
+            }
+        }
+        let touched: Vec<ConversationId> = writes.iter().map(|w| w.conv.clone()).collect();
+        let store = Arc::clone(&self.ports.store);
+        let results = join_all(writes.into_iter().map(|w| store.commit_conversation(w))).await;
+        let mut failure = None;
+        for (conv, r) in touched.iter().zip(results) {
+            if let Err(e) = r {
+                // The cached state ran ahead of the store: reload it next time.
+                self.cache.remove(conv);
+                if matches!(e, Error::Fenced(_)) {
+                    FENCE_REFUSALS.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(conversation_id = %conv, "fenced: another sequencer owns this conversation");
+                }
+                failure.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failure {
+            // Everything stored is now a dedup hit: the retry re-emits it.
+            self.cache.clear();
+            return Err(match e {
+                Error::Fenced(m) => Error::Unavailable(format!("fenced: {m}")),
+                other => other,
+            });
+        }
+        for (conv, seq, head) in replays {
+            deliveries
+                .extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, head).await?);
+        }
+        let log = &self.ports.log;
+        if !dead.is_empty() {
+            log.append(&Topic::DeadLetter, dead).await?;
+        }
+        let (topics, batches): (Vec<Topic>, Vec<Vec<LogRecord>>) = receipts
+            .into_iter()
+            .map(|(g, r)| (Topic::Gateway(g), r))
+            .unzip();
+        let mut appends = vec![log.append(&Topic::Deliveries, deliveries)];
+        for (topic, records) in topics.iter().zip(batches) {
+            appends.push(log.append(topic, records));
+        }
+        for r in join_all(appends).await {
+            r?;
+        }
+        Ok(())
+    }
+}
