@@ -37,11 +37,7 @@ impl HistoryWriter {
         let out = BufWriter::with_capacity(1 << 20, file);
         Ok(Self {
             in_memory: false,
-            sink: Mutex::new(Sink::File {
-                path,
-                out,
-                error: None,
-            }),
+            sink: Mutex::new(Sink::File { path, out, error: None }),
         })
     }
 
@@ -96,12 +92,10 @@ impl HistoryWriter {
                     path: path.clone(),
                     source,
                 })?;
-                out.get_ref()
-                    .sync_all()
-                    .map_err(|source| CheckerError::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
+                out.get_ref().sync_all().map_err(|source| CheckerError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
                 Ok(Vec::new())
             }
         }
@@ -110,9 +104,7 @@ impl HistoryWriter {
     fn lock(&self) -> MutexGuard<'_, Sink> {
         // A panic while holding the lock leaves a consistent sink (at worst a
         // partial line, which the reader reports), so keep going.
-        self.sink
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
