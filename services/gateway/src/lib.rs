@@ -1,1 +1,45 @@
-//! seqline-gateway (in progress).
+//! The seqline gateway: holds the clients' WebSocket connections (protocol
+//! v1, see `docs/protocol.md`) and the HTTP API. It authenticates devices,
+//! validates and rate-limits their frames, publishes commands to the inbound
+//! topic in batches, answers sync, history and cursors from the store, and
+//! consumes its own topic to deliver receipts (`ack`/`nack`) and rectified
+//! pushes.
+//!
+//! The `seqline` binary wires it: [`run`] (or [`serve`] on a bound listener)
+//! with a [`GatewayConfig`], the [`Ports`] and a shutdown token.
+//!
+//! # Layout
+//! - [`config`]: [`GatewayConfig`] and its cross-field checks.
+//! - `server`: [`serve`]/[`run`], the router, background tasks, the drain.
+//! - `connection`: upgrade checks, `hello`, registration, close codes.
+//! - `session`: the per-connection loop (frames in, queue out, rectifier timer).
+//! - `requests`: send, sync, history, cursor and ping.
+//! - `frames`: parsing client frames into precise error codes.
+//! - `publisher`: the batching appender to the inbound topic.
+//! - `receipts`: the consumer of `gw.<id>` (receipts and packages).
+//! - `hub`: connections by device, with bounded queues.
+//! - `http`, `conversations`: the HTTP API and its error shape.
+//! - `state`: [`Ports`] and what the tasks share; `ratelimit`: token bucket.
+//! - [`metrics`]: counters at `GET /metrics`.
+
+pub mod config;
+mod connection;
+mod conversations;
+mod error;
+mod frames;
+mod http;
+mod hub;
+pub mod metrics;
+mod publisher;
+mod ratelimit;
+mod receipts;
+mod requests;
+mod server;
+mod session;
+mod state;
+
+pub use config::GatewayConfig;
+pub use error::Error;
+pub use metrics::Metrics;
+pub use server::{run, serve};
+pub use state::Ports;

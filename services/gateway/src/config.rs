@@ -1,0 +1,231 @@
+//! The gateway's configuration section.
+
+use seqline_core::GatewayId;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Shortest token secret accepted, bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Configuration of one gateway instance. Every field has a default; only
+/// `token_secret` must be set (an empty secret fails [`GatewayConfig::validate`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on for WebSocket and HTTP.
+    pub listen: SocketAddr,
+    /// This gateway's id: receipts and pushes for it travel on topic `gw.<id>`.
+    pub id: GatewayId,
+    /// Shared HMAC secret that signs device tokens (at least 16 bytes).
+    pub token_secret: String,
+    /// Browser origins allowed to open a WebSocket; empty allows any. A
+    /// request without an `Origin` header (a non-browser client) is allowed.
+    pub allowed_origins: Vec<String>,
+    /// Largest WebSocket frame or message accepted, bytes (larger: close 1009).
+    pub max_frame_bytes: usize,
+    /// Largest message body accepted, bytes (larger: `too_large`).
+    pub max_body_bytes: usize,
+    /// Largest page a sync or history answer returns.
+    pub max_page: u32,
+    /// Sends per second a connection may make on average.
+    pub max_sends_per_sec: u32,
+    /// Sends a connection may make in a burst above the average rate.
+    pub send_burst: u32,
+    /// Other frames (sync, history, cursor, ping) per second per connection.
+    pub max_requests_per_sec: u32,
+    /// Open WebSocket connections on this gateway (more: HTTP 503).
+    pub max_connections: usize,
+    /// Open WebSocket connections of one user (more: close 1013 after hello).
+    pub max_connections_per_user: usize,
+    /// Frames waiting to be written to one connection; a client that cannot
+    /// keep up is disconnected and recovers by sync.
+    pub send_queue: usize,
+    /// Commands waiting for the publisher (shared by all connections).
+    pub publish_queue: usize,
+    /// Most commands appended to the log in one batch.
+    pub publish_batch: usize,
+    /// How long the rectifier waits for a gap to fill before telling the
+    /// device to pull.
+    #[serde(with = "seqline_core::duration")]
+    pub rectifier_timeout: Duration,
+    /// Most entries the rectifier holds back per connection before giving up
+    /// and telling the device to pull.
+    pub rectifier_max_buffered: usize,
+    /// Time to live of a presence entry.
+    #[serde(with = "seqline_core::duration")]
+    pub presence_ttl: Duration,
+    /// How often presence entries of connected devices are refreshed.
+    #[serde(with = "seqline_core::duration")]
+    pub heartbeat: Duration,
+    /// How long a new connection may take to send `hello`.
+    #[serde(with = "seqline_core::duration")]
+    pub hello_timeout: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is
+    /// closed; the server pings every third of it.
+    #[serde(with = "seqline_core::duration")]
+    pub idle_timeout: Duration,
+    /// How long an HTTP request waits for the sequencer's receipt (then 504).
+    #[serde(with = "seqline_core::duration")]
+    pub http_receipt_timeout: Duration,
+    /// Largest HTTP request body accepted, bytes (larger: 413).
+    pub max_http_body_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7600)),
+            #[allow(clippy::expect_used)]
+            id: GatewayId::parse("gw-1").expect("a valid literal id"),
+            token_secret: String::new(),
+            allowed_origins: Vec::new(),
+            max_frame_bytes: 65536,
+            max_body_bytes: 16384,
+            max_page: 500,
+            max_sends_per_sec: 100,
+            send_burst: 200,
+            max_requests_per_sec: 100,
+            max_connections: 10_000,
+            max_connections_per_user: 16,
+            send_queue: 256,
+            publish_queue: 16_384,
+            publish_batch: 2048,
+            rectifier_timeout: Duration::from_millis(500),
+            rectifier_max_buffered: 1024,
+            presence_ttl: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            http_receipt_timeout: Duration::from_secs(10),
+            max_http_body_bytes: 65536,
+        }
+    }
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("listen", &self.listen)
+            .field("id", &self.id)
+            .field("token_secret", &"***")
+            .field("allowed_origins", &self.allowed_origins)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_page", &self.max_page)
+            .field("max_sends_per_sec", &self.max_sends_per_sec)
+            .field("send_burst", &self.send_burst)
+            .field("max_requests_per_sec", &self.max_requests_per_sec)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("send_queue", &self.send_queue)
+            .field("publish_queue", &self.publish_queue)
+            .field("publish_batch", &self.publish_batch)
+            .field("rectifier_timeout", &self.rectifier_timeout)
+            .field("rectifier_max_buffered", &self.rectifier_max_buffered)
+            .field("presence_ttl", &self.presence_ttl)
+            .field("heartbeat", &self.heartbeat)
+            .field("hello_timeout", &self.hello_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("http_receipt_timeout", &self.http_receipt_timeout)
+            .field("max_http_body_bytes", &self.max_http_body_bytes)
+            .finish()
+    }
+}
+
+impl GatewayConfig {
+    /// Cross-field checks, run once at start-up before anything connects.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.token_secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "gateway.token_secret must be at least {MIN_SECRET_BYTES} bytes"
+            ));
+        }
+        let positive = [
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_page", self.max_page as usize),
+            ("max_sends_per_sec", self.max_sends_per_sec as usize),
+            ("send_burst", self.send_burst as usize),
+            ("max_requests_per_sec", self.max_requests_per_sec as usize),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_user", self.max_connections_per_user),
+            ("send_queue", self.send_queue),
+            ("publish_queue", self.publish_queue),
+            ("publish_batch", self.publish_batch),
+            ("rectifier_max_buffered", self.rectifier_max_buffered),
+            ("max_http_body_bytes", self.max_http_body_bytes),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("gateway.{name} must be greater than 0"));
+        }
+        if self.max_body_bytes >= self.max_frame_bytes {
+            return Err("gateway.max_body_bytes must be smaller than gateway.max_frame_bytes".into());
+        }
+        if self.max_connections_per_user > self.max_connections {
+            return Err("gateway.max_connections_per_user must not exceed gateway.max_connections".into());
+        }
+        let nonzero = [
+            ("rectifier_timeout", self.rectifier_timeout),
+            ("heartbeat", self.heartbeat),
+            ("hello_timeout", self.hello_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("http_receipt_timeout", self.http_receipt_timeout),
+        ];
+        if let Some((name, _)) = nonzero.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("gateway.{name} must be longer than 0"));
+        }
+        if self.heartbeat >= self.presence_ttl {
+            return Err("gateway.heartbeat must be shorter than gateway.presence_ttl".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> GatewayConfig {
+        GatewayConfig {
+            token_secret: "0123456789abcdef".into(),
+            ..GatewayConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_need_only_a_secret() {
+        assert!(GatewayConfig::default().validate().is_err());
+        assert_eq!(good().validate(), Ok(()));
+    }
+
+    #[test]
+    fn cross_field_checks() {
+        let c = GatewayConfig {
+            heartbeat: Duration::from_secs(60),
+            ..good()
+        };
+        assert!(c.validate().unwrap_err().contains("heartbeat"));
+        let c = GatewayConfig {
+            max_body_bytes: 70_000,
+            ..good()
+        };
+        assert!(c.validate().unwrap_err().contains("max_body_bytes"));
+        let c = GatewayConfig {
+            send_queue: 0,
+            ..good()
+        };
+        assert!(c.validate().unwrap_err().contains("send_queue"));
+    }
+
+    #[test]
+    fn secret_is_masked_and_durations_read_as_text() {
+        let c = good();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let json = r#"{"rectifier_timeout":"250ms","id":"gw-7"}"#;
+        let c: GatewayConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(c.rectifier_timeout, Duration::from_millis(250));
+        assert_eq!(c.id.as_str(), "gw-7");
+        assert!(serde_json::from_str::<GatewayConfig>(r#"{"nope":1}"#).is_err());
+    }
+}

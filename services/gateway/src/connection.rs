@@ -1,0 +1,314 @@
+//! One WebSocket connection: checks before the upgrade, the `hello`
+//! handshake, registration (hub and presence), the session, and the close.
+
+use crate::frames;
+use crate::http::ApiError;
+use crate::hub::{ConnHandle, DeviceKey};
+use crate::session::Session;
+use crate::state::{Shared, Slot};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame, PROTOCOL_VERSION};
+use seqline_core::token::{now_secs, Claims, TokenError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, instrument, warn, Span};
+
+/// Frames before a good `hello` that are answered before the connection is closed.
+const MAX_UNAUTHENTICATED: u32 = 3;
+/// How long closing waits for the socket.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// WebSocket close codes the gateway uses.
+pub(crate) mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// How a connection ends.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// Send a close frame with this code and reason.
+    Close(u16, &'static str),
+    /// The socket is gone or unusable: just drop it.
+    Gone,
+}
+
+/// `GET /v1/ws`: refuses disallowed origins (403) and a full gateway (503)
+/// before upgrading.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let status = rejection.status();
+            return ApiError::new(status, ErrorCode::BadFrame, rejection.body_text()).into_response();
+        }
+    };
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = &shared.config.allowed_origins;
+        let ok = allowed.is_empty() || origin.to_str().is_ok_and(|o| allowed.iter().any(|a| a == o));
+        if !ok {
+            shared.metrics.error(ErrorCode::Forbidden);
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this origin is not allowed",
+            )
+            .into_response();
+        }
+    }
+    if shared.stop.is_cancelled() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the gateway is stopping",
+        )
+        .into_response();
+    }
+    let Some(slot) = shared.take_slot() else {
+        shared.metrics.error(ErrorCode::Unavailable);
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "too many connections",
+        )
+        .into_response();
+    };
+    let token = shared.tracker.token();
+    let max = shared.config.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            run(shared, socket, slot).await;
+            drop(token);
+        })
+}
+
+#[instrument(skip_all, fields(conn = slot.id, user_id = tracing::field::Empty, device = tracing::field::Empty))]
+async fn run(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot) {
+    let exit = match hello(&shared, &mut socket).await {
+        Ok(claims) => {
+            Span::current()
+                .record("user_id", claims.sub.as_str())
+                .record("device", claims.dev.as_str());
+            serve_session(&shared, &mut socket, slot.id, claims).await
+        }
+        Err(exit) => exit,
+    };
+    debug!(?exit, "connection ends");
+    if let Exit::Close(code, reason) = exit {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(Message::Close(Some(frame)))).await;
+        // Read until the client answers the close, so it gets to read ours.
+        let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = socket.recv().await {} }).await;
+    }
+    drop(slot);
+}
+
+/// Sends one frame during the handshake.
+async fn say(shared: &Shared, socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), Exit> {
+    if let ServerFrame::Error { code, .. } = frame {
+        shared.metrics.error(*code);
+    }
+    let text = serde_json::to_string(frame).map_err(|_| Exit::Gone)?;
+    match tokio::time::timeout(shared.config.idle_timeout, socket.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => {
+            shared.metrics.frames_out.inc();
+            Ok(())
+        }
+        _ => Err(Exit::Gone),
+    }
+}
+
+/// Waits for a good `hello`; answers anything else and gives up after a few.
+async fn hello(shared: &Shared, socket: &mut WebSocket) -> Result<Claims, Exit> {
+    let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
+    let mut strikes = 0;
+    loop {
+        let msg = tokio::select! {
+            m = tokio::time::timeout_at(deadline, socket.recv()) => m,
+            () = shared.stop.cancelled() => return Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
+        };
+        let msg = match msg {
+            Err(_) => {
+                let e = ServerFrame::error(None, ErrorCode::Unauthenticated, "no hello in time");
+                say(shared, socket, &e).await?;
+                return Err(Exit::Close(close::POLICY, "no hello in time"));
+            }
+            Ok(None) => return Err(Exit::Gone),
+            Ok(Some(Err(e))) => return Err(socket_error(shared, e)),
+            Ok(Some(Ok(m))) => m,
+        };
+        let reply = match msg {
+            Message::Text(text) => {
+                shared.metrics.frames_in.inc();
+                match frames::parse(&text) {
+                    Ok(ClientFrame::Hello { token }) => return check_token(shared, socket, &token).await,
+                    Ok(_) => ServerFrame::error(None, ErrorCode::Unauthenticated, "send hello with a token first"),
+                    Err(r) => ServerFrame::error(r.req, r.code, r.message),
+                }
+            }
+            Message::Binary(_) => {
+                shared.metrics.frames_in.inc();
+                ServerFrame::error(
+                    None,
+                    ErrorCode::BadFrame,
+                    "binary frames are not accepted; send JSON text",
+                )
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => return Err(Exit::Gone),
+        };
+        say(shared, socket, &reply).await?;
+        strikes += 1;
+        if strikes >= MAX_UNAUTHENTICATED {
+            return Err(Exit::Close(close::POLICY, "authenticate first"));
+        }
+    }
+}
+
+async fn check_token(shared: &Shared, socket: &mut WebSocket, token: &str) -> Result<Claims, Exit> {
+    match shared.key.verify(token, now_secs()) {
+        Ok(claims) => Ok(claims),
+        Err(e @ (TokenError::Expired | TokenError::NotYetValid)) => {
+            say(
+                shared,
+                socket,
+                &ServerFrame::error(None, ErrorCode::TokenExpired, e.to_string()),
+            )
+            .await?;
+            Err(Exit::Close(close::POLICY, "token expired"))
+        }
+        Err(e) => {
+            say(
+                shared,
+                socket,
+                &ServerFrame::error(None, ErrorCode::BadToken, e.to_string()),
+            )
+            .await?;
+            Err(Exit::Close(close::POLICY, "bad token"))
+        }
+    }
+}
+
+/// Maps a socket error to how the connection ends: the protocol layer's own
+/// refusals get their close code.
+pub(crate) fn socket_error(shared: &Shared, e: axum::Error) -> Exit {
+    match e.into_inner().downcast::<tungstenite::Error>().map(|b| *b) {
+        Ok(tungstenite::Error::Utf8(_)) => {
+            shared.metrics.error(ErrorCode::InvalidUtf8);
+            Exit::Close(close::INVALID_DATA, "text frames must be UTF-8")
+        }
+        Ok(tungstenite::Error::Capacity(_)) => {
+            shared.metrics.error(ErrorCode::TooLarge);
+            Exit::Close(close::TOO_BIG, "frame too large")
+        }
+        Ok(tungstenite::Error::Protocol(_)) => Exit::Close(close::PROTOCOL, "protocol error"),
+        _ => Exit::Gone,
+    }
+}
+
+/// Registers the authenticated connection, welcomes it and runs the session.
+async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, claims: Claims) -> Exit {
+    let key = DeviceKey {
+        user: claims.sub,
+        device: claims.dev,
+    };
+    let (tx, mut rx) = mpsc::channel(shared.config.send_queue);
+    let kick = CancellationToken::new();
+    let handle = ConnHandle {
+        id,
+        tx: tx.clone(),
+        kick: kick.clone(),
+    };
+    if shared.hub.attach(&key, handle).is_err() {
+        let e = ServerFrame::error(None, ErrorCode::RateLimited, "too many connections for this user");
+        return match say(shared, socket, &e).await {
+            Ok(()) => Exit::Close(close::TRY_AGAIN_LATER, "too many connections for this user"),
+            Err(exit) => exit,
+        };
+    }
+    let exit = welcome_and_run(shared, socket, &key, tx, &mut rx, &kick).await;
+    if shared.hub.detach(&key, id) {
+        let presence = &shared.ports.presence;
+        if let Err(e) = presence.unregister(&key.user, &key.device, &shared.config.id).await {
+            warn!(error = %e, "unregistering presence failed; the entry expires by itself");
+        }
+    }
+    exit
+}
+
+async fn welcome_and_run(
+    shared: &Arc<Shared>,
+    socket: &mut WebSocket,
+    key: &DeviceKey,
+    tx: mpsc::Sender<crate::hub::Outbound>,
+    rx: &mut mpsc::Receiver<crate::hub::Outbound>,
+    kick: &CancellationToken,
+) -> Exit {
+    let c = &shared.config;
+    let store = &shared.ports.store;
+    // Presence first, then the head: a package for anything after the head
+    // then finds this connection.
+    let registered = shared
+        .ports
+        .presence
+        .register(&key.user, &key.device, &c.id, c.presence_ttl)
+        .await;
+    let state = match registered {
+        Ok(()) => match store.timeline_head(&key.user).await {
+            Ok(head) => store.device_cursor(&key.user, &key.device).await.map(|cur| (head, cur)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let (head, cursor) = match state {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot welcome: a backend is unavailable");
+            let err = ServerFrame::error(None, ErrorCode::Unavailable, "the service is unavailable; retry later");
+            return match say(shared, socket, &err).await {
+                Ok(()) => Exit::Close(close::TRY_AGAIN_LATER, "backend unavailable"),
+                Err(exit) => exit,
+            };
+        }
+    };
+    let welcome = ServerFrame::Welcome {
+        protocol: PROTOCOL_VERSION,
+        user: key.user.clone(),
+        device: key.device.clone(),
+        head: head.0,
+        cursor: cursor.map(|c| c.0),
+        limits: Limits {
+            max_frame_bytes: c.max_frame_bytes,
+            max_body_bytes: c.max_body_bytes,
+            max_page: c.max_page,
+            max_sends_per_sec: c.max_sends_per_sec,
+        },
+    };
+    if let Err(exit) = say(shared, socket, &welcome).await {
+        return exit;
+    }
+    info!(head = head.0, "connection authenticated");
+    Session::new(Arc::clone(shared), key.clone(), head.0, tx)
+        .run(socket, rx, kick)
+        .await
+}

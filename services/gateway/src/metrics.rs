@@ -1,0 +1,154 @@
+//! A handful of counters, rendered as Prometheus text at `GET /metrics`.
+
+use seqline_core::protocol::ErrorCode;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const ERROR_CODES: [ErrorCode; 15] = [
+    ErrorCode::BadFrame,
+    ErrorCode::UnknownType,
+    ErrorCode::InvalidField,
+    ErrorCode::TooLarge,
+    ErrorCode::InvalidUtf8,
+    ErrorCode::Unauthenticated,
+    ErrorCode::BadToken,
+    ErrorCode::TokenExpired,
+    ErrorCode::AlreadyAuthenticated,
+    ErrorCode::NotMember,
+    ErrorCode::Forbidden,
+    ErrorCode::RateLimited,
+    ErrorCode::NotFound,
+    ErrorCode::Unavailable,
+    ErrorCode::Internal,
+];
+
+/// One counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Takes one away (gauges only).
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The gateway's counters. Cheap to bump from any task.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// WebSocket connections accepted since start.
+    pub connections_total: Counter,
+    /// WebSocket connections open now.
+    pub connections_open: Counter,
+    /// Connections closed because their send queue overflowed.
+    pub connections_kicked: Counter,
+    /// Frames received from clients.
+    pub frames_in: Counter,
+    /// Frames sent to clients.
+    pub frames_out: Counter,
+    /// Commands appended to the inbound topic.
+    pub commands_published: Counter,
+    /// Appends of batches to the inbound topic.
+    pub publish_batches: Counter,
+    /// Commands whose append failed.
+    pub publish_failures: Counter,
+    /// `ack` frames sent.
+    pub acks: Counter,
+    /// `nack` frames sent.
+    pub nacks: Counter,
+    /// `push` frames sent.
+    pub pushes: Counter,
+    /// `pull` frames sent.
+    pub pulls: Counter,
+    /// Receipts or packages for no connection on this gateway.
+    pub undeliverable: Counter,
+    /// HTTP API requests answered.
+    pub http_requests: Counter,
+    errors: [Counter; ERROR_CODES.len()],
+}
+
+impl Metrics {
+    /// Counts an error frame or HTTP error with `code`.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ERROR_CODES.iter().position(|c| *c == code) {
+            self.errors[i].inc();
+        }
+    }
+
+    /// Errors counted with `code`.
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.errors[i].get())
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &Counter, &str); 14] = [
+            ("connections_total", &self.connections_total, "counter"),
+            ("connections_open", &self.connections_open, "gauge"),
+            ("connections_kicked_total", &self.connections_kicked, "counter"),
+            ("frames_in_total", &self.frames_in, "counter"),
+            ("frames_out_total", &self.frames_out, "counter"),
+            ("commands_published_total", &self.commands_published, "counter"),
+            ("publish_batches_total", &self.publish_batches, "counter"),
+            ("publish_failures_total", &self.publish_failures, "counter"),
+            ("acks_total", &self.acks, "counter"),
+            ("nacks_total", &self.nacks, "counter"),
+            ("pushes_total", &self.pushes, "counter"),
+            ("pulls_total", &self.pulls, "counter"),
+            ("undeliverable_total", &self.undeliverable, "counter"),
+            ("http_requests_total", &self.http_requests, "counter"),
+        ];
+        for (name, c, kind) in counters {
+            let _ = writeln!(
+                out,
+                "# TYPE seqline_gateway_{name} {kind}\nseqline_gateway_{name} {}",
+                c.get()
+            );
+        }
+        let _ = writeln!(out, "# TYPE seqline_gateway_errors_total counter");
+        for (code, c) in ERROR_CODES.iter().zip(&self.errors) {
+            let label = serde_json::to_value(code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            let _ = writeln!(
+                out,
+                "seqline_gateway_errors_total{{code=\"{}\"}} {}",
+                label.unwrap_or_default(),
+                c.get()
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_error_codes() {
+        let m = Metrics::default();
+        m.acks.add(3);
+        m.error(ErrorCode::RateLimited);
+        let text = m.render();
+        assert!(text.contains("seqline_gateway_acks_total 3"));
+        assert!(text.contains("seqline_gateway_errors_total{code=\"rate_limited\"} 1"));
+        assert_eq!(m.errors(ErrorCode::RateLimited), 1);
+    }
+}

@@ -1,0 +1,254 @@
+//! What a session does with each authenticated frame: publish sends, answer
+//! sync, history, cursor and ping from the store.
+
+use crate::connection::Exit;
+use crate::publisher::{Job, Notify};
+use crate::session::Session;
+use axum::extract::ws::WebSocket;
+use seqline_core::model::{now_ms, VectorClock};
+use seqline_core::protocol::{ErrorCode, ServerFrame};
+use seqline_core::records::{Command, Origin, SendCommand};
+use seqline_core::{ClientMsgId, ConvSeq, ConversationId, UserSeq};
+use std::time::Instant;
+use tracing::warn;
+
+/// Most participants a vector clock may name.
+const MAX_VCLOCK: usize = 1024;
+
+fn unavailable(req: Option<u64>, e: &seqline_core::Error) -> ServerFrame {
+    warn!(error = %e, "a store read failed");
+    ServerFrame::error(req, ErrorCode::Unavailable, "the store is unavailable; retry later")
+}
+
+impl Session {
+    fn page_limit(&self, req: u64, limit: Option<u32>) -> Result<usize, ServerFrame> {
+        match limit {
+            Some(0) => Err(ServerFrame::error(
+                Some(req),
+                ErrorCode::InvalidField,
+                "limit must be at least 1",
+            )),
+            Some(n) => Ok(n.min(self.shared.config.max_page) as usize),
+            None => Ok(self.shared.config.max_page as usize),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn send(
+        &mut self,
+        socket: &mut WebSocket,
+        id: ClientMsgId,
+        conv: ConversationId,
+        body: String,
+        prev: Option<ClientMsgId>,
+        priority: bool,
+        vclock: VectorClock,
+    ) -> Result<(), Exit> {
+        let max = self.shared.config.max_body_bytes;
+        let refusal = if id.0.is_nil() {
+            Some((
+                ErrorCode::InvalidField,
+                format!("message {id}: the id must be a non-nil UUID"),
+            ))
+        } else if body.len() > max {
+            Some((
+                ErrorCode::TooLarge,
+                format!("message {id}: the body is {} bytes, over {max}", body.len()),
+            ))
+        } else if body.is_empty() {
+            Some((ErrorCode::InvalidField, format!("message {id}: the body is empty")))
+        } else if prev == Some(id) {
+            Some((
+                ErrorCode::InvalidField,
+                format!("message {id}: prev names the message itself"),
+            ))
+        } else if vclock.len() > MAX_VCLOCK {
+            Some((
+                ErrorCode::InvalidField,
+                format!("message {id}: the vector clock names over {MAX_VCLOCK} users"),
+            ))
+        } else if !self.sends.try_take(Instant::now()) {
+            let rate = self.shared.config.max_sends_per_sec;
+            Some((
+                ErrorCode::RateLimited,
+                format!("message {id}: over {rate} sends per second; resend it later"),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            return self.write(socket, &ServerFrame::error(None, code, message)).await;
+        }
+        // The sender is the token's user and device, whatever the frame says:
+        // a frame cannot even name another sender (unknown fields are refused).
+        let origin = Origin {
+            gateway: self.shared.config.id.clone(),
+            user: self.key.user.clone(),
+            device: self.key.device.clone(),
+            request: 0,
+        };
+        let command = Command::Send(SendCommand {
+            origin,
+            conv,
+            client_msg_id: id,
+            prev,
+            body,
+            priority,
+            vclock,
+            sent_ms: now_ms(),
+        });
+        let job = Job {
+            command,
+            notify: Notify::Connection {
+                tx: self.tx.clone(),
+                id,
+            },
+        };
+        let published = tokio::select! {
+            r = self.shared.publisher.publish(job) => r.is_ok(),
+            () = self.shared.stop.cancelled() => false,
+        };
+        if published {
+            Ok(())
+        } else {
+            let e = ServerFrame::error(
+                None,
+                ErrorCode::Unavailable,
+                format!("message {id}: the gateway is stopping"),
+            );
+            self.write(socket, &e).await
+        }
+    }
+
+    pub(crate) async fn sync(
+        &mut self,
+        socket: &mut WebSocket,
+        req: u64,
+        after: u64,
+        limit: Option<u32>,
+    ) -> Result<(), Exit> {
+        let limit = match self.page_limit(req, limit) {
+            Ok(l) => l,
+            Err(e) => return self.write(socket, &e).await,
+        };
+        let store = &self.shared.ports.store;
+        let head = match store.timeline_head(&self.key.user).await {
+            Ok(h) => h.0,
+            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        };
+        if after > head {
+            let reason = format!("the cursor {after} is beyond the timeline head {head}: start over from the head");
+            return self.write(socket, &ServerFrame::Reset { req, head, reason }).await;
+        }
+        let entries = match store.timeline_after(&self.key.user, UserSeq(after), limit).await {
+            Ok(e) => e,
+            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        };
+        // Never a silent gap: the page must continue the cursor exactly.
+        let contiguous = entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.user_seq.0 == after + 1 + i as u64);
+        if !contiguous || (entries.is_empty() && after < head) {
+            let reason = format!("entries after {after} can no longer be served: start over from the head");
+            return self.write(socket, &ServerFrame::Reset { req, head, reason }).await;
+        }
+        let last = entries.last().map_or(after, |e| e.user_seq.0);
+        let head = head.max(last);
+        let page = ServerFrame::SyncPage {
+            req,
+            entries,
+            head,
+            more: last < head,
+        };
+        self.write(socket, &page).await?;
+        let releases = self.rectifier.synced(last, Instant::now());
+        self.release(socket, releases).await
+    }
+
+    pub(crate) async fn history(
+        &mut self,
+        socket: &mut WebSocket,
+        req: u64,
+        conv: ConversationId,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<(), Exit> {
+        if before.is_some() && after.is_some() {
+            let e = ServerFrame::error(Some(req), ErrorCode::InvalidField, "give before or after, not both");
+            return self.write(socket, &e).await;
+        }
+        let limit = match self.page_limit(req, limit) {
+            Ok(l) => l,
+            Err(e) => return self.write(socket, &e).await,
+        };
+        let store = &self.shared.ports.store;
+        let not_member = || {
+            ServerFrame::error(
+                Some(req),
+                ErrorCode::NotMember,
+                "not a member of this conversation, or it does not exist",
+            )
+        };
+        // A missing conversation and one the user is not in get one answer.
+        match store.member_role(&conv, &self.key.user).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return self.write(socket, &not_member()).await,
+            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        }
+        let head = match store.conversation_head(&conv).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return self.write(socket, &not_member()).await,
+            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        };
+        let page = match (before, after) {
+            (_, Some(a)) => store.messages_after(&conv, ConvSeq(a), limit).await,
+            (Some(b), None) => store.messages_before(&conv, ConvSeq(b), limit).await,
+            (None, None) => {
+                store
+                    .messages_before(&conv, ConvSeq(head.0.saturating_add(1)), limit)
+                    .await
+            }
+        };
+        let frame = match page {
+            Ok(messages) => ServerFrame::HistoryPage {
+                req,
+                conv,
+                messages,
+                head: head.0,
+            },
+            Err(e) => unavailable(Some(req), &e),
+        };
+        self.write(socket, &frame).await
+    }
+
+    pub(crate) async fn cursor(&mut self, socket: &mut WebSocket, user_seq: u64) -> Result<(), Exit> {
+        let store = &self.shared.ports.store;
+        let head = match store.timeline_head(&self.key.user).await {
+            Ok(h) => h.0,
+            Err(e) => return self.write(socket, &unavailable(None, &e)).await,
+        };
+        if user_seq > head {
+            let msg = format!("cursor {user_seq} is beyond the timeline head {head}");
+            return self
+                .write(socket, &ServerFrame::error(None, ErrorCode::InvalidField, msg))
+                .await;
+        }
+        match store
+            .set_device_cursor(&self.key.user, &self.key.device, UserSeq(user_seq))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => self.write(socket, &unavailable(None, &e)).await,
+        }
+    }
+
+    pub(crate) async fn ping(&mut self, socket: &mut WebSocket, req: Option<u64>) -> Result<(), Exit> {
+        let frame = match self.shared.ports.store.timeline_head(&self.key.user).await {
+            Ok(head) => ServerFrame::Pong { req, head: head.0 },
+            Err(e) => unavailable(req, &e),
+        };
+        self.write(socket, &frame).await
+    }
+}

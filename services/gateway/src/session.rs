@@ -1,0 +1,215 @@
+//! An authenticated connection: one task reads frames, writes answers,
+//! forwards receipts, and rectifies pushes (with a timer for its gap).
+
+use crate::connection::{close, socket_error, Exit};
+use crate::frames;
+use crate::hub::{DeviceKey, Outbound};
+use crate::ratelimit::TokenBucket;
+use crate::state::Shared;
+use axum::extract::ws::{Message, WebSocket};
+use seqline_core::algo::rectifier::{Rectifier, Release};
+use seqline_core::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// State of one authenticated connection.
+pub(crate) struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) key: DeviceKey,
+    pub(crate) rectifier: Rectifier,
+    pub(crate) sends: TokenBucket,
+    pub(crate) requests: TokenBucket,
+    /// This connection's own queue, for the publisher to report failures on.
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    kick: CancellationToken,
+}
+
+impl Session {
+    /// A session for a device whose pushes start after `head`.
+    pub fn new(shared: Arc<Shared>, key: DeviceKey, head: u64, tx: mpsc::Sender<Outbound>) -> Self {
+        let c = &shared.config;
+        let now = Instant::now();
+        let rectifier = Rectifier::new(head, c.rectifier_timeout, c.rectifier_max_buffered);
+        let sends = TokenBucket::new(c.max_sends_per_sec, c.send_burst, now);
+        let requests = TokenBucket::new(c.max_requests_per_sec, c.max_requests_per_sec, now);
+        Self {
+            shared,
+            key,
+            rectifier,
+            sends,
+            requests,
+            tx,
+            kick: CancellationToken::new(),
+        }
+    }
+
+    /// Runs until the client leaves, the gateway stops or the connection is kicked.
+    pub async fn run(
+        mut self,
+        socket: &mut WebSocket,
+        rx: &mut mpsc::Receiver<Outbound>,
+        kick: &CancellationToken,
+    ) -> Exit {
+        self.kick = kick.clone();
+        let idle = self.shared.config.idle_timeout;
+        let mut ping = tokio::time::interval(idle / 3);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut last_in = tokio::time::Instant::now();
+        let stop = self.shared.stop.clone();
+        loop {
+            let deadline = self.rectifier.deadline().map(tokio::time::Instant::from_std);
+            let step = tokio::select! {
+                biased;
+                () = stop.cancelled() => Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
+                () = kick.cancelled() => Err(Exit::Close(close::POLICY, "too slow: reconnect and sync")),
+                Some(out) = rx.recv() => self.outbound(socket, out).await,
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    let releases = self.rectifier.poll(Instant::now());
+                    self.release(socket, releases).await
+                }
+                msg = socket.recv() => match msg {
+                    None => Err(Exit::Gone),
+                    Some(Err(e)) => Err(socket_error(&self.shared, e)),
+                    Some(Ok(m)) => {
+                        last_in = tokio::time::Instant::now();
+                        self.incoming(socket, m).await
+                    }
+                },
+                _ = ping.tick() => {
+                    if last_in.elapsed() >= idle {
+                        Err(Exit::Close(close::NORMAL, "idle"))
+                    } else {
+                        self.write_raw(socket, Message::Ping(Default::default())).await
+                    }
+                }
+            };
+            if let Err(exit) = step {
+                return exit;
+            }
+        }
+    }
+
+    async fn outbound(&mut self, socket: &mut WebSocket, out: Outbound) -> Result<(), Exit> {
+        match out {
+            Outbound::Frame(frame) => self.write(socket, &frame).await,
+            Outbound::Package(p) => {
+                if p.user != self.key.user || p.device != self.key.device {
+                    return Ok(());
+                }
+                let releases = self.rectifier.offer(p, Instant::now());
+                self.release(socket, releases).await
+            }
+        }
+    }
+
+    /// Writes what the rectifier let go.
+    pub(crate) async fn release(&mut self, socket: &mut WebSocket, releases: Vec<Release>) -> Result<(), Exit> {
+        for r in releases {
+            let frame = match r {
+                Release::Push { package, entries } => ServerFrame::Push { package, entries },
+                Release::Pull { after } => ServerFrame::Pull { after },
+            };
+            self.write(socket, &frame).await?;
+        }
+        Ok(())
+    }
+
+    async fn incoming(&mut self, socket: &mut WebSocket, msg: Message) -> Result<(), Exit> {
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                self.shared.metrics.frames_in.inc();
+                let e = ServerFrame::error(
+                    None,
+                    ErrorCode::BadFrame,
+                    "binary frames are not accepted; send JSON text",
+                );
+                return self.write(socket, &e).await;
+            }
+            // The protocol layer answers pings and close frames itself.
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Close(_) => return Err(Exit::Gone),
+        };
+        self.shared.metrics.frames_in.inc();
+        let frame = match frames::parse(&text) {
+            Ok(f) => f,
+            Err(r) => return self.write(socket, &ServerFrame::error(r.req, r.code, r.message)).await,
+        };
+        if !matches!(frame, ClientFrame::Send { .. }) && !self.requests.try_take(Instant::now()) {
+            let req = match &frame {
+                ClientFrame::Sync { req, .. } | ClientFrame::History { req, .. } => Some(*req),
+                ClientFrame::Ping { req } => *req,
+                _ => None,
+            };
+            let e = ServerFrame::error(req, ErrorCode::RateLimited, "too many requests; slow down");
+            return self.write(socket, &e).await;
+        }
+        match frame {
+            ClientFrame::Hello { .. } => {
+                let e = ServerFrame::error(
+                    None,
+                    ErrorCode::AlreadyAuthenticated,
+                    "this connection is authenticated",
+                );
+                self.write(socket, &e).await
+            }
+            ClientFrame::Send {
+                id,
+                conv,
+                body,
+                prev,
+                priority,
+                vclock,
+            } => self.send(socket, id, conv, body, prev, priority, vclock).await,
+            ClientFrame::Sync { req, after, limit } => self.sync(socket, req, after, limit).await,
+            ClientFrame::History {
+                req,
+                conv,
+                before,
+                after,
+                limit,
+            } => self.history(socket, req, conv, before, after, limit).await,
+            ClientFrame::Cursor { user_seq } => self.cursor(socket, user_seq).await,
+            ClientFrame::Ping { req } => self.ping(socket, req).await,
+        }
+    }
+
+    /// Writes one frame, counting it.
+    pub(crate) async fn write(&mut self, socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), Exit> {
+        let m = &self.shared.metrics;
+        match frame {
+            ServerFrame::Ack { .. } => m.acks.inc(),
+            ServerFrame::Nack { .. } => m.nacks.inc(),
+            ServerFrame::Push { .. } => m.pushes.inc(),
+            ServerFrame::Pull { .. } => m.pulls.inc(),
+            ServerFrame::Error { code, .. } => m.error(*code),
+            _ => {}
+        }
+        let text = serde_json::to_string(frame).map_err(|_| Exit::Close(close::INTERNAL, "internal error"))?;
+        self.write_raw(socket, Message::Text(text.into())).await?;
+        self.shared.metrics.frames_out.inc();
+        Ok(())
+    }
+
+    /// Writes a message; a client that does not read within the idle timeout,
+    /// or is kicked meanwhile, is dropped.
+    async fn write_raw(&mut self, socket: &mut WebSocket, msg: Message) -> Result<(), Exit> {
+        tokio::select! {
+            r = tokio::time::timeout(self.shared.config.idle_timeout, socket.send(msg)) => match r {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(Exit::Gone),
+            },
+            () = self.kick.cancelled() => Err(Exit::Gone),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
