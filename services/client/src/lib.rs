@@ -1,1 +1,57 @@
-//! seqline-client (in progress).
+//! The client SDK of seqline: connect a device with a token, send messages
+//! that resolve to `Sent(conv_seq)` or `Failed` (resent with the same client
+//! id, bounded, with backoff and jitter), and receive the user's timeline
+//! exactly once per `user_seq`, in order, across reconnects, from a persisted
+//! cursor. Gaps are noticed (out-of-order pushes, a pong head above the
+//! cursor) and filled by syncing; history pages back to `conv_seq` 1 and can
+//! be ordered causally by vector clocks.
+//!
+//! ```no_run
+//! # async fn demo() -> seqline_client::Result<()> {
+//! use seqline_client::{Client, ClientConfig, Event};
+//! let (client, mut events) = Client::connect(ClientConfig::new("ws://127.0.0.1:7600/v1/ws", "TOKEN")).await?;
+//! let conv = seqline_core::ConversationId::parse("dm:alice:bob").map_err(|e| seqline_client::ClientError::Config(e.to_string()))?;
+//! let handle = client.send(conv, "hello").await?;
+//! tokio::spawn(async move {
+//!     while let Some(ev) = events.recv().await {
+//!         if let Event::Message { entry, .. } = ev { println!("{}", entry.message.body) }
+//!     }
+//! });
+//! println!("{:?}", handle.outcome().await);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`client`]: [`Client`], the application's handle (send, history, ping, close).
+//! - [`config`]: [`ClientConfig`] and [`ResendPolicy`].
+//! - [`event`]: [`Event`] and the bounded [`EventStream`].
+//! - [`handle`]: [`SendHandle`] and [`SendState`].
+//! - [`cursor`]: [`CursorStore`] with [`MemoryCursor`] and [`FileCursor`].
+//! - [`http`]: [`HttpApi`], the conversation calls over HTTP/1.1.
+//! - [`outbox`], [`inbox`], [`backoff`], [`clocks`]: the pure parts (resend
+//!   rules, exactly-once ordered release, backoff and pacing, vector clocks).
+//! - `driver`: the background task that owns the socket.
+//! - [`error`]: the error type, [`ClientError`].
+
+pub mod backoff;
+pub mod client;
+pub mod clocks;
+pub mod config;
+pub mod cursor;
+mod driver;
+pub mod error;
+pub mod event;
+pub mod handle;
+pub mod http;
+pub mod inbox;
+pub mod outbox;
+
+pub use backoff::Backoff;
+pub use client::{Client, HistoryPage, SendOptions, SyncAnswer};
+pub use config::{ClientConfig, ResendPolicy};
+pub use cursor::{CursorStore, FileCursor, MemoryCursor};
+pub use driver::Status;
+pub use error::{ClientError, Result};
+pub use event::{Event, EventStream, Via};
+pub use handle::{FailReason, SendHandle, SendState};
+pub use http::{Created, HttpApi};

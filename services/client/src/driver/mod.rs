@@ -1,0 +1,338 @@
+//! The background task that owns the socket: connects, authenticates,
+//! syncs, resends, and reconnects with backoff and jitter after any drop.
+
+mod frames;
+mod requests;
+mod session;
+
+pub(crate) use requests::{Ask, Call};
+
+use crate::backoff::Backoff;
+use crate::clocks::Clocks;
+use crate::config::{ClientConfig, ResendPolicy};
+use crate::cursor::CursorStore;
+use crate::error::ClientError;
+use crate::event::Event;
+use crate::handle::{FailReason, SendState};
+use crate::inbox::Inbox;
+use crate::outbox::{Outbox, Pending};
+use futures_util::{SinkExt, StreamExt};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use requests::Requests;
+use seqline_core::ids::{ClientMsgId, DeviceId, UserId};
+use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the client shows of its background task.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Status {
+    /// Connected and authenticated now.
+    pub connected: bool,
+    /// The initial sync of this connection finished.
+    pub synced: bool,
+    /// The device cursor: everything up to here was delivered.
+    pub cursor: u64,
+    /// The latest timeline head the server reported.
+    pub head: u64,
+    /// Messages waiting for their ack.
+    pub pending: usize,
+    /// Successful connections so far.
+    pub connects: u64,
+    /// The user and device the token names (known after the first welcome).
+    pub user: Option<UserId>,
+    /// The device.
+    pub device: Option<DeviceId>,
+    /// Limits the server announced.
+    pub limits: Option<Limits>,
+    /// The task has stopped (closed, or the token was refused).
+    pub closed: bool,
+    /// Why the server refused the token, when it did.
+    pub refused: Option<(ErrorCode, String)>,
+}
+
+/// A send handed to the task.
+pub(crate) struct SendCmd {
+    pub msg: Pending,
+    pub stamp: bool,
+    pub state: watch::Sender<SendState>,
+}
+
+/// Anything else handed to the task.
+pub(crate) enum Control {
+    Request(Call),
+    Close(oneshot::Sender<()>),
+}
+
+/// Everything the task owns.
+pub(crate) struct Driver {
+    url: String,
+    token: String,
+    resend: ResendPolicy,
+    reconnect: Backoff,
+    ping_interval: Duration,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    cursor_interval: Duration,
+    vector_clocks: bool,
+    sync_page: Option<u32>,
+    cursor_store: Box<dyn CursorStore>,
+    stored_cursor: u64,
+    sends: mpsc::Receiver<SendCmd>,
+    control: mpsc::Receiver<Control>,
+    events: mpsc::Sender<Event>,
+    status: watch::Sender<Status>,
+    outbox: Outbox,
+    handles: HashMap<ClientMsgId, watch::Sender<SendState>>,
+    inbox: Inbox,
+    clocks: Clocks,
+    requests: Requests,
+    rng: SmallRng,
+    head: u64,
+    closing: Vec<oneshot::Sender<()>>,
+    closed: bool,
+}
+
+/// What ended an attempt to connect.
+enum ConnectError {
+    Retry(String),
+    Refused(ErrorCode, String),
+}
+
+impl Driver {
+    /// Builds the task's state; `cursor` was loaded from the store.
+    pub(crate) fn new(
+        mut cfg: ClientConfig,
+        cursor: u64,
+        sends: mpsc::Receiver<SendCmd>,
+        control: mpsc::Receiver<Control>,
+        events: mpsc::Sender<Event>,
+        status: watch::Sender<Status>,
+    ) -> Self {
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let store = std::mem::replace(&mut cfg.cursor, Box::new(crate::cursor::MemoryCursor::default()));
+        Self {
+            outbox: Outbox::new(cfg.outbox_capacity, cfg.resend.max_attempts, cfg.request_timeout),
+            url: cfg.url,
+            token: cfg.token,
+            resend: cfg.resend,
+            reconnect: cfg.reconnect,
+            ping_interval: cfg.ping_interval.max(Duration::from_millis(10)),
+            request_timeout: cfg.request_timeout,
+            connect_timeout: cfg.connect_timeout,
+            cursor_interval: cfg.cursor_interval,
+            vector_clocks: cfg.vector_clocks,
+            sync_page: cfg.sync_page,
+            cursor_store: store,
+            stored_cursor: cursor,
+            sends,
+            control,
+            events,
+            status,
+            handles: HashMap::new(),
+            inbox: Inbox::new(cursor),
+            clocks: Clocks::default(),
+            requests: Requests::default(),
+            rng: SmallRng::seed_from_u64(seed),
+            head: 0,
+            closing: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Runs until the client is closed (or its token is refused).
+    #[tracing::instrument(name = "client", skip_all)]
+    pub(crate) async fn run(mut self) {
+        let mut failures: u32 = 0;
+        while !self.closed {
+            let attempt = connect(self.url.clone(), self.token.clone(), self.connect_timeout);
+            match self.serve_while(attempt).await {
+                None => break,
+                Some(Ok((ws, welcome))) => {
+                    failures = 0;
+                    let reason = self.session(ws, welcome).await;
+                    self.disconnected(reason).await;
+                }
+                Some(Err(ConnectError::Refused(code, message))) => {
+                    tracing::warn!(?code, "the server refused the token");
+                    self.status.send_modify(|s| s.refused = Some((code, message)));
+                    break;
+                }
+                Some(Err(ConnectError::Retry(reason))) => {
+                    tracing::debug!(%reason, "connection attempt failed");
+                    failures = failures.saturating_add(1);
+                }
+            }
+            if self.closed {
+                break;
+            }
+            let delay = self.reconnect.delay(failures, &mut self.rng);
+            if self.serve_while(tokio::time::sleep(delay)).await.is_none() {
+                break;
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Runs `fut` while taking sends and requests (queued for later); `None`
+    /// when the client closed meanwhile.
+    async fn serve_while<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            if self.closed {
+                return None;
+            }
+            let deadline = self
+                .requests
+                .next_deadline()
+                .unwrap_or_else(|| now() + Duration::from_secs(3600));
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                c = self.control.recv() => self.on_control(c),
+                s = self.sends.recv(), if !self.outbox.is_full() => self.on_send(s),
+                _ = tokio::time::sleep_until(deadline.into()) => self.requests.expire(now()),
+            }
+            self.publish();
+        }
+    }
+
+    fn on_control(&mut self, c: Option<Control>) {
+        match c {
+            None => self.closed = true,
+            Some(Control::Close(done)) => {
+                self.closing.push(done);
+                self.closed = true;
+            }
+            Some(Control::Request(call)) => self.requests.add(call),
+        }
+    }
+
+    fn on_send(&mut self, s: Option<SendCmd>) {
+        let Some(mut cmd) = s else {
+            self.closed = true;
+            return;
+        };
+        if cmd.stamp && self.vector_clocks {
+            if let Some(me) = self.status.borrow().user.clone() {
+                cmd.msg.vclock = self.clocks.stamp(&cmd.msg.conv, &me);
+            }
+        }
+        let id = cmd.msg.id;
+        match self.outbox.push(cmd.msg, now()) {
+            Ok(()) => {
+                self.handles.insert(id, cmd.state);
+            }
+            Err(_) => {
+                let _ = cmd.state.send(SendState::Failed(FailReason::OutboxFull));
+            }
+        }
+    }
+
+    async fn emit(&mut self, ev: Event) {
+        // A dropped stream means nobody listens; delivery goes on regardless.
+        let _ = self.events.send(ev).await;
+    }
+
+    /// Stores the cursor if it moved (errors are logged: the next store retries).
+    fn persist(&mut self) {
+        let cursor = self.inbox.cursor();
+        if cursor != self.stored_cursor {
+            match self.cursor_store.store(cursor) {
+                Ok(()) => self.stored_cursor = cursor,
+                Err(e) => tracing::warn!(error = %e, "cannot store the cursor"),
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let (cursor, head, pending, closed) = (self.inbox.cursor(), self.head, self.outbox.len(), self.closed);
+        self.status.send_if_modified(|s| {
+            let changed = (s.cursor, s.head, s.pending, s.closed) != (cursor, head, pending, closed);
+            s.cursor = cursor;
+            s.head = head;
+            s.pending = pending;
+            s.closed = closed;
+            changed
+        });
+    }
+
+    async fn disconnected(&mut self, reason: String) {
+        tracing::debug!(%reason, "disconnected");
+        self.outbox.disconnected(now());
+        self.requests.disconnected();
+        self.persist();
+        self.status.send_modify(|s| {
+            s.connected = false;
+            s.synced = false;
+        });
+        self.emit(Event::Disconnected { reason }).await;
+    }
+
+    fn shutdown(&mut self) {
+        self.closed = true;
+        for msg in self.outbox.drain() {
+            if let Some(state) = self.handles.remove(&msg.id) {
+                let _ = state.send(SendState::Failed(FailReason::Closed));
+            }
+            let _ = self.events.try_send(Event::Failed {
+                id: msg.id,
+                conv: msg.conv,
+                reason: FailReason::Closed,
+            });
+        }
+        self.requests.fail_all(|| ClientError::Closed);
+        self.persist();
+        self.publish();
+        for done in self.closing.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Now, on tokio's clock (so paused-time tests work).
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// One connection attempt: TCP, upgrade, hello, welcome.
+async fn connect(url: String, token: String, limit: Duration) -> Result<(Ws, ServerFrame), ConnectError> {
+    let attempt = async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| ConnectError::Retry(format!("connect: {e}")))?;
+        let hello = serde_json::to_string(&ClientFrame::Hello { token })
+            .map_err(|e| ConnectError::Retry(format!("encode hello: {e}")))?;
+        ws.send(WsMessage::text(hello))
+            .await
+            .map_err(|e| ConnectError::Retry(format!("hello: {e}")))?;
+        while let Some(msg) = ws.next().await {
+            let msg = msg.map_err(|e| ConnectError::Retry(format!("read: {e}")))?;
+            let WsMessage::Text(text) = msg else { continue };
+            match serde_json::from_str::<ServerFrame>(text.as_str()) {
+                Ok(welcome @ ServerFrame::Welcome { .. }) => return Ok((ws, welcome)),
+                Ok(ServerFrame::Error { code, message, .. }) => {
+                    return Err(match code {
+                        ErrorCode::BadToken | ErrorCode::TokenExpired | ErrorCode::Unauthenticated => {
+                            ConnectError::Refused(code, message)
+                        }
+                        _ => ConnectError::Retry(format!("{code:?}: {message}")),
+                    })
+                }
+                _ => continue,
+            }
+        }
+        Err(ConnectError::Retry("closed before welcome".into()))
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Retry("connection attempt timed out".into())),
+    }
+}

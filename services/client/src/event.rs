@@ -1,0 +1,99 @@
+//! What the SDK tells the application, in order, on one bounded stream.
+
+use seqline_core::ids::{ClientMsgId, ConversationId};
+use seqline_core::model::TimelineEntry;
+use tokio::sync::mpsc;
+
+use crate::handle::FailReason;
+
+/// How an entry reached the device first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// Pushed by the server.
+    Push,
+    /// Pulled by a sync.
+    Pull,
+}
+
+/// One thing that happened to the client.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Connected (again) and authenticated; `head` is the server's head.
+    Connected {
+        /// Committed head of the user's timeline.
+        head: u64,
+    },
+    /// The connection dropped; the SDK reconnects by itself.
+    Disconnected {
+        /// Why, for humans.
+        reason: String,
+    },
+    /// One timeline entry: exactly once per user_seq, in user_seq order.
+    Message {
+        /// The entry.
+        entry: TimelineEntry,
+        /// How it arrived.
+        via: Via,
+    },
+    /// A sync page arrived (for observers that record pulls).
+    Pulled {
+        /// The cursor the page was asked from.
+        from: u64,
+        /// The user_seqs it returned, in order.
+        returned: Vec<u64>,
+    },
+    /// The server could not serve the cursor; the device starts over at `head`
+    /// (entries between were skipped: page history to fill them in).
+    Reset {
+        /// The cursor the device had.
+        from: u64,
+        /// The server's head, the device's new cursor.
+        head: u64,
+    },
+    /// A send was acknowledged.
+    Acked {
+        /// The message.
+        id: ClientMsgId,
+        /// The conversation.
+        conv: ConversationId,
+        /// Where it sits.
+        conv_seq: u64,
+    },
+    /// A send failed.
+    Failed {
+        /// The message.
+        id: ClientMsgId,
+        /// The conversation.
+        conv: ConversationId,
+        /// Why.
+        reason: FailReason,
+    },
+}
+
+/// The events of one client, in the order they happened.
+///
+/// The stream is a bounded channel (capacity
+/// [`crate::ClientConfig::event_capacity`]). When it is full the SDK stops
+/// reading its socket until there is room, so nothing is dropped; read it from
+/// its own task, never from the task that awaits `send`, or the two can wait on
+/// each other. It ends after the client is closed.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl EventStream {
+    pub(crate) fn new(rx: mpsc::Receiver<Event>) -> Self {
+        Self { rx }
+    }
+
+    /// The next event, or `None` once the client is closed and drained.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}

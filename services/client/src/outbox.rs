@@ -1,0 +1,289 @@
+//! The outbox: messages sent but not yet acknowledged, in the order the
+//! application sent them. Pure bookkeeping (no I/O), so the resend rules are
+//! unit-tested:
+//!
+//! - every transmission of a message carries the same client id;
+//! - `prev` names the message this device sent before it to the same
+//!   conversation and that is still pending or was sequenced (a refused one
+//!   drops out of the chain), so the server can keep sender order (G5);
+//! - within a conversation a message is transmitted only after every earlier
+//!   one, so a resend never overtakes its predecessor;
+//! - `out_of_order` resends the conversation from its first unacked message,
+//!   once per chain generation (the other nacks of the same burst are stale);
+//! - a message that has used `max_attempts` transmissions gives up.
+
+use seqline_core::ids::{ClientMsgId, ConversationId};
+use seqline_core::model::VectorClock;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// A message handed to the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    /// The client id.
+    pub id: ClientMsgId,
+    /// The conversation.
+    pub conv: ConversationId,
+    /// The text.
+    pub body: String,
+    /// High priority.
+    pub priority: bool,
+    /// The author's vector clock (may be empty).
+    pub vclock: VectorClock,
+}
+
+/// One transmission to put on the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transmit {
+    /// The message.
+    pub msg: Pending,
+    /// Its predecessor from this device in the conversation.
+    pub prev: Option<ClientMsgId>,
+    /// Transmissions so far, this one included.
+    pub attempt: u32,
+}
+
+#[derive(Debug)]
+enum State {
+    Queued { due: Instant },
+    InFlight { sent_at: Instant, generation: u64 },
+}
+
+#[derive(Debug)]
+struct Entry {
+    msg: Pending,
+    attempts: u32,
+    state: State,
+}
+
+#[derive(Debug, Default)]
+struct Chain {
+    /// The latest (in send order) message of this conversation that was sequenced.
+    last_sequenced: Option<(u64, ClientMsgId)>,
+    /// Bumped by every resend-from-first-unacked.
+    generation: u64,
+}
+
+/// What one pass over the outbox decided.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Put these on the wire, in this order.
+    pub transmit: Vec<Transmit>,
+    /// These used every attempt and are dropped (outcome unknown).
+    pub exhausted: Vec<Pending>,
+}
+
+/// Pending messages of one device, in send order.
+#[derive(Debug)]
+pub struct Outbox {
+    capacity: usize,
+    max_attempts: u32,
+    ack_timeout: Duration,
+    next_order: u64,
+    entries: BTreeMap<u64, Entry>,
+    index: HashMap<ClientMsgId, u64>,
+    chains: HashMap<ConversationId, Chain>,
+}
+
+impl Outbox {
+    /// An outbox holding at most `capacity` messages, each transmitted at most
+    /// `max_attempts` times, resent when unacked after `ack_timeout`.
+    pub fn new(capacity: usize, max_attempts: u32, ack_timeout: Duration) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            max_attempts: max_attempts.max(1),
+            ack_timeout,
+            next_order: 0,
+            entries: BTreeMap::new(),
+            index: HashMap::new(),
+            chains: HashMap::new(),
+        }
+    }
+
+    /// Messages pending.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// Whether a further message would be refused.
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.capacity
+    }
+    /// Whether `id` is pending.
+    pub fn contains(&self, id: &ClientMsgId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Queues `msg` for transmission now; hands it back when full or when its
+    /// id is already pending.
+    pub fn push(&mut self, msg: Pending, now: Instant) -> Result<(), Pending> {
+        if self.is_full() || self.index.contains_key(&msg.id) {
+            return Err(msg);
+        }
+        let order = self.next_order;
+        self.next_order += 1;
+        self.chains.entry(msg.conv.clone()).or_default();
+        self.index.insert(msg.id, order);
+        self.entries.insert(
+            order,
+            Entry {
+                msg,
+                attempts: 0,
+                state: State::Queued { due: now },
+            },
+        );
+        Ok(())
+    }
+
+    /// Decides what to transmit now: queued messages whose time has come and
+    /// in-flight ones unacked past the timeout, in send order, skipping a
+    /// conversation from its first message that must wait. `allow` is asked
+    /// before each transmission (a rate limiter); a `false` ends the pass.
+    pub fn due(&mut self, now: Instant, mut allow: impl FnMut() -> bool) -> Due {
+        let mut out = Due::default();
+        let mut prev: HashMap<ConversationId, Option<ClientMsgId>> = HashMap::new();
+        let mut blocked: HashSet<ConversationId> = HashSet::new();
+        let mut dropped = Vec::new();
+        for (order, e) in self.entries.iter_mut() {
+            let chain = self.chains.entry(e.msg.conv.clone()).or_default();
+            let before = prev
+                .entry(e.msg.conv.clone())
+                .or_insert_with(|| chain.last_sequenced.map(|(_, id)| id));
+            let ready = match e.state {
+                State::Queued { due } => due <= now,
+                State::InFlight { sent_at, .. } => sent_at + self.ack_timeout <= now,
+            };
+            if !ready || blocked.contains(&e.msg.conv) {
+                if matches!(e.state, State::Queued { .. }) {
+                    blocked.insert(e.msg.conv.clone());
+                }
+                *before = Some(e.msg.id);
+                continue;
+            }
+            if e.attempts >= self.max_attempts {
+                dropped.push(*order);
+                continue;
+            }
+            if !allow() {
+                break;
+            }
+            e.attempts += 1;
+            e.state = State::InFlight {
+                sent_at: now,
+                generation: chain.generation,
+            };
+            out.transmit.push(Transmit {
+                msg: e.msg.clone(),
+                prev: *before,
+                attempt: e.attempts,
+            });
+            *before = Some(e.msg.id);
+        }
+        for order in dropped {
+            if let Some(e) = self.remove(order) {
+                out.exhausted.push(e.msg);
+            }
+        }
+        out
+    }
+
+    /// The ack arrived: the message leaves the outbox and becomes the
+    /// predecessor of the conversation's later messages.
+    pub fn ack(&mut self, id: &ClientMsgId) -> Option<Pending> {
+        let order = *self.index.get(id)?;
+        let e = self.remove(order)?;
+        let chain = self.chains.entry(e.msg.conv.clone()).or_default();
+        if chain.last_sequenced.is_none_or(|(o, _)| o < order) {
+            chain.last_sequenced = Some((order, e.msg.id));
+        }
+        Some(e.msg)
+    }
+
+    /// A final refusal: the message leaves the outbox and the chain.
+    pub fn refuse(&mut self, id: &ClientMsgId) -> Option<Pending> {
+        let order = *self.index.get(id)?;
+        self.remove(order).map(|e| e.msg)
+    }
+
+    /// `out_of_order` for `id`: resend its conversation from the first
+    /// unacked message, unless that already happened since `id` was sent.
+    /// Returns whether a resend was scheduled.
+    pub fn out_of_order(&mut self, id: &ClientMsgId, now: Instant) -> bool {
+        let Some(e) = self.index.get(id).and_then(|o| self.entries.get(o)) else {
+            return false;
+        };
+        let conv = e.msg.conv.clone();
+        let chain = self.chains.entry(conv.clone()).or_default();
+        match e.state {
+            State::InFlight { generation, .. } if generation == chain.generation => {}
+            _ => return false,
+        }
+        chain.generation += 1;
+        for e in self.entries.values_mut().filter(|e| e.msg.conv == conv) {
+            e.state = State::Queued { due: now };
+        }
+        true
+    }
+
+    /// The connection dropped: everything in flight is resent on the next one.
+    pub fn disconnected(&mut self, now: Instant) {
+        for e in self.entries.values_mut() {
+            if let State::InFlight { .. } = e.state {
+                e.state = State::Queued { due: now };
+            }
+        }
+    }
+
+    /// The server asked to slow down: nothing is transmitted before `until`,
+    /// and what is in flight is resent then (the answer does not say which
+    /// message it was about; resends are deduplicated by id).
+    pub fn pause(&mut self, until: Instant) {
+        for e in self.entries.values_mut() {
+            e.state = match e.state {
+                State::Queued { due } => State::Queued { due: due.max(until) },
+                State::InFlight { .. } => State::Queued { due: until },
+            };
+        }
+    }
+
+    /// When [`Outbox::due`] will next have something to do.
+    /// A queued message holds back the later ones of its conversation, so
+    /// their times do not count.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let mut blocked: HashSet<&ConversationId> = HashSet::new();
+        let mut best: Option<Instant> = None;
+        for e in self.entries.values() {
+            if blocked.contains(&e.msg.conv) {
+                continue;
+            }
+            let at = match e.state {
+                State::Queued { due } => {
+                    blocked.insert(&e.msg.conv);
+                    due
+                }
+                State::InFlight { sent_at, .. } => sent_at + self.ack_timeout,
+            };
+            best = Some(best.map_or(at, |b| b.min(at)));
+        }
+        best
+    }
+
+    /// Empties the outbox (the client is closing).
+    pub fn drain(&mut self) -> Vec<Pending> {
+        self.index.clear();
+        std::mem::take(&mut self.entries).into_values().map(|e| e.msg).collect()
+    }
+
+    fn remove(&mut self, order: u64) -> Option<Entry> {
+        let e = self.entries.remove(&order)?;
+        self.index.remove(&e.msg.id);
+        Some(e)
+    }
+}
+
+#[cfg(test)]
+#[path = "outbox_tests.rs"]
+mod tests;
