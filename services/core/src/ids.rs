@@ -1,5 +1,6 @@
 //! Ids are newtypes so a user id can never be passed where a conversation id
-//! is expected. String ids are validated on construction and on decode.
+//! is expected. String ids are validated on construction and on decode, and
+//! share their text (`Arc<str>`), so cloning one into every delivery is cheap.
 
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,8 @@ use std::fmt;
 fn valid_chars(s: &str, max: usize, extra: &[char]) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
 }
 
 macro_rules! string_id {
@@ -16,14 +18,14 @@ macro_rules! string_id {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Validates and wraps `s`.
             pub fn parse(s: impl Into<String>) -> Result<Self, Error> {
                 let s = s.into();
                 if valid_chars(&s, $max, $extra) {
-                    Ok(Self(s))
+                    Ok(Self(s.into()))
                 } else {
                     Err(Error::Invalid(format!(
                         "{} must be 1-{} characters of A-Z a-z 0-9 _ - {}",
@@ -46,7 +48,7 @@ macro_rules! string_id {
         }
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
         impl fmt::Display for $name {
@@ -83,7 +85,7 @@ impl ConversationId {
     /// The one direct conversation between two users, whatever the order.
     pub fn direct(a: &UserId, b: &UserId) -> Self {
         let (x, y) = if a <= b { (a, b) } else { (b, a) };
-        Self(format!("dm:{x}:{y}"))
+        Self(format!("dm:{x}:{y}").into())
     }
 
     /// Whether this id names a direct conversation.

@@ -229,6 +229,10 @@ pub enum ErrorCode {
 impl ServerFrame {
     /// An error frame.
     pub fn error(req: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerFrame::Error { req, code, message: message.into() }
+        ServerFrame::Error {
+            req,
+            code,
+            message: message.into(),
+        }
     }
 }

@@ -83,7 +83,10 @@ impl std::fmt::Debug for TokenKey {
 impl TokenKey {
     /// A key from a secret (at least 16 bytes is sensible; checked by config).
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self { secret: secret.into(), leeway_secs: 30 }
+        Self {
+            secret: secret.into(),
+            leeway_secs: 30,
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -190,15 +193,24 @@ mod tests {
         let (u, d) = ids();
         let t = k.sign(&u, &d, 1000, 60);
         assert_eq!(k.verify(&t, 2000), Err(TokenError::Expired));
-        assert_eq!(TokenKey::new("another secret!!").verify(&t, 1000), Err(TokenError::Signature));
+        assert_eq!(
+            TokenKey::new("another secret!!").verify(&t, 1000),
+            Err(TokenError::Signature)
+        );
         let payload = br#"{"sub":"alice","dev":"phone","exp":99999999999,"aud":"seqline"}"#;
         let none = k.sign_parts(br#"{"alg":"none"}"#, payload);
         assert_eq!(k.verify(&none, 1000), Err(TokenError::Algorithm));
         let jwk = k.sign_parts(br#"{"alg":"HS256","jwk":{"k":"x"}}"#, payload);
         assert_eq!(k.verify(&jwk, 1000), Err(TokenError::Algorithm));
-        let aud = k.sign_parts(br#"{"alg":"HS256"}"#, br#"{"sub":"alice","dev":"phone","exp":99999999999,"aud":"x"}"#);
+        let aud = k.sign_parts(
+            br#"{"alg":"HS256"}"#,
+            br#"{"sub":"alice","dev":"phone","exp":99999999999,"aud":"x"}"#,
+        );
         assert_eq!(k.verify(&aud, 1000), Err(TokenError::Audience));
-        let no_exp = k.sign_parts(br#"{"alg":"HS256"}"#, br#"{"sub":"alice","dev":"phone","aud":"seqline"}"#);
+        let no_exp = k.sign_parts(
+            br#"{"alg":"HS256"}"#,
+            br#"{"sub":"alice","dev":"phone","aud":"seqline"}"#,
+        );
         assert_eq!(k.verify(&no_exp, 1000), Err(TokenError::Malformed));
         // Tampered payload keeps the old signature.
         let mut parts: Vec<&str> = t.split('.').collect();

@@ -55,10 +55,7 @@ pub struct Ports {
 
 /// Runs fanout until `shutdown`.
 pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
-    let mut consumer = ports
-        .log
-        .subscribe(&config.group, &Topic::UserEvents)
-        .await?;
+    let mut consumer = ports.log.subscribe(&config.group, &Topic::UserEvents).await?;
     let mut next_package: u64 = u64::from(rand_seed());
     loop {
         let polled = tokio::select! {
@@ -82,20 +79,9 @@ pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken
         users.sort();
         users.dedup();
         let located = ports.presence.lookup(&users).await?;
-        let outputs = route(
-            &events,
-            &located,
-            &mut next_package,
-            config.package_max_entries,
-        );
-        let topics: Vec<(Topic, Vec<LogRecord>)> = outputs
-            .into_iter()
-            .map(|(g, p)| (Topic::Gateway(g), p))
-            .collect();
-        let results = futures_util::future::join_all(
-            topics.iter().map(|(t, p)| ports.log.append(t, p.clone())),
-        )
-        .await;
+        let outputs = route(&events, &located, &mut next_package, config.package_max_entries);
+        let topics: Vec<(Topic, Vec<LogRecord>)> = outputs.into_iter().map(|(g, p)| (Topic::Gateway(g), p)).collect();
+        let results = futures_util::future::join_all(topics.iter().map(|(t, p)| ports.log.append(t, p.clone()))).await;
         for r in results {
             if let Err(e) = r {
                 // A lost push is not a lost message: devices pull what they miss.

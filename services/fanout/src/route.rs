@@ -93,10 +93,7 @@ mod tests {
     fn packages_per_device_in_order_and_offline_users_skipped() {
         let events = vec![event("a", 1), event("b", 1), event("a", 2), event("a", 3)];
         let mut located = HashMap::new();
-        located.insert(
-            UserId::parse("a").unwrap(),
-            vec![loc("p", "gw1"), loc("q", "gw2")],
-        );
+        located.insert(UserId::parse("a").unwrap(), vec![loc("p", "gw1"), loc("q", "gw2")]);
         let mut next = 0;
         let out = route(&events, &located, &mut next, 2);
         for gw in ["gw1", "gw2"] {

@@ -40,11 +40,7 @@ pub struct Ports {
 
 /// Runs the sequencer and the timeline writer until `shutdown` is cancelled
 /// or one of them fails (which cancels the other).
-pub async fn run(
-    config: PersisterConfig,
-    ports: Ports,
-    shutdown: CancellationToken,
-) -> seqline_core::Result<()> {
+pub async fn run(config: PersisterConfig, ports: Ports, shutdown: CancellationToken) -> seqline_core::Result<()> {
     let local = shutdown.child_token();
     let seq = tokio::spawn(sequencer::run(config.clone(), ports.clone(), local.clone()));
     let tl = tokio::spawn(timeline::run(config, ports, local.clone()));

@@ -22,11 +22,7 @@ pub(crate) trait Handler: Send {
     /// These partitions are gone.
     fn revoked(&mut self, partitions: &[u32]);
     /// Processes a batch; returns once every output is durable.
-    fn handle(
-        &mut self,
-        partition: u32,
-        batch: &[Input],
-    ) -> impl std::future::Future<Output = Result<()>> + Send;
+    fn handle(&mut self, partition: u32, batch: &[Input]) -> impl std::future::Future<Output = Result<()>> + Send;
 }
 
 const MAX_ATTEMPTS: u32 = 8;
@@ -74,12 +70,7 @@ pub(crate) async fn consume<H: Handler>(
     }
 }
 
-async fn split_dead(
-    log: &dyn Log,
-    topic: &Topic,
-    partition: u32,
-    records: Vec<Consumed>,
-) -> Result<Vec<Input>> {
+async fn split_dead(log: &dyn Log, topic: &Topic, partition: u32, records: Vec<Consumed>) -> Result<Vec<Input>> {
     let mut good = Vec::with_capacity(records.len());
     let mut dead = Vec::new();
     for c in records {

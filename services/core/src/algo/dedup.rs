@@ -1,21 +1,27 @@
 //! A bounded map remembering the most recent keys: the in-memory half of the
 //! sequencer's dedup window (the store holds the durable half).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 /// Remembers up to `capacity` keys; the oldest inserted is forgotten first.
+/// `S` picks the hasher (callers with random keys may use a faster one).
 #[derive(Debug, Clone)]
-pub struct DedupWindow<K, V> {
+pub struct DedupWindow<K, V, S = RandomState> {
     capacity: usize,
-    map: HashMap<K, V>,
+    map: HashMap<K, V, S>,
     order: VecDeque<K>,
 }
 
-impl<K: Hash + Eq + Clone, V> DedupWindow<K, V> {
+impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
     /// An empty window holding at most `capacity` keys (at least 1).
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), map: HashMap::new(), order: VecDeque::new() }
+        Self {
+            capacity: capacity.max(1),
+            map: HashMap::default(),
+            order: VecDeque::new(),
+        }
     }
 
     /// The value remembered for `key`.

@@ -152,7 +152,10 @@ impl Rectifier {
             self.delivered = e.user_seq.0;
             match out.last_mut() {
                 Some(Release::Push { package: p, entries }) if *p == package => entries.push(e),
-                _ => out.push(Release::Push { package, entries: vec![e] }),
+                _ => out.push(Release::Push {
+                    package,
+                    entries: vec![e],
+                }),
             }
         }
         if self.waiting.is_empty() && self.partial.is_empty() {

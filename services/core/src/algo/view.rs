@@ -19,7 +19,10 @@ impl<T> Default for SeqView<T> {
 impl<T> SeqView<T> {
     /// A view that already has everything up to `base` (a persisted cursor).
     pub fn starting_after(base: u64) -> Self {
-        Self { items: Vec::new(), base }
+        Self {
+            items: Vec::new(),
+            base,
+        }
     }
 
     /// Inserts `item` at `seq`: appended if larger than the last, else placed

@@ -17,11 +17,7 @@ use seqline_core::records::Topic;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the sequencer until `shutdown`.
-pub async fn run(
-    config: PersisterConfig,
-    ports: Ports,
-    shutdown: CancellationToken,
-) -> seqline_core::Result<()> {
+pub async fn run(config: PersisterConfig, ports: Ports, shutdown: CancellationToken) -> seqline_core::Result<()> {
     let handler = worker::SequencerHandler::new(&config, ports.clone());
     consume(
         ports.log.as_ref(),

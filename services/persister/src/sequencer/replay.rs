@@ -23,12 +23,7 @@ pub(crate) async fn deliveries(
     let Some(first) = messages.first().filter(|m| m.conv_seq == seq) else {
         return Ok(Vec::new());
     };
-    let mut members: BTreeSet<UserId> = store
-        .members(conv)
-        .await?
-        .into_iter()
-        .map(|(u, _)| u)
-        .collect();
+    let mut members: BTreeSet<UserId> = store.members(conv).await?.into_iter().map(|(u, _)| u).collect();
     for later in messages.iter().skip(1).rev() {
         match later.kind {
             MessageKind::Joined => later.members.iter().for_each(|u| {

@@ -1,14 +1,13 @@
 //! The sequencer's pure state machine for one conversation: no I/O, so it is
 //! unit- and property-tested directly and benchmarked (workload W6).
 
+use rustc_hash::FxHashMap;
 use seqline_core::algo::DedupWindow;
 use seqline_core::ids::{ClientMsgId, ConvSeq, DeviceId, UserId};
-use seqline_core::model::{
-    ConversationKind, ConversationMeta, Message, MessageKind, Outcome, RefusalCode, Role,
-};
+use seqline_core::model::{ConversationKind, ConversationMeta, Message, MessageKind, Outcome, RefusalCode, Role};
 use seqline_core::ports::{ConversationState, MemberChange};
 use seqline_core::records::{Command, CreateCommand, MembersCommand, Origin, SendCommand};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Limits the sequencer enforces.
 #[derive(Clone, Copy, Debug)]
@@ -22,7 +21,6 @@ pub struct Limits {
 }
 
 /// In-memory state of one conversation.
-#[derive(Debug)]
 pub struct ConvState {
     /// Fixed settings.
     pub meta: ConversationMeta,
@@ -30,22 +28,31 @@ pub struct ConvState {
     pub head: ConvSeq,
     /// Current members.
     pub members: BTreeMap<UserId, Role>,
-    /// Last processed command per device (sender order).
-    pub device_last: HashMap<(UserId, DeviceId), ClientMsgId>,
+    /// Last processed command per user and device (sender order).
+    pub device_last: FxHashMap<UserId, FxHashMap<DeviceId, ClientMsgId>>,
     /// Recent outcomes by client id.
-    pub window: DedupWindow<ClientMsgId, Outcome>,
+    pub window: DedupWindow<ClientMsgId, Outcome, rustc_hash::FxBuildHasher>,
 }
 
 impl ConvState {
     /// State reloaded from the store.
     pub fn from_stored(s: ConversationState, dedup_window: usize) -> Self {
+        let mut device_last: FxHashMap<UserId, FxHashMap<DeviceId, ClientMsgId>> = FxHashMap::default();
+        for ((u, d), id) in s.device_last {
+            device_last.entry(u).or_default().insert(d, id);
+        }
         Self {
             meta: s.meta,
             head: s.head,
             members: s.members,
-            device_last: s.device_last,
+            device_last,
             window: DedupWindow::new(dedup_window),
         }
+    }
+
+    /// The last command processed from `device` of `user`.
+    pub fn last_of(&self, user: &UserId, device: &DeviceId) -> Option<&ClientMsgId> {
+        self.device_last.get(user).and_then(|m| m.get(device))
     }
 }
 
@@ -88,52 +95,40 @@ fn refuse(code: RefusalCode, reason: impl Into<String>, exists: bool) -> Applied
 
 /// Applies `cmd` to the conversation `state` (`None` if it does not exist).
 /// The caller has put any stored outcome of `cmd`'s client id into the
-/// window first.
-pub fn apply(
-    state: &mut Option<ConvState>,
-    cmd: &Command,
-    now_ms: u64,
-    limits: &Limits,
-) -> Applied {
+/// window first. Takes the command by value so its body moves into the
+/// message instead of being copied.
+pub fn apply(state: &mut Option<ConvState>, cmd: Command, now_ms: u64, limits: &Limits) -> Applied {
     let id = cmd.client_msg_id();
     if let Some(s) = state.as_ref() {
         if let Some(o) = s.window.get(&id) {
             return Applied::Duplicate(o.clone());
         }
     }
-    let applied = match (cmd, state.as_mut()) {
-        (Command::Create(c), None) => return create(state, c, now_ms, limits),
-        (Command::Create(c), Some(s)) => {
+    let Some(s) = state.as_mut() else {
+        return match cmd {
+            Command::Create(c) => create(state, &c, now_ms, limits),
+            _ => refuse(RefusalCode::NotMember, "not a member of this conversation", false),
+        };
+    };
+    let origin = cmd.origin();
+    let (user, device) = (origin.user.clone(), origin.device.clone());
+    let applied = match cmd {
+        Command::Create(c) => {
             if s.meta.kind == ConversationKind::Direct && c.kind == ConversationKind::Direct {
                 // Creating an existing direct conversation is idempotent.
-                return Applied::Duplicate(Outcome::Sequenced {
-                    conv_seq: ConvSeq(1),
-                });
+                return Applied::Duplicate(Outcome::Sequenced { conv_seq: ConvSeq(1) });
             }
-            refuse(
-                RefusalCode::Conflict,
-                "the conversation already exists",
-                true,
-            )
+            refuse(RefusalCode::Conflict, "the conversation already exists", true)
         }
-        (Command::Send(_), None) | (Command::ChangeMembers(_), None) => {
-            return refuse(
-                RefusalCode::NotMember,
-                "not a member of this conversation",
-                false,
-            )
-        }
-        (Command::Send(c), Some(s)) => send(s, c, now_ms, limits),
-        (Command::ChangeMembers(c), Some(s)) => change_members(s, c, now_ms, limits),
+        Command::Send(c) => send(s, c, now_ms, limits),
+        Command::ChangeMembers(c) => change_members(s, &c, now_ms, limits),
     };
-    if let Some(s) = state.as_mut() {
-        record(s, cmd, &applied);
-    }
+    record(s, &user, &device, id, &applied);
     applied
 }
 
 /// Remembers the outcome and moves the device's sender order forward.
-fn record(s: &mut ConvState, cmd: &Command, applied: &Applied) {
+fn record(s: &mut ConvState, user: &UserId, device: &DeviceId, id: ClientMsgId, applied: &Applied) {
     let outcome = match applied {
         Applied::Sequenced { outcome, .. } => outcome,
         Applied::Refused {
@@ -142,20 +137,25 @@ fn record(s: &mut ConvState, cmd: &Command, applied: &Applied) {
         } => outcome,
         _ => return,
     };
-    let o = cmd.origin();
-    s.window.insert(cmd.client_msg_id(), outcome.clone());
-    s.device_last
-        .insert((o.user.clone(), o.device.clone()), cmd.client_msg_id());
+    s.window.insert(id, outcome.clone());
+    match s.device_last.get_mut(user) {
+        Some(devices) => match devices.get_mut(device) {
+            Some(last) => *last = id,
+            None => {
+                devices.insert(device.clone(), id);
+            }
+        },
+        None => {
+            s.device_last
+                .entry(user.clone())
+                .or_default()
+                .insert(device.clone(), id);
+        }
+    }
 }
 
 /// The next message of `s`, with an empty body; the caller fills the rest.
-fn next_message(
-    s: &mut ConvState,
-    o: &Origin,
-    id: ClientMsgId,
-    kind: MessageKind,
-    now_ms: u64,
-) -> Message {
+fn next_message(s: &mut ConvState, o: &Origin, id: ClientMsgId, kind: MessageKind, now_ms: u64) -> Message {
     s.head = s.head.next();
     Message {
         conv: s.meta.conv.clone(),
@@ -172,13 +172,9 @@ fn next_message(
     }
 }
 
-fn send(s: &mut ConvState, c: &SendCommand, now_ms: u64, limits: &Limits) -> Applied {
+fn send(s: &mut ConvState, c: SendCommand, now_ms: u64, limits: &Limits) -> Applied {
     let Some(role) = s.members.get(&c.origin.user).copied() else {
-        return refuse(
-            RefusalCode::NotMember,
-            "not a member of this conversation",
-            true,
-        );
+        return refuse(RefusalCode::NotMember, "not a member of this conversation", true);
     };
     if c.body.len() > limits.max_body_bytes {
         return refuse(RefusalCode::Invalid, "the body is too large", true);
@@ -191,10 +187,7 @@ fn send(s: &mut ConvState, c: &SendCommand, now_ms: u64, limits: &Limits) -> App
         );
     }
     if let Some(prev) = c.prev {
-        let last = s
-            .device_last
-            .get(&(c.origin.user.clone(), c.origin.device.clone()));
-        if last != Some(&prev) {
+        if s.last_of(&c.origin.user, &c.origin.device) != Some(&prev) {
             return refuse(
                 RefusalCode::OutOfOrder,
                 "the previous message from this device is not sequenced yet; resend from the first unacknowledged one",
@@ -203,25 +196,18 @@ fn send(s: &mut ConvState, c: &SendCommand, now_ms: u64, limits: &Limits) -> App
         }
     }
     let mut m = next_message(s, &c.origin, c.client_msg_id, MessageKind::Text, now_ms);
-    m.body = c.body.clone();
+    m.body = c.body;
     m.priority = c.priority;
-    m.vclock = c.vclock.clone();
+    m.vclock = c.vclock;
     Applied::Sequenced {
-        outcome: Outcome::Sequenced {
-            conv_seq: m.conv_seq,
-        },
+        outcome: Outcome::Sequenced { conv_seq: m.conv_seq },
         messages: vec![m],
         changes: Vec::new(),
         removed: Vec::new(),
     }
 }
 
-fn create(
-    state: &mut Option<ConvState>,
-    c: &CreateCommand,
-    now_ms: u64,
-    limits: &Limits,
-) -> Applied {
+fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits: &Limits) -> Applied {
     let creator = &c.origin.user;
     let mut members: BTreeMap<UserId, Role> = BTreeMap::new();
     for u in &c.members {
@@ -248,18 +234,10 @@ fn create(
         }
         ConversationKind::Group => {
             if c.conv.is_direct() {
-                return refuse(
-                    RefusalCode::Invalid,
-                    "group ids may not start with dm:",
-                    false,
-                );
+                return refuse(RefusalCode::Invalid, "group ids may not start with dm:", false);
             }
             if c.title.len() > 256 {
-                return refuse(
-                    RefusalCode::Invalid,
-                    "the title is longer than 256 bytes",
-                    false,
-                );
+                return refuse(RefusalCode::Invalid, "the title is longer than 256 bytes", false);
             }
             members.insert(creator.clone(), Role::Admin);
             if members.len() > limits.max_group_members {
@@ -278,16 +256,10 @@ fn create(
         meta,
         head: ConvSeq::ZERO,
         members: BTreeMap::new(),
-        device_last: HashMap::new(),
+        device_last: FxHashMap::default(),
         window: DedupWindow::new(limits.dedup_window),
     };
-    let mut m = next_message(
-        &mut s,
-        &c.origin,
-        c.client_msg_id,
-        MessageKind::Created,
-        now_ms,
-    );
+    let mut m = next_message(&mut s, &c.origin, c.client_msg_id, MessageKind::Created, now_ms);
     m.body = c.title.clone();
     m.members = members.keys().cloned().collect();
     let changes = members
@@ -299,14 +271,12 @@ fn create(
         .collect();
     s.members = members;
     let applied = Applied::Sequenced {
-        outcome: Outcome::Sequenced {
-            conv_seq: m.conv_seq,
-        },
+        outcome: Outcome::Sequenced { conv_seq: m.conv_seq },
         messages: vec![m],
         changes,
         removed: Vec::new(),
     };
-    record(&mut s, &Command::Create(c.clone()), &applied);
+    record(&mut s, &c.origin.user, &c.origin.device, c.client_msg_id, &applied);
     *state = Some(s);
     applied
 }
@@ -314,11 +284,7 @@ fn create(
 fn change_members(s: &mut ConvState, c: &MembersCommand, now_ms: u64, limits: &Limits) -> Applied {
     let me = &c.origin.user;
     let Some(role) = s.members.get(me).copied() else {
-        return refuse(
-            RefusalCode::NotMember,
-            "not a member of this conversation",
-            true,
-        );
+        return refuse(RefusalCode::NotMember, "not a member of this conversation", true);
     };
     if s.meta.kind == ConversationKind::Direct {
         return refuse(
@@ -336,11 +302,7 @@ fn change_members(s: &mut ConvState, c: &MembersCommand, now_ms: u64, limits: &L
     }
     let only_self = c.add.is_empty() && c.remove.iter().all(|u| u == me);
     if role != Role::Admin && !only_self {
-        return refuse(
-            RefusalCode::Forbidden,
-            "only admins may add or remove others",
-            true,
-        );
+        return refuse(RefusalCode::Forbidden, "only admins may add or remove others", true);
     }
     let add: Vec<UserId> = dedup_users(c.add.iter().filter(|u| !s.members.contains_key(*u)));
     let remove: Vec<UserId> = dedup_users(c.remove.iter().filter(|u| s.members.contains_key(*u)));

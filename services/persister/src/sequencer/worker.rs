@@ -141,7 +141,7 @@ impl Handler for SequencerHandler {
             };
             let existed = state.is_some();
             for cmd in cmds {
-                let applied = apply(state, cmd, now, &self.limits);
+                let applied = apply(state, (*cmd).clone(), now, &self.limits);
                 let outcome = match applied {
                     Applied::Duplicate(o) => {
                         if let (Outcome::Sequenced { conv_seq }, Some(s)) = (&o, state.as_ref()) {
@@ -227,17 +227,14 @@ impl Handler for SequencerHandler {
             });
         }
         for (conv, seq, head) in replays {
-            deliveries
-                .extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, head).await?);
+            deliveries.extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, head).await?);
         }
         let log = &self.ports.log;
         if !dead.is_empty() {
             log.append(&Topic::DeadLetter, dead).await?;
         }
-        let (topics, batches): (Vec<Topic>, Vec<Vec<LogRecord>>) = receipts
-            .into_iter()
-            .map(|(g, r)| (Topic::Gateway(g), r))
-            .unzip();
+        let (topics, batches): (Vec<Topic>, Vec<Vec<LogRecord>>) =
+            receipts.into_iter().map(|(g, r)| (Topic::Gateway(g), r)).unzip();
         let mut appends = vec![log.append(&Topic::Deliveries, deliveries)];
         for (topic, records) in topics.iter().zip(batches) {
             appends.push(log.append(topic, records));

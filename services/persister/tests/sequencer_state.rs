@@ -1,0 +1,253 @@
+//! The sequencer's state machine: contiguous numbers, dedup, membership,
+//! roles and sender order (G2, G4, G5), unit and property tested.
+
+use proptest::prelude::*;
+use seqline_core::ids::*;
+use seqline_core::model::{ConversationKind, Outcome, RefusalCode};
+use seqline_core::records::{Command, CreateCommand, MembersCommand, Origin, SendCommand};
+use seqline_persister::sequencer::{apply, Applied, ConvState, Limits};
+use std::collections::HashMap;
+
+const LIMITS: Limits = Limits {
+    max_group_members: 100,
+    max_body_bytes: 1000,
+    dedup_window: 64,
+};
+
+fn user(u: &str) -> UserId {
+    UserId::parse(u).unwrap()
+}
+
+fn origin(u: &str, d: &str) -> Origin {
+    Origin {
+        gateway: GatewayId::parse("gw").unwrap(),
+        user: user(u),
+        device: DeviceId::parse(d).unwrap(),
+        request: 0,
+    }
+}
+
+fn conv() -> ConversationId {
+    ConversationId::parse("g:room").unwrap()
+}
+
+fn create_group(members: &[&str]) -> Option<ConvState> {
+    let mut state = None;
+    let cmd = Command::Create(CreateCommand {
+        origin: origin("admin", "d"),
+        conv: conv(),
+        kind: ConversationKind::Group,
+        title: "room".into(),
+        members: members.iter().map(|m| user(m)).collect(),
+        client_msg_id: ClientMsgId::random(),
+    });
+    assert!(matches!(apply(&mut state, cmd, 0, &LIMITS), Applied::Sequenced { .. }));
+    state
+}
+
+fn send(u: &str, d: &str, id: ClientMsgId, prev: Option<ClientMsgId>) -> Command {
+    Command::Send(SendCommand {
+        origin: origin(u, d),
+        conv: conv(),
+        client_msg_id: id,
+        prev,
+        body: format!("from {u}"),
+        priority: false,
+        vclock: Default::default(),
+        sent_ms: 0,
+    })
+}
+
+fn seq_of(a: &Applied) -> Option<u64> {
+    match a {
+        Applied::Sequenced {
+            outcome: Outcome::Sequenced { conv_seq },
+            ..
+        }
+        | Applied::Duplicate(Outcome::Sequenced { conv_seq }) => Some(conv_seq.0),
+        _ => None,
+    }
+}
+
+fn code_of(a: &Applied) -> Option<RefusalCode> {
+    match a {
+        Applied::Refused {
+            outcome: Outcome::Refused { code, .. },
+            ..
+        }
+        | Applied::Duplicate(Outcome::Refused { code, .. }) => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn numbers_are_contiguous_and_resends_get_the_original() {
+    let mut s = create_group(&["bob"]);
+    let a = ClientMsgId::random();
+    let b = ClientMsgId::random();
+    assert_eq!(seq_of(&apply(&mut s, send("bob", "p", a, None), 0, &LIMITS)), Some(2));
+    assert_eq!(
+        seq_of(&apply(&mut s, send("bob", "p", b, Some(a)), 0, &LIMITS)),
+        Some(3)
+    );
+    // A resend (same id) returns the original number and changes nothing.
+    let again = apply(&mut s, send("bob", "p", a, None), 0, &LIMITS);
+    assert_eq!(again, Applied::Duplicate(Outcome::Sequenced { conv_seq: ConvSeq(2) }));
+    assert_eq!(s.as_ref().unwrap().head, ConvSeq(3));
+}
+
+#[test]
+fn non_members_and_missing_conversations_are_refused() {
+    let mut s = create_group(&["bob"]);
+    let r = apply(&mut s, send("mallory", "x", ClientMsgId::random(), None), 0, &LIMITS);
+    assert_eq!(code_of(&r), Some(RefusalCode::NotMember));
+    assert_eq!(s.as_ref().unwrap().head, ConvSeq(1));
+    let mut none: Option<ConvState> = None;
+    let r = apply(&mut none, send("bob", "p", ClientMsgId::random(), None), 0, &LIMITS);
+    assert_eq!(
+        r,
+        Applied::Refused {
+            outcome: Outcome::Refused {
+                code: RefusalCode::NotMember,
+                reason: "not a member of this conversation".into()
+            },
+            remember: false
+        }
+    );
+    assert!(none.is_none());
+}
+
+#[test]
+fn sender_order_refuses_a_message_whose_predecessor_is_missing() {
+    let mut s = create_group(&["bob"]);
+    let a = ClientMsgId::random();
+    let b = ClientMsgId::random();
+    // b names a as its predecessor, but a has not arrived: refused, transient.
+    let r = apply(&mut s, send("bob", "p", b, Some(a)), 0, &LIMITS);
+    assert!(matches!(r, Applied::Refused { remember: false, .. }));
+    assert_eq!(code_of(&r), Some(RefusalCode::OutOfOrder));
+    // The client resends from the first unacked one: a then b.
+    assert_eq!(seq_of(&apply(&mut s, send("bob", "p", a, None), 0, &LIMITS)), Some(2));
+    assert_eq!(
+        seq_of(&apply(&mut s, send("bob", "p", b, Some(a)), 0, &LIMITS)),
+        Some(3)
+    );
+}
+
+#[test]
+fn only_admins_change_members_or_send_priority_and_leaving_is_sequenced() {
+    let mut s = create_group(&["bob"]);
+    let add = |who: &str, u: &str| {
+        Command::ChangeMembers(MembersCommand {
+            origin: origin(who, "d"),
+            conv: conv(),
+            client_msg_id: ClientMsgId::random(),
+            add: vec![user(u)],
+            remove: vec![],
+        })
+    };
+    assert_eq!(
+        code_of(&apply(&mut s, add("bob", "carol"), 0, &LIMITS)),
+        Some(RefusalCode::Forbidden)
+    );
+    assert_eq!(seq_of(&apply(&mut s, add("admin", "carol"), 0, &LIMITS)), Some(2));
+    assert!(s.as_ref().unwrap().members.contains_key(&user("carol")));
+    let mut p = send("bob", "p", ClientMsgId::random(), None);
+    if let Command::Send(c) = &mut p {
+        c.priority = true;
+    }
+    assert_eq!(code_of(&apply(&mut s, p, 0, &LIMITS)), Some(RefusalCode::Forbidden));
+    let leave = Command::ChangeMembers(MembersCommand {
+        origin: origin("carol", "d"),
+        conv: conv(),
+        client_msg_id: ClientMsgId::random(),
+        add: vec![],
+        remove: vec![user("carol")],
+    });
+    match apply(&mut s, leave, 0, &LIMITS) {
+        Applied::Sequenced { removed, .. } => assert_eq!(removed, vec![user("carol")]),
+        other => panic!("leave refused: {other:?}"),
+    }
+    // Send, then leave: a send after leaving is refused.
+    assert_eq!(
+        code_of(&apply(
+            &mut s,
+            send("carol", "d", ClientMsgId::random(), None),
+            0,
+            &LIMITS
+        )),
+        Some(RefusalCode::NotMember)
+    );
+}
+
+#[test]
+fn direct_conversations_are_fixed_and_idempotent() {
+    let mut s = None;
+    let a = user("alice");
+    let b = user("bob");
+    let create = |id| {
+        Command::Create(CreateCommand {
+            origin: origin("alice", "d"),
+            conv: ConversationId::direct(&a, &b),
+            kind: ConversationKind::Direct,
+            title: String::new(),
+            members: vec![b.clone()],
+            client_msg_id: id,
+        })
+    };
+    assert_eq!(
+        seq_of(&apply(&mut s, create(ClientMsgId::random()), 0, &LIMITS)),
+        Some(1)
+    );
+    assert_eq!(
+        seq_of(&apply(&mut s, create(ClientMsgId::random()), 0, &LIMITS)),
+        Some(1)
+    );
+    let mut bad = None;
+    let three = Command::Create(CreateCommand {
+        origin: origin("alice", "d"),
+        conv: ConversationId::direct(&a, &b),
+        kind: ConversationKind::Direct,
+        title: String::new(),
+        members: vec![b.clone(), user("carol")],
+        client_msg_id: ClientMsgId::random(),
+    });
+    assert_eq!(code_of(&apply(&mut bad, three, 0, &LIMITS)), Some(RefusalCode::Invalid));
+    assert!(bad.is_none());
+}
+
+proptest! {
+    /// Random traffic from several devices with resends and reordering:
+    /// numbers stay 1..=head, each id gets at most one number, a resend gets
+    /// the same number, and each device's acked messages are in send order.
+    #[test]
+    fn random_traffic_keeps_the_guarantees(ops in proptest::collection::vec((0usize..4, 0usize..3, any::<bool>()), 1..300)) {
+        let mut s = create_group(&["u0", "u1", "u2"]);
+        // Per device: its sent ids in order, and the index of the next to send.
+        let mut outbox: HashMap<usize, (Vec<ClientMsgId>, usize)> = HashMap::new();
+        let mut numbers: HashMap<ClientMsgId, u64> = HashMap::new();
+        for (dev, back, resend) in ops {
+            let (ids, next) = outbox.entry(dev).or_insert_with(|| (Vec::new(), 0));
+            let i = if resend && *next > 0 { next.saturating_sub(back + 1) } else {
+                if *next == ids.len() { ids.push(ClientMsgId::random()); }
+                *next
+            };
+            let id = ids[i];
+            let prev = if i == 0 { None } else { Some(ids[i - 1]) };
+            let u = format!("u{}", dev % 3);
+            let r = apply(&mut s, send(&u, &format!("d{dev}"), id, prev), 0, &LIMITS);
+            if let Some(n) = seq_of(&r) {
+                if let Some(old) = numbers.insert(id, n) { prop_assert_eq!(old, n); }
+                if i == *next { *next += 1; }
+            }
+        }
+        let head = s.as_ref().unwrap().head.0;
+        let mut seen: Vec<u64> = numbers.values().copied().collect();
+        seen.sort();
+        prop_assert_eq!(seen, (2..=head).collect::<Vec<_>>());
+        for (ids, _) in outbox.values() {
+            let acked: Vec<u64> = ids.iter().filter_map(|i| numbers.get(i).copied()).collect();
+            prop_assert!(acked.windows(2).all(|w| w[0] < w[1]), "sender order broken: {:?}", acked);
+        }
+    }
+}
