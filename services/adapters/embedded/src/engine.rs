@@ -1,0 +1,140 @@
+//! The engine: one fjall database shared by the log and the store, with
+//! group commit and a bridge from async code to fjall's blocking calls.
+
+use crate::error::EngineError;
+use crate::sync::GroupCommit;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use seqline_core::Result;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Tuning of the engine; the defaults suit a single-process deployment.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+    /// Memtable size per keyspace in bytes.
+    pub memtable_bytes: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+            memtable_bytes: 16 << 20,
+        }
+    }
+}
+
+/// One fjall database in one directory, shared by [`crate::EmbeddedLog`] and
+/// [`crate::EmbeddedStore`]. Writes are journaled without fsync; callers make
+/// them durable with [`EmbeddedEngine::sync`], which coalesces concurrent
+/// callers into one `fdatasync`.
+pub struct EmbeddedEngine {
+    db: Database,
+    options: EngineOptions,
+    dir: PathBuf,
+    group: GroupCommit,
+}
+
+impl std::fmt::Debug for EmbeddedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedEngine")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedEngine {
+    /// Opens (or creates) the engine in `dir` with default options.
+    pub fn open(dir: &Path) -> Result<Arc<Self>> {
+        Self::open_with(dir, EngineOptions::default())
+    }
+
+    /// Opens (or creates) the engine in `dir`.
+    pub fn open_with(dir: &Path, options: EngineOptions) -> Result<Arc<Self>> {
+        Ok(Self::open_inner(dir, options)?)
+    }
+
+    fn open_inner(dir: &Path, options: EngineOptions) -> Result<Arc<Self>, EngineError> {
+        std::fs::create_dir_all(dir).map_err(fjall::Error::from)?;
+        let db = Database::builder(dir)
+            .manual_journal_persist(true)
+            .cache_size(options.cache_bytes)
+            .open()?;
+        // What recovery replayed may sit only in the page cache (a process
+        // that exited without fsync): make it durable before anyone reads it.
+        db.persist(PersistMode::SyncData)?;
+        let group = GroupCommit::start(db.clone())?;
+        tracing::debug!(dir = %dir.display(), "embedded engine opened");
+        Ok(Arc::new(Self {
+            db,
+            options,
+            dir: dir.to_path_buf(),
+            group,
+        }))
+    }
+
+    /// The directory the engine lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns once every write made before this call is fsynced. Concurrent
+    /// callers share one fsync.
+    pub async fn sync(&self) -> Result<()> {
+        Ok(self.group.sync().await?)
+    }
+
+    pub(crate) async fn sync_inner(&self) -> Result<(), EngineError> {
+        self.group.sync().await
+    }
+
+    /// Opens (or creates) the keyspace `name`.
+    pub(crate) fn keyspace(&self, name: &str) -> Result<Keyspace, EngineError> {
+        let memtable = self.options.memtable_bytes;
+        Ok(self.db.keyspace(name, || {
+            KeyspaceCreateOptions::default()
+                .manual_journal_persist(true)
+                .max_memtable_size(memtable)
+        })?)
+    }
+
+    /// A new atomic write batch across keyspaces (not fsynced by itself).
+    pub(crate) fn batch(&self) -> OwnedWriteBatch {
+        self.db.batch()
+    }
+
+    /// A consistent read view across keyspaces.
+    pub(crate) fn snapshot(&self) -> fjall::Snapshot {
+        self.db.snapshot()
+    }
+}
+
+impl Drop for EmbeddedEngine {
+    fn drop(&mut self) {
+        self.group.shutdown();
+    }
+}
+
+/// Runs blocking fjall work off the async executor.
+pub(crate) async fn blocking<F, R>(f: F) -> Result<R, EngineError>
+where
+    F: FnOnce() -> Result<R, EngineError> + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Task(e.to_string()))?
+}
+
+/// Runs `fut` to completion even if the caller stops waiting, so a write is
+/// never left half-done (written but its durable mark never advanced).
+pub(crate) async fn detached<F, R>(fut: F) -> Result<R>
+where
+    F: Future<Output = Result<R>> + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::spawn(fut).await.map_err(|e| EngineError::Task(e.to_string()))?
+}

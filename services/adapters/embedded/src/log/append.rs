@@ -1,0 +1,90 @@
+//! The write path: encode, lock the touched partitions, one batch, group
+//! commit, then advance the durable marks and wake consumers.
+
+use super::topic::TopicState;
+use super::LogInner;
+use crate::engine::{blocking, detached};
+use crate::error::{lock, EngineError};
+use crate::wire::encode_record;
+use seqline_core::ids::partition_for;
+use seqline_core::records::LogRecord;
+use seqline_core::Result;
+use std::sync::Arc;
+use tracing::instrument;
+
+/// Appends `records` durably; returns once they are fsynced and visible.
+#[instrument(skip_all, fields(topic = %state.name, records = records.len()))]
+pub(super) async fn append(inner: &Arc<LogInner>, state: Arc<TopicState>, records: Vec<LogRecord>) -> Result<()> {
+    let count = state.partitions.len() as u32;
+    let encoded = blocking(move || {
+        records
+            .into_iter()
+            .map(|r| {
+                let partition = partition_for(r.key(), count);
+                encode_record(r).map(|bytes| (partition, bytes))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()
+    })
+    .await?;
+    append_encoded(inner, &state, encoded).await?;
+    Ok(())
+}
+
+/// Writes already encoded records (partition, bytes), in order per
+/// partition; returns each touched partition's new end offset.
+pub(super) async fn append_encoded(
+    inner: &Arc<LogInner>,
+    state: &Arc<TopicState>,
+    encoded: Vec<(u32, Vec<u8>)>,
+) -> Result<Vec<(u32, u64)>> {
+    if let Some((p, _)) = encoded.iter().find(|(p, _)| *p as usize >= state.partitions.len()) {
+        return Err(seqline_core::Error::Invalid(format!(
+            "topic {} has no partition {p}",
+            state.name
+        )));
+    }
+    let inner = Arc::clone(inner);
+    let state = Arc::clone(state);
+    // Once written, the durable marks must advance even if the caller goes
+    // away, or the partition would stall behind invisible records.
+    detached(async move {
+        let writer = Arc::clone(&state);
+        let db = Arc::clone(&inner);
+        let ends = blocking(move || write(&db, &writer, encoded)).await?;
+        inner.engine.sync_inner().await?;
+        for &(partition, end) in &ends {
+            state.advance_durable(partition, end);
+        }
+        state.bump();
+        Ok(ends)
+    })
+    .await
+}
+
+/// Assigns offsets and writes one batch (blocking).
+fn write(inner: &LogInner, state: &TopicState, encoded: Vec<(u32, Vec<u8>)>) -> Result<Vec<(u32, u64)>, EngineError> {
+    let mut touched: Vec<u32> = encoded.iter().map(|(p, _)| *p).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    // Ascending lock order: two appends never wait on each other in a cycle.
+    let mut guards = Vec::with_capacity(touched.len());
+    for &p in &touched {
+        if let Some(part) = state.partitions.get(p as usize) {
+            guards.push((p, lock(&part.next)));
+        }
+    }
+    let mut next: Vec<(u32, u64)> = guards.iter().map(|(p, g)| (*p, **g)).collect();
+    let mut batch = inner.engine.batch();
+    for (partition, bytes) in encoded {
+        if let Ok(i) = next.binary_search_by_key(&partition, |(p, _)| *p) {
+            let offset = next[i].1;
+            batch.insert(&inner.records, state.record_key(partition, offset), bytes);
+            next[i].1 = offset + 1;
+        }
+    }
+    batch.commit()?;
+    for ((_, guard), (_, end)) in guards.iter_mut().zip(&next) {
+        **guard = *end;
+    }
+    Ok(next)
+}

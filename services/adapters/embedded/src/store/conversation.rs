@@ -1,0 +1,139 @@
+//! `commit_conversation`: validate, compare-and-set the head, one batch,
+//! group commit.
+
+use super::layout;
+use super::StoreInner;
+use crate::engine::{blocking, detached};
+use crate::error::EngineError;
+use crate::keys::u64_value;
+use crate::wire::{encode, WireMessage, WireOutcome};
+use seqline_core::ports::ConversationBatch;
+use seqline_core::{Error, Result};
+use std::sync::Arc;
+use tracing::instrument;
+
+/// Writes a sequencer batch durably (see [`seqline_core::ports::Store`]).
+#[instrument(skip_all, fields(conversation_id = %batch.conv, from = batch.expected_head.0, to = batch.new_head.0))]
+pub(super) async fn commit(inner: &Arc<StoreInner>, batch: ConversationBatch) -> Result<()> {
+    validate(&batch)?;
+    let inner = Arc::clone(inner);
+    // Detached: once the batch is written, its pending marker must be
+    // cleared after the fsync even if the caller stops waiting.
+    detached(async move {
+        let pending_key = layout::pending_conv(&batch.conv);
+        let new_head = batch.new_head.0;
+        let writer = Arc::clone(&inner);
+        let key = pending_key.clone();
+        blocking(move || write(&writer, &key, batch)).await?;
+        inner.engine.sync_inner().await?;
+        inner.pending.finish(&pending_key, Some(new_head));
+        Ok(())
+    })
+    .await
+}
+
+fn validate(b: &ConversationBatch) -> Result<()> {
+    let invalid = |why: String| Err(Error::Invalid(format!("conversation batch for {}: {why}", b.conv)));
+    if b.new_head.0 != b.expected_head.0 + b.messages.len() as u64 {
+        return invalid(format!(
+            "head {} + {} messages is not {}",
+            b.expected_head,
+            b.messages.len(),
+            b.new_head
+        ));
+    }
+    for (i, m) in b.messages.iter().enumerate() {
+        let want = b.expected_head.0 + 1 + i as u64;
+        if m.conv_seq.0 != want || m.conv != b.conv {
+            return invalid(format!(
+                "message {i} is {}#{}, expected {}#{want}",
+                m.conv, m.conv_seq, b.conv
+            ));
+        }
+    }
+    if let Some(meta) = &b.create {
+        if meta.conv != b.conv || b.expected_head.0 != 0 {
+            return invalid("a creating batch must start at head 0 with matching settings".into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks the head and writes the batch (blocking, under the stripe lock).
+fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result<(), EngineError> {
+    let ks = &inner.ks;
+    let conv_key = layout::conv(&b.conv);
+    // Encode before locking: the lock is held only for the check and write.
+    let meta = b.create.as_ref().map(encode).transpose()?;
+    let messages = b
+        .messages
+        .into_iter()
+        .map(|m| Ok((layout::seq(&conv_key, m.conv_seq.0), encode(&WireMessage::from(m))?)))
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    let dedup = b
+        .dedup
+        .into_iter()
+        .map(|(id, o)| Ok((layout::dedup(&conv_key, id), encode(&WireOutcome::from(o))?)))
+        .collect::<Result<Vec<_>, EngineError>>()?;
+
+    let _stripe = inner.stripes.lock(&conv_key);
+    let stored = inner.ks.conv_head.get(&conv_key)?.map(|v| u64_value(&v)).transpose()?;
+    let fenced = |why: String| {
+        Err(EngineError::Port(Error::Fenced(format!(
+            "conversation {}: {why}",
+            b.conv
+        ))))
+    };
+    match (stored, &meta) {
+        (Some(_), Some(_)) => return fenced("it already exists".into()),
+        (Some(head), None) if head != b.expected_head.0 => {
+            return fenced(format!("head is {head}, writer expected {}", b.expected_head))
+        }
+        (None, None) if !messages.is_empty() || !b.members.is_empty() => {
+            return Err(EngineError::Port(Error::NotFound(format!("conversation {}", b.conv))))
+        }
+        _ => {}
+    }
+    let exists = stored.is_some() || meta.is_some();
+
+    let mut batch = inner.engine.batch();
+    if let Some(meta) = meta {
+        batch.insert(&ks.conv_meta, conv_key.clone(), meta);
+    }
+    if exists {
+        batch.insert(&ks.conv_head, conv_key.clone(), b.new_head.0.to_be_bytes());
+    }
+    for (key, value) in messages {
+        batch.insert(&ks.messages, key, value);
+    }
+    for (key, value) in dedup {
+        batch.insert(&ks.dedup, key, value);
+    }
+    for change in &b.members {
+        let member_key = layout::pair(b.conv.as_str(), change.user.as_str());
+        let index_key = layout::pair(change.user.as_str(), b.conv.as_str());
+        match change.role {
+            Some(role) => {
+                batch.insert(&ks.members, member_key, layout::role_byte(role));
+                batch.insert(&ks.user_convs, index_key, []);
+            }
+            None => {
+                batch.remove(&ks.members, member_key);
+                batch.remove(&ks.user_convs, index_key);
+            }
+        }
+    }
+    for ((user, device), id) in &b.device_last {
+        batch.insert(
+            &ks.device_last,
+            layout::device_last(&b.conv, user, device),
+            *id.0.as_bytes(),
+        );
+    }
+    inner.pending.begin(pending_key, stored);
+    if let Err(e) = batch.commit() {
+        inner.pending.finish(pending_key, stored);
+        return Err(e.into());
+    }
+    Ok(())
+}

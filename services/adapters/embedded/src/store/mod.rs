@@ -1,0 +1,149 @@
+//! [`EmbeddedStore`]: conversations, messages, timelines and cursors on the
+//! engine.
+//!
+//! Each commit is a compare-and-set on a head under a striped lock, one
+//! atomic batch, then the group commit. Writes in flight are tracked in
+//! [`pending::Pending`] so readers never see a head (or anything a batch
+//! wrote) before it is fsynced: heads and ranges are clamped to the durable
+//! head; other reads that raced a write wait for its fsync.
+
+mod conversation;
+mod layout;
+mod pending;
+mod reads;
+mod timeline;
+
+use crate::engine::EmbeddedEngine;
+use crate::error::EngineError;
+use async_trait::async_trait;
+use fjall::Keyspace;
+use pending::{Pending, Stripes};
+use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
+use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
+use seqline_core::ports::{ConversationBatch, ConversationState, Store, TimelineBatch, TimelineState};
+use seqline_core::Result;
+use std::sync::Arc;
+
+/// The keyspaces of the store.
+pub(crate) struct Spaces {
+    /// conv → meta.
+    conv_meta: Keyspace,
+    /// conv → head (u64 BE).
+    conv_head: Keyspace,
+    /// (conv, user) → role.
+    members: Keyspace,
+    /// (user, conv) → ().
+    user_convs: Keyspace,
+    /// (conv, user, device) → last client id.
+    device_last: Keyspace,
+    /// (conv, client id) → outcome.
+    dedup: Keyspace,
+    /// (conv, conv_seq BE) → message.
+    messages: Keyspace,
+    /// (user, user_seq BE) → entry.
+    timeline: Keyspace,
+    /// user → head (u64 BE).
+    timeline_head: Keyspace,
+    /// (user, conv) → last applied conv_seq (u64 BE).
+    applied: Keyspace,
+    /// (user, device) → cursor (u64 BE).
+    cursors: Keyspace,
+}
+
+impl Spaces {
+    fn open(engine: &EmbeddedEngine) -> Result<Self, EngineError> {
+        Ok(Self {
+            conv_meta: engine.keyspace("conv_meta")?,
+            conv_head: engine.keyspace("conv_head")?,
+            members: engine.keyspace("members")?,
+            user_convs: engine.keyspace("user_convs")?,
+            device_last: engine.keyspace("device_last")?,
+            dedup: engine.keyspace("dedup")?,
+            messages: engine.keyspace("messages")?,
+            timeline: engine.keyspace("timeline")?,
+            timeline_head: engine.keyspace("timeline_head")?,
+            applied: engine.keyspace("applied")?,
+            cursors: engine.keyspace("device_cursors")?,
+        })
+    }
+}
+
+/// The embedded [`Store`]. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<StoreInner>,
+}
+
+pub(crate) struct StoreInner {
+    engine: Arc<EmbeddedEngine>,
+    ks: Spaces,
+    stripes: Stripes,
+    pending: Pending,
+}
+
+impl EmbeddedStore {
+    /// Opens the store on `engine`.
+    pub fn open(engine: Arc<EmbeddedEngine>) -> Result<Self> {
+        let ks = Spaces::open(&engine)?;
+        Ok(Self {
+            inner: Arc::new(StoreInner {
+                engine,
+                ks,
+                stripes: Stripes::new(256),
+                pending: Pending::new(),
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn load_conversation(&self, conv: &ConversationId) -> Result<Option<ConversationState>> {
+        self.inner.load_conversation(conv).await
+    }
+    async fn commit_conversation(&self, batch: ConversationBatch) -> Result<()> {
+        conversation::commit(&self.inner, batch).await
+    }
+    async fn dedup(&self, conv: &ConversationId, id: ClientMsgId) -> Result<Option<Outcome>> {
+        self.inner.dedup(conv, id).await
+    }
+    async fn conversation_head(&self, conv: &ConversationId) -> Result<Option<ConvSeq>> {
+        self.inner.conversation_head(conv).await
+    }
+    async fn conversation_meta(&self, conv: &ConversationId) -> Result<Option<ConversationMeta>> {
+        self.inner.conversation_meta(conv).await
+    }
+    async fn member_role(&self, conv: &ConversationId, user: &UserId) -> Result<Option<Role>> {
+        self.inner.member_role(conv, user).await
+    }
+    async fn members(&self, conv: &ConversationId) -> Result<Vec<(UserId, Role)>> {
+        self.inner.members(conv).await
+    }
+    async fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
+        self.inner.conversations_of(user).await
+    }
+    async fn messages_after(&self, conv: &ConversationId, after: ConvSeq, limit: usize) -> Result<Vec<Message>> {
+        self.inner.messages(conv, reads::Range::After(after.0), limit).await
+    }
+    async fn messages_before(&self, conv: &ConversationId, before: ConvSeq, limit: usize) -> Result<Vec<Message>> {
+        self.inner.messages(conv, reads::Range::Before(before.0), limit).await
+    }
+    async fn load_timeline(&self, user: &UserId) -> Result<TimelineState> {
+        self.inner.load_timeline(user).await
+    }
+    async fn commit_timeline(&self, batch: TimelineBatch) -> Result<()> {
+        timeline::commit(&self.inner, batch).await
+    }
+    async fn timeline_head(&self, user: &UserId) -> Result<UserSeq> {
+        self.inner.timeline_head(user).await
+    }
+    async fn timeline_after(&self, user: &UserId, after: UserSeq, limit: usize) -> Result<Vec<TimelineEntry>> {
+        self.inner.timeline_after(user, after, limit).await
+    }
+    async fn set_device_cursor(&self, user: &UserId, device: &DeviceId, cursor: UserSeq) -> Result<()> {
+        timeline::set_cursor(&self.inner, user, device, cursor).await
+    }
+    async fn device_cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<UserSeq>> {
+        self.inner.device_cursor(user, device).await
+    }
+}

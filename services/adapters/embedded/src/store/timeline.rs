@@ -1,0 +1,132 @@
+//! `commit_timeline` and `set_device_cursor`: compare-and-set writes keyed
+//! by user.
+
+use super::layout;
+use super::StoreInner;
+use crate::engine::{blocking, detached};
+use crate::error::EngineError;
+use crate::keys::u64_value;
+use crate::wire::{encode, WireEntry};
+use seqline_core::ids::{DeviceId, UserId, UserSeq};
+use seqline_core::ports::TimelineBatch;
+use seqline_core::{Error, Result};
+use std::sync::Arc;
+use tracing::instrument;
+
+/// Writes a timeline batch durably; `Error::Fenced` on a head mismatch.
+#[instrument(skip_all, fields(user_id = %batch.user, from = batch.expected_head.0, to = batch.new_head.0))]
+pub(super) async fn commit(inner: &Arc<StoreInner>, batch: TimelineBatch) -> Result<()> {
+    validate(&batch)?;
+    let inner = Arc::clone(inner);
+    detached(async move {
+        let pending_key = layout::pending_user(&batch.user);
+        let new_head = batch.new_head.0;
+        let writer = Arc::clone(&inner);
+        let key = pending_key.clone();
+        blocking(move || write(&writer, &key, batch)).await?;
+        inner.engine.sync_inner().await?;
+        inner.pending.finish(&pending_key, Some(new_head));
+        Ok(())
+    })
+    .await
+}
+
+fn validate(b: &TimelineBatch) -> Result<()> {
+    if b.new_head.0 != b.expected_head.0 + b.entries.len() as u64 {
+        return Err(Error::Invalid(format!(
+            "timeline batch for {}: head {} + {} entries is not {}",
+            b.user,
+            b.expected_head,
+            b.entries.len(),
+            b.new_head
+        )));
+    }
+    for (i, e) in b.entries.iter().enumerate() {
+        let want = b.expected_head.0 + 1 + i as u64;
+        if e.user_seq.0 != want {
+            return Err(Error::Invalid(format!(
+                "timeline batch for {}: entry {i} is #{}, expected #{want}",
+                b.user, e.user_seq
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<(), EngineError> {
+    let ks = &inner.ks;
+    let user_key = layout::user(&b.user);
+    let entries = b
+        .entries
+        .into_iter()
+        .map(|e| Ok((layout::seq(&user_key, e.user_seq.0), encode(&WireEntry::from(e))?)))
+        .collect::<Result<Vec<_>, EngineError>>()?;
+
+    let _stripe = inner.stripes.lock(pending_key);
+    let stored = ks.timeline_head.get(&user_key)?.map(|v| u64_value(&v)).transpose()?;
+    let head = stored.unwrap_or(0);
+    if head != b.expected_head.0 {
+        return Err(EngineError::Port(Error::Fenced(format!(
+            "timeline of {}: head is {head}, writer expected {}",
+            b.user, b.expected_head
+        ))));
+    }
+    let mut batch = inner.engine.batch();
+    for (key, value) in entries {
+        batch.insert(&ks.timeline, key, value);
+    }
+    batch.insert(&ks.timeline_head, user_key, b.new_head.0.to_be_bytes());
+    for (conv, seq) in &b.applied {
+        batch.insert(
+            &ks.applied,
+            layout::pair(b.user.as_str(), conv.as_str()),
+            seq.0.to_be_bytes(),
+        );
+    }
+    inner.pending.begin(pending_key, Some(head));
+    if let Err(e) = batch.commit() {
+        inner.pending.finish(pending_key, Some(head));
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Moves `device`'s cursor forward to `cursor` (never back), durably.
+pub(super) async fn set_cursor(
+    inner: &Arc<StoreInner>,
+    user: &UserId,
+    device: &DeviceId,
+    cursor: UserSeq,
+) -> Result<()> {
+    let inner = Arc::clone(inner);
+    let key = layout::pair(user.as_str(), device.as_str());
+    let pending_key = layout::pending_cursor(user, device);
+    detached(async move {
+        let writer = Arc::clone(&inner);
+        let marker = pending_key.clone();
+        let wrote = blocking(move || {
+            let _stripe = writer.stripes.lock(&marker);
+            let stored = writer.ks.cursors.get(&key)?.map(|v| u64_value(&v)).transpose()?;
+            if stored.is_some_and(|s| s >= cursor.0) {
+                return Ok(false);
+            }
+            writer.pending.begin(&marker, stored);
+            if let Err(e) = writer.ks.cursors.insert(key, cursor.0.to_be_bytes()) {
+                writer.pending.finish(&marker, stored);
+                return Err(e.into());
+            }
+            Ok(true)
+        })
+        .await?;
+        // Also when nothing was written: a cursor at least this far may still
+        // be in flight, and the caller is owed durability.
+        if wrote || inner.pending.is_pending(&pending_key) {
+            inner.engine.sync_inner().await?;
+        }
+        if wrote {
+            inner.pending.finish(&pending_key, Some(cursor.0));
+        }
+        Ok(())
+    })
+    .await
+}

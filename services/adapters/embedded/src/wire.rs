@@ -1,0 +1,298 @@
+//! The stored encoding: one format-version byte, then postcard.
+//!
+//! postcard is positional, so it cannot decode the core types that skip
+//! empty fields (`Message`) or use internally tagged enums (`Outcome`). The
+//! `Wire*` mirrors below are what is stored; conversions destructure every
+//! field, so a field added in core fails to compile here instead of being
+//! silently dropped.
+
+use crate::error::EngineError;
+use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
+use seqline_core::model::{Message, MessageKind, Outcome, RefusalCode, TimelineEntry, VectorClock};
+use seqline_core::records::{
+    Command, DeadLetter, Delivery, GatewayRecord, LogRecord, Origin, Package, Receipt, UserEvent,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The only format written so far.
+pub(crate) const FORMAT_V1: u8 = 1;
+
+/// Encodes `value` behind the format byte.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
+    postcard::to_extend(value, vec![FORMAT_V1]).map_err(|e| EngineError::Encode(e.to_string()))
+}
+
+/// Decodes a value written by [`encode`]; the error says why not.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| format!("undecodable v1 value: {e}")),
+        Some((v, _)) => Err(format!("unknown format version {v}")),
+        None => Err("empty value".into()),
+    }
+}
+
+/// [`decode`] for the store, where a bad value is corruption.
+pub(crate) fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EngineError> {
+    decode(bytes).map_err(EngineError::Corrupt)
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireMessage {
+    conv: ConversationId,
+    conv_seq: ConvSeq,
+    client_msg_id: ClientMsgId,
+    sender: UserId,
+    sender_device: DeviceId,
+    kind: MessageKind,
+    body: String,
+    members: Vec<UserId>,
+    priority: bool,
+    server_ts_ms: u64,
+    vclock: VectorClock,
+}
+
+impl From<Message> for WireMessage {
+    fn from(m: Message) -> Self {
+        let Message {
+            conv,
+            conv_seq,
+            client_msg_id,
+            sender,
+            sender_device,
+            kind,
+            body,
+            members,
+            priority,
+            server_ts_ms,
+            vclock,
+        } = m;
+        Self {
+            conv,
+            conv_seq,
+            client_msg_id,
+            sender,
+            sender_device,
+            kind,
+            body,
+            members,
+            priority,
+            server_ts_ms,
+            vclock,
+        }
+    }
+}
+
+impl From<WireMessage> for Message {
+    fn from(m: WireMessage) -> Self {
+        let WireMessage {
+            conv,
+            conv_seq,
+            client_msg_id,
+            sender,
+            sender_device,
+            kind,
+            body,
+            members,
+            priority,
+            server_ts_ms,
+            vclock,
+        } = m;
+        Self {
+            conv,
+            conv_seq,
+            client_msg_id,
+            sender,
+            sender_device,
+            kind,
+            body,
+            members,
+            priority,
+            server_ts_ms,
+            vclock,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireEntry {
+    user_seq: UserSeq,
+    message: WireMessage,
+}
+
+impl From<TimelineEntry> for WireEntry {
+    fn from(e: TimelineEntry) -> Self {
+        Self {
+            user_seq: e.user_seq,
+            message: e.message.into(),
+        }
+    }
+}
+
+impl From<WireEntry> for TimelineEntry {
+    fn from(e: WireEntry) -> Self {
+        Self {
+            user_seq: e.user_seq,
+            message: e.message.into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum WireOutcome {
+    Sequenced { conv_seq: ConvSeq },
+    Refused { code: RefusalCode, reason: String },
+}
+
+impl From<Outcome> for WireOutcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Sequenced { conv_seq } => Self::Sequenced { conv_seq },
+            Outcome::Refused { code, reason } => Self::Refused { code, reason },
+        }
+    }
+}
+
+impl From<WireOutcome> for Outcome {
+    fn from(o: WireOutcome) -> Self {
+        match o {
+            WireOutcome::Sequenced { conv_seq } => Self::Sequenced { conv_seq },
+            WireOutcome::Refused { code, reason } => Self::Refused { code, reason },
+        }
+    }
+}
+
+/// A log record as stored.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum WireRecord {
+    Command(Command),
+    Delivery {
+        user: UserId,
+        message: WireMessage,
+    },
+    UserEvent {
+        user: UserId,
+        entry: WireEntry,
+    },
+    Receipt {
+        origin: Origin,
+        conv: ConversationId,
+        client_msg_id: ClientMsgId,
+        outcome: WireOutcome,
+    },
+    Package {
+        user: UserId,
+        device: DeviceId,
+        package_id: u64,
+        index: u32,
+        count: u32,
+        entries: Vec<WireEntry>,
+    },
+    DeadLetter(DeadLetter),
+}
+
+impl From<LogRecord> for WireRecord {
+    fn from(r: LogRecord) -> Self {
+        match r {
+            LogRecord::Command(c) => Self::Command(c),
+            LogRecord::Delivery(Delivery { user, message }) => Self::Delivery {
+                user,
+                message: message.into(),
+            },
+            LogRecord::UserEvent(UserEvent { user, entry }) => Self::UserEvent {
+                user,
+                entry: entry.into(),
+            },
+            LogRecord::Gateway(GatewayRecord::Receipt(Receipt {
+                origin,
+                conv,
+                client_msg_id,
+                outcome,
+            })) => Self::Receipt {
+                origin,
+                conv,
+                client_msg_id,
+                outcome: outcome.into(),
+            },
+            LogRecord::Gateway(GatewayRecord::Package(Package {
+                user,
+                device,
+                package_id,
+                index,
+                count,
+                entries,
+            })) => {
+                let entries = entries.into_iter().map(WireEntry::from).collect();
+                Self::Package {
+                    user,
+                    device,
+                    package_id,
+                    index,
+                    count,
+                    entries,
+                }
+            }
+            LogRecord::DeadLetter(d) => Self::DeadLetter(d),
+        }
+    }
+}
+
+impl From<WireRecord> for LogRecord {
+    fn from(r: WireRecord) -> Self {
+        match r {
+            WireRecord::Command(c) => Self::Command(c),
+            WireRecord::Delivery { user, message } => Self::Delivery(Delivery {
+                user,
+                message: message.into(),
+            }),
+            WireRecord::UserEvent { user, entry } => Self::UserEvent(UserEvent {
+                user,
+                entry: entry.into(),
+            }),
+            WireRecord::Receipt {
+                origin,
+                conv,
+                client_msg_id,
+                outcome,
+            } => Self::Gateway(GatewayRecord::Receipt(Receipt {
+                origin,
+                conv,
+                client_msg_id,
+                outcome: outcome.into(),
+            })),
+            WireRecord::Package {
+                user,
+                device,
+                package_id,
+                index,
+                count,
+                entries,
+            } => {
+                let entries = entries.into_iter().map(TimelineEntry::from).collect();
+                Self::Gateway(GatewayRecord::Package(Package {
+                    user,
+                    device,
+                    package_id,
+                    index,
+                    count,
+                    entries,
+                }))
+            }
+            WireRecord::DeadLetter(d) => Self::DeadLetter(d),
+        }
+    }
+}
+
+/// Encodes a log record for storage.
+pub(crate) fn encode_record(record: LogRecord) -> Result<Vec<u8>, EngineError> {
+    encode(&WireRecord::from(record))
+}
+
+/// Decodes a stored log record; the error is the reason for dead-lettering.
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<LogRecord, String> {
+    decode::<WireRecord>(bytes).map(LogRecord::from)
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;
