@@ -35,6 +35,13 @@ pub enum FailReason {
         /// For humans.
         message: String,
     },
+    /// The gateway rejected the frame itself (invalid field, too large...).
+    Rejected {
+        /// The stable code.
+        code: seqline_core::protocol::ErrorCode,
+        /// For humans.
+        message: String,
+    },
     /// Every attempt went unanswered: it may or may not be sequenced.
     Exhausted,
     /// The client was closed first: it may or may not be sequenced.
@@ -54,6 +61,7 @@ impl std::fmt::Display for FailReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailReason::Refused { code, message } => write!(f, "refused ({code:?}): {message}"),
+            FailReason::Rejected { code, message } => write!(f, "rejected ({code:?}): {message}"),
             FailReason::Exhausted => f.write_str("no answer after every attempt"),
             FailReason::Closed => f.write_str("the client closed before an answer"),
             FailReason::OutboxFull => f.write_str("the outbox is full"),

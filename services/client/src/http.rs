@@ -4,7 +4,7 @@
 //! answer size and time. Plain `http://` only (loopback or a trusted proxy).
 
 use crate::error::{ClientError, Result};
-use seqline_core::ids::{ConversationId, UserId};
+use seqline_core::ids::{ClientMsgId, ConversationId, UserId};
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,15 +79,39 @@ impl HttpApi {
         self
     }
 
-    /// Creates (or finds) the direct conversation with `peer`.
+    /// Creates the direct conversation with `peer`.
     pub async fn create_direct(&self, peer: &UserId) -> Result<Created> {
-        let body = serde_json::json!({ "kind": "direct", "members": [peer] });
+        self.create_direct_with(peer, ClientMsgId::random()).await
+    }
+
+    /// Creates the direct conversation with `peer`; `request_id` makes a
+    /// retry of the same call harmless.
+    pub async fn create_direct_with(&self, peer: &UserId, request_id: ClientMsgId) -> Result<Created> {
+        let body = serde_json::json!({ "kind": "direct", "members": [peer], "request_id": request_id });
         self.post_as("/v1/conversations", &body).await
     }
 
     /// Creates a group titled `title` with `members` (the caller joins as admin).
     pub async fn create_group(&self, title: &str, members: &[UserId]) -> Result<Created> {
-        let body = serde_json::json!({ "kind": "group", "title": title, "members": members });
+        self.create_group_with(None, title, members, ClientMsgId::random())
+            .await
+    }
+
+    /// Creates a group, with a chosen id when `id` is given; `request_id`
+    /// makes a retry of the same call harmless.
+    pub async fn create_group_with(
+        &self,
+        id: Option<&ConversationId>,
+        title: &str,
+        members: &[UserId],
+        request_id: ClientMsgId,
+    ) -> Result<Created> {
+        let mut body = serde_json::json!({
+            "kind": "group", "title": title, "members": members, "request_id": request_id
+        });
+        if let (Some(id), Some(obj)) = (id, body.as_object_mut()) {
+            obj.insert("id".into(), serde_json::json!(id));
+        }
         self.post_as("/v1/conversations", &body).await
     }
 
@@ -98,7 +122,18 @@ impl HttpApi {
         add: &[UserId],
         remove: &[UserId],
     ) -> Result<serde_json::Value> {
-        let body = serde_json::json!({ "add": add, "remove": remove });
+        self.change_members_with(conv, add, remove, ClientMsgId::random()).await
+    }
+
+    /// Adds and removes members; `request_id` makes a retry harmless.
+    pub async fn change_members_with(
+        &self,
+        conv: &ConversationId,
+        add: &[UserId],
+        remove: &[UserId],
+        request_id: ClientMsgId,
+    ) -> Result<serde_json::Value> {
+        let body = serde_json::json!({ "add": add, "remove": remove, "request_id": request_id });
         self.post_as(&format!("/v1/conversations/{conv}/members"), &body).await
     }
 

@@ -249,6 +249,18 @@ impl Outbox {
         }
     }
 
+    /// The server refused `id` for now (rate limited, unavailable): transmit
+    /// it again at `until` (its conversation's later messages wait for it).
+    pub fn retry_later(&mut self, id: &ClientMsgId, until: Instant) -> bool {
+        match self.index.get(id).and_then(|o| self.entries.get_mut(o)) {
+            Some(e) => {
+                e.state = State::Queued { due: until };
+                true
+            }
+            None => false,
+        }
+    }
+
     /// When [`Outbox::due`] will next have something to do.
     /// A queued message holds back the later ones of its conversation, so
     /// their times do not count.

@@ -6,6 +6,7 @@ use super::{now, Driver};
 use crate::error::ClientError;
 use crate::event::{Event, Via};
 use crate::handle::{FailReason, SendState};
+use seqline_core::ids::ClientMsgId;
 use seqline_core::model::RefusalCode;
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 
@@ -119,21 +120,9 @@ impl Driver {
             },
             ServerFrame::Error {
                 req: None,
-                code: code @ (ErrorCode::RateLimited | ErrorCode::Unavailable),
-                ..
-            } => {
-                let delay = self.resend.backoff.delay(sess.slow_down, &mut self.rng);
-                tracing::debug!(?code, ?delay, "the server asked to slow down");
-                sess.slow_down = sess.slow_down.saturating_add(1);
-                self.outbox.pause(now() + delay);
-            }
-            ServerFrame::Error {
-                req: None,
                 code,
                 message,
-            } => {
-                tracing::warn!(?code, %message, "error from the server");
-            }
+            } => self.on_send_error(sess, code, message).await,
             ServerFrame::Welcome { .. } => {}
         }
     }
@@ -166,6 +155,32 @@ impl Driver {
         }
     }
 
+    /// An error frame without a request id answers a send; the gateway names
+    /// the message in the text (`message <id>: ...`) when it can.
+    async fn on_send_error(&mut self, sess: &mut Session, code: ErrorCode, message: String) {
+        let slow_down = matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable);
+        let id = message_id(&message);
+        if slow_down {
+            let until = now() + self.resend.backoff.delay(sess.slow_down, &mut self.rng);
+            sess.slow_down = sess.slow_down.saturating_add(1);
+            tracing::debug!(?code, "the server asked to slow down");
+            match id {
+                Some(id) if self.outbox.retry_later(&id, until) => {}
+                _ => self.outbox.pause(until),
+            }
+            return;
+        }
+        match id {
+            Some(id) => {
+                if let Some(msg) = self.outbox.refuse(&id) {
+                    let reason = FailReason::Rejected { code, message };
+                    self.settle(id, msg.conv, SendState::Failed(reason)).await;
+                }
+            }
+            None => tracing::warn!(?code, %message, "error from the server"),
+        }
+    }
+
     /// Emits the entries contiguous with the cursor.
     pub(super) async fn release(&mut self) {
         for (entry, via) in self.inbox.take_ready() {
@@ -174,5 +189,26 @@ impl Driver {
             }
             self.emit(Event::Message { entry, via }).await;
         }
+    }
+}
+
+/// The client id an error text names: `message <uuid>: ...`.
+fn message_id(text: &str) -> Option<ClientMsgId> {
+    let rest = text.strip_prefix("message ")?;
+    let token = rest.split([':', ' ']).next()?;
+    ClientMsgId::parse(token).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_message_an_error_names() {
+        let id = seqline_core::ClientMsgId::random();
+        assert_eq!(
+            super::message_id(&format!("message {id}: over 100 sends per second")),
+            Some(id)
+        );
+        assert_eq!(super::message_id(&format!("message {id} was not accepted")), Some(id));
+        assert_eq!(super::message_id("too many requests"), None);
     }
 }
