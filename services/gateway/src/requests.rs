@@ -57,6 +57,11 @@ impl Session {
             ))
         } else if body.is_empty() {
             Some((ErrorCode::InvalidField, format!("message {id}: the body is empty")))
+        } else if prev.is_some_and(|p| p.0.is_nil()) {
+            Some((
+                ErrorCode::InvalidField,
+                format!("message {id}: prev must be a non-nil UUID"),
+            ))
         } else if prev == Some(id) {
             Some((
                 ErrorCode::InvalidField,
