@@ -1,6 +1,6 @@
 //! The checks of PROOF.md over a recorded history.
 //!
-//! Every check is one or two hash-map passes over an [`Index`] built once.
+//! Every check is one or two hash-map passes over an index built once.
 //! Where PROOF.md leaves room, these are the semantics:
 //!
 //! - **Observations** are `recv` events and the entries of every `final`
@@ -39,7 +39,7 @@
 //!   (device, scope, conv) stream, unless `from` is 0 (a re-read from the
 //!   start) or the device got a `reset` since.
 //! - **C9** counts live views (device, conversation: every `recv`, deduped by
-//!   seq, order ignored) with a hole: a covered position below the largest
+//!   seq, order ignored; known members only) with a hole: a covered position below the largest
 //!   seq received that was never received. Recv events must therefore include
 //!   entries a device pulled, not only pushes.
 //! - **C10** counts, per user over all their devices: user_seq 0, a user_seq

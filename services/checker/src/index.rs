@@ -3,8 +3,9 @@
 //! membership changes and each device's final views. Everything borrows from
 //! the events, so a history of millions of lines is indexed without copies.
 
+use crate::fxhash::{Map, Set};
 use crate::history::{Event, EventBody, FinalEntry, MemberOp, Scope, Via};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 /// A device: (user, device).
 pub(crate) type Dev<'a> = (&'a str, &'a str);
@@ -61,32 +62,33 @@ impl Send<'_> {
 #[derive(Default)]
 pub(crate) struct View<'a> {
     pub entries: Vec<&'a FinalEntry>,
-    pub cmids: HashSet<&'a str>,
-    pub seqs: HashSet<u64>,
+    pub cmids: Set<&'a str>,
+    pub seqs: Set<u64>,
 }
 
 pub(crate) struct Index<'a> {
     /// Events in time order (ties keep file order).
     pub sorted: Vec<&'a Event>,
-    pub sends: HashMap<&'a str, Send<'a>>,
+    pub sends: Map<&'a str, Send<'a>>,
     pub send_ok_events: u64,
     pub obs: Vec<Obs<'a>>,
     /// The first observation of each (conv, conv_seq): the reference.
-    pub canon: HashMap<(&'a str, u64), usize>,
+    pub canon: Map<(&'a str, u64), usize>,
     /// Positions seen per conversation (observations and membership events), sorted.
-    pub conv_seqs: HashMap<&'a str, Vec<u64>>,
+    pub conv_seqs: Map<&'a str, Vec<u64>>,
     /// Positions seen as messages (observations only) per conversation, sorted.
-    pub msg_seqs: HashMap<&'a str, Vec<u64>>,
+    pub msg_seqs: Map<&'a str, Vec<u64>>,
     /// Membership changes per (conv, member), sorted by conv_seq, deduplicated.
-    pub member_ops: HashMap<(&'a str, &'a str), Vec<(u64, MemberOp)>>,
+    pub member_ops: Map<(&'a str, &'a str), Vec<(u64, MemberOp)>>,
     /// Each device's final view per conversation (see the crate docs).
-    pub views: HashMap<Dev<'a>, HashMap<&'a str, View<'a>>>,
+    pub views: Map<Dev<'a>, Map<&'a str, View<'a>>>,
     /// Each device's last user-scope final view.
     pub user_finals: Vec<(Dev<'a>, &'a [FinalEntry])>,
     /// Devices that recorded at least one final view.
-    pub finalized: HashSet<Dev<'a>>,
+    pub finalized: Set<Dev<'a>>,
     /// Devices per user (heal-only recorders left out).
-    pub devices_of: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub devices_of: Map<&'a str, BTreeSet<&'a str>>,
+    devices: Set<Dev<'a>>,
 }
 
 impl<'a> Index<'a> {
@@ -95,19 +97,20 @@ impl<'a> Index<'a> {
         sorted.sort_by_key(|e| e.t);
         let mut ix = Index {
             sorted: Vec::new(),
-            sends: HashMap::new(),
+            sends: Map::default(),
             send_ok_events: 0,
             obs: Vec::new(),
-            canon: HashMap::new(),
-            conv_seqs: HashMap::new(),
-            msg_seqs: HashMap::new(),
-            member_ops: HashMap::new(),
-            views: HashMap::new(),
+            canon: Map::default(),
+            conv_seqs: Map::default(),
+            msg_seqs: Map::default(),
+            member_ops: Map::default(),
+            views: Map::default(),
             user_finals: Vec::new(),
-            finalized: HashSet::new(),
-            devices_of: HashMap::new(),
+            finalized: Set::default(),
+            devices_of: Map::default(),
+            devices: Set::default(),
         };
-        let mut last_final: HashMap<(Dev, Scope, Option<&str>), &Event> = HashMap::new();
+        let mut last_final: Map<(Dev, Scope, Option<&str>), &Event> = Map::default();
         for &e in &sorted {
             ix.scan(e, &mut last_final);
         }
@@ -138,9 +141,9 @@ impl<'a> Index<'a> {
         ix
     }
 
-    fn scan(&mut self, e: &'a Event, last_final: &mut HashMap<(Dev<'a>, Scope, Option<&'a str>), &'a Event>) {
+    fn scan(&mut self, e: &'a Event, last_final: &mut Map<(Dev<'a>, Scope, Option<&'a str>), &'a Event>) {
         let dev = (e.user.as_str(), e.device.as_str());
-        if !matches!(e.body, EventBody::Heal {}) {
+        if !matches!(e.body, EventBody::Heal {}) && self.devices.insert(dev) {
             self.devices_of.entry(dev.0).or_default().insert(dev.1);
         }
         match &e.body {
@@ -228,8 +231,8 @@ impl<'a> Index<'a> {
     /// A device's view of a conversation is its last conv-scope final of that
     /// conversation if it has one, else the entries of that conversation in
     /// its last user-scope final.
-    fn build_views(&mut self, last_final: HashMap<(Dev<'a>, Scope, Option<&'a str>), &'a Event>) {
-        let mut chosen: HashMap<(Dev, &str), (Scope, &Event)> = HashMap::new();
+    fn build_views(&mut self, last_final: Map<(Dev<'a>, Scope, Option<&'a str>), &'a Event>) {
+        let mut chosen: Map<(Dev, &str), (Scope, &Event)> = Map::default();
         for ((dev, scope, _), e) in last_final {
             let EventBody::Final { entries, .. } = &e.body else {
                 continue;
@@ -264,8 +267,8 @@ impl<'a> Index<'a> {
     }
 
     /// Positions where someone saw a message of `cmid`, deduplicated.
-    pub fn positions_of(&self) -> HashMap<&'a str, Vec<(&'a str, u64)>> {
-        let mut out: HashMap<&str, Vec<(&str, u64)>> = HashMap::new();
+    pub fn positions_of(&self) -> Map<&'a str, Vec<(&'a str, u64)>> {
+        let mut out: Map<&str, Vec<(&str, u64)>> = Map::default();
         for o in &self.obs {
             let at = out.entry(o.cmid).or_default();
             if !at.contains(&(o.conv, o.seq)) {

@@ -12,14 +12,16 @@
 //!
 //! # Layout
 //! - [`history`]: the event types, the JSON-lines writer and reader, `body_hash`.
-//! - [`check`]: the checks and the semantics chosen for each.
+//! - [`mod@check`]: the checks and the semantics chosen for each.
 //! - [`report`]: counts, witnesses, totals, the printed table.
 //! - `index`: the one pass over the history every check reads from.
 //! - `membership`: who owes which conv_seq.
+//! - `fxhash`: the fast hasher of the checker's maps.
 //! - [`error`]: the crate's error type.
 
 pub mod check;
 pub mod error;
+mod fxhash;
 pub mod history;
 mod index;
 mod membership;

@@ -6,9 +6,10 @@
 //! may not be in its view (the joiner may or may not get its own join
 //! message), so nothing is required or forbidden there.
 
+use crate::fxhash::Map;
 use crate::history::MemberOp;
 use crate::index::Index;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// Where a conv_seq falls for one member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +77,8 @@ impl Coverage {
 
 /// Coverage of every known member of every conversation.
 pub(crate) struct Membership<'a> {
-    members: HashMap<&'a str, Vec<&'a str>>,
-    coverage: HashMap<&'a str, HashMap<&'a str, Coverage>>,
+    members: Map<&'a str, Vec<&'a str>>,
+    coverage: Map<&'a str, Map<&'a str, Coverage>>,
     /// Conversations whose membership was inferred (no membership recorded).
     pub inferred: usize,
 }
@@ -87,8 +88,8 @@ impl<'a> Membership<'a> {
     /// conv_seq 0) and, for a conversation with neither, when `infer` is set,
     /// from the users who got an ack in it or hold a final view of it: a
     /// static membership from conv_seq 0.
-    pub fn build(ix: &Index<'a>, initial: &'a HashMap<String, Vec<String>>, infer: bool) -> Self {
-        let mut users: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    pub fn build(ix: &Index<'a>, initial: &'a std::collections::HashMap<String, Vec<String>>, infer: bool) -> Self {
+        let mut users: Map<&str, BTreeSet<&str>> = Map::default();
         for &(conv, member) in ix.member_ops.keys() {
             users.entry(conv).or_default().insert(member);
         }
@@ -98,7 +99,7 @@ impl<'a> Membership<'a> {
                 .or_default()
                 .extend(members.iter().map(String::as_str));
         }
-        let mut inferred_users: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        let mut inferred_users: Map<&str, BTreeSet<&str>> = Map::default();
         if infer {
             for send in ix.sends.values() {
                 if let Some(inv) = &send.invoke {
@@ -117,8 +118,8 @@ impl<'a> Membership<'a> {
         let inferred = inferred_users.len();
         let empty = Vec::new();
         let mut m = Membership {
-            members: HashMap::new(),
-            coverage: HashMap::new(),
+            members: Map::default(),
+            coverage: Map::default(),
             inferred,
         };
         for (conv, list) in users {

@@ -91,7 +91,7 @@ pub struct Totals {
     pub conversations: u64,
 }
 
-/// The outcome of [`crate::check`].
+/// The outcome of [`crate::check()`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Anomalies per check (every check present, 0 when clean).

@@ -1,8 +1,8 @@
 //! C1, C2, C3, C6: what sits at each position, and where each id sits.
 
+use crate::fxhash::{Map, Set};
 use crate::index::{Index, Obs};
 use crate::report::{CheckId, Findings};
-use std::collections::{HashMap, HashSet};
 
 fn describe(o: &Obs<'_>) -> String {
     format!(
@@ -24,7 +24,7 @@ pub(crate) fn list(at: &[(&str, u64)]) -> String {
 
 /// C1: every observation of a position matches the first one.
 pub(super) fn one_message_per_position(ix: &Index<'_>, f: &mut Findings) {
-    let mut bad: HashSet<(&str, u64)> = HashSet::new();
+    let mut bad: Set<(&str, u64)> = Set::default();
     for o in &ix.obs {
         let Some(first) = ix.canon.get(&(o.conv, o.seq)).map(|&i| &ix.obs[i]) else {
             continue;
@@ -39,11 +39,7 @@ pub(super) fn one_message_per_position(ix: &Index<'_>, f: &mut Findings) {
 
 /// C2 and C6: one position per client id. Returns the unknown-outcome ids
 /// recovered (seen somewhere).
-pub(super) fn one_position_per_id(
-    ix: &Index<'_>,
-    positions: &HashMap<&str, Vec<(&str, u64)>>,
-    f: &mut Findings,
-) -> u64 {
+pub(super) fn one_position_per_id(ix: &Index<'_>, positions: &Map<&str, Vec<(&str, u64)>>, f: &mut Findings) -> u64 {
     let mut recovered = 0;
     for (cmid, at) in positions {
         let send = ix.sends.get(cmid);

@@ -1,15 +1,15 @@
 //! C5 and C11: what was seen against what was sent, and sender order.
 
 use super::positions::list;
+use crate::fxhash::{Map, Set};
 use crate::history::EventBody;
 use crate::index::{Dev, Index};
 use crate::report::{CheckId, Findings};
-use std::collections::{HashMap, HashSet};
 
 /// C5: everything seen was sent, not refused, to that conversation, with
 /// that body; nothing is both acked and refused.
 pub(super) fn nothing_unsent(ix: &Index<'_>, f: &mut Findings) {
-    let mut bad: HashSet<&str> = HashSet::new();
+    let mut bad: Set<&str> = Set::default();
     for o in ix.obs.iter().filter(|o| !o.system) {
         let send = ix.sends.get(o.cmid);
         let inv = send.and_then(|s| s.invoke.as_ref());
@@ -48,9 +48,9 @@ pub(super) fn nothing_unsent(ix: &Index<'_>, f: &mut Findings) {
 
 /// C11: a device's acked sends to a conversation get increasing conv_seqs in
 /// the order it invoked them; an ack names where readers saw the message.
-pub(super) fn sender_order(ix: &Index<'_>, positions: &HashMap<&str, Vec<(&str, u64)>>, f: &mut Findings) {
-    let mut invoked: HashSet<&str> = HashSet::new();
-    let mut last: HashMap<(Dev<'_>, &str), (&str, u64)> = HashMap::new();
+pub(super) fn sender_order(ix: &Index<'_>, positions: &Map<&str, Vec<(&str, u64)>>, f: &mut Findings) {
+    let mut invoked: Set<&str> = Set::default();
+    let mut last: Map<(Dev<'_>, &str), (&str, u64)> = Map::default();
     for e in &ix.sorted {
         let EventBody::SendInvoke {
             conv, client_msg_id, ..

@@ -1,10 +1,11 @@
 //! C8, C10, L1: pulls and cursors, user timelines, convergence.
 
+use crate::fxhash::{Map, Set};
 use crate::history::{EventBody, FinalEntry, Scope};
 use crate::index::{Dev, Index};
 use crate::report::{CheckId, Findings};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 fn short(seqs: &[u64]) -> String {
     let head: Vec<String> = seqs.iter().take(8).map(u64::to_string).collect();
@@ -15,8 +16,8 @@ fn short(seqs: &[u64]) -> String {
 /// C8: a pull from `from` returns from+1, from+2, ...; the cursor of a
 /// stream never moves back except to 0 or after a reset.
 pub(super) fn pulls(ix: &Index<'_>, f: &mut Findings) {
-    let mut resets: HashMap<Dev<'_>, u64> = HashMap::new();
-    let mut cursors: HashMap<(Dev<'_>, Scope, Option<&str>), (u64, u64)> = HashMap::new();
+    let mut resets: Map<Dev<'_>, u64> = Map::default();
+    let mut cursors: Map<(Dev<'_>, Scope, Option<&str>), (u64, u64)> = Map::default();
     for e in &ix.sorted {
         let dev = (e.user.as_str(), e.device.as_str());
         let (scope, conv, from, returned) = match &e.body {
@@ -65,10 +66,10 @@ pub(super) fn pulls(ix: &Index<'_>, f: &mut Findings) {
 /// C10: each user's timeline is 1..N, one entry per position, ordered by
 /// conv_seq within each conversation.
 pub(super) fn user_seqs(ix: &Index<'_>, f: &mut Findings) {
-    let mut at: HashMap<(&str, u64), (&str, u64)> = HashMap::new();
-    let mut of: HashMap<(&str, &str, u64), u64> = HashMap::new();
-    let mut bad_us: HashSet<(&str, u64)> = HashSet::new();
-    let mut bad_pos: HashSet<(&str, &str, u64)> = HashSet::new();
+    let mut at: Map<(&str, u64), (&str, u64)> = Map::default();
+    let mut of: Map<(&str, &str, u64), u64> = Map::default();
+    let mut bad_us: Set<(&str, u64)> = Set::default();
+    let mut bad_pos: Set<(&str, &str, u64)> = Set::default();
     for o in &ix.obs {
         let Some(us) = o.user_seq else { continue };
         let user = o.dev.0;
@@ -94,7 +95,7 @@ pub(super) fn user_seqs(ix: &Index<'_>, f: &mut Findings) {
             });
         }
     }
-    let mut maxima: HashMap<&str, u64> = HashMap::new();
+    let mut maxima: Map<&str, u64> = Map::default();
     let mut per_user: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for &(user, us) in at.keys() {
         per_user.entry(user).or_default().push(us);
@@ -123,7 +124,7 @@ pub(super) fn user_seqs(ix: &Index<'_>, f: &mut Findings) {
             });
         }
     }
-    let mut per_conv: HashMap<(&str, &str), Vec<(u64, u64)>> = HashMap::new();
+    let mut per_conv: Map<(&str, &str), Vec<(u64, u64)>> = Map::default();
     for (&(user, conv, seq), &us) in &of {
         per_conv.entry((user, conv)).or_default().push((seq, us));
     }
@@ -167,7 +168,7 @@ pub(super) fn convergence(ix: &Index<'_>, bound: u64, f: &mut Findings) -> bool 
     else {
         return false;
     };
-    let mut converged: HashMap<Dev<'_>, u64> = HashMap::new();
+    let mut converged: Map<Dev<'_>, u64> = Map::default();
     for e in ix
         .sorted
         .iter()

@@ -1,9 +1,9 @@
 //! C4, C7, C9: what each device ends with and what it saw live.
 
+use crate::fxhash::{Map, Set};
 use crate::index::{Dev, Index, View};
 use crate::membership::{Coverage, Membership, Place};
 use crate::report::{CheckId, Findings};
-use std::collections::{HashMap, HashSet};
 
 fn devices<'s, 'a>(ix: &'s Index<'a>, user: &'a str) -> impl Iterator<Item = Dev<'a>> + use<'s, 'a> {
     ix.devices_of.get(user).into_iter().flatten().map(move |&d| (user, d))
@@ -12,7 +12,7 @@ fn devices<'s, 'a>(ix: &'s Index<'a>, user: &'a str) -> impl Iterator<Item = Dev
 /// C4: every acked message is in the final view of every device of every
 /// member that owes it.
 pub(super) fn no_loss(ix: &Index<'_>, members: &Membership<'_>, f: &mut Findings) {
-    let mut unfinished: HashSet<Dev<'_>> = HashSet::new();
+    let mut unfinished: Set<Dev<'_>> = Set::default();
     for (cmid, send) in &ix.sends {
         for &(conv, seq) in &send.acks {
             for &user in members.of(conv) {
@@ -103,7 +103,7 @@ pub(super) fn same_sequence(ix: &Index<'_>, members: &Membership<'_>, f: &mut Fi
 /// C9: after dedup and insert-by-seq, what a device received live has no
 /// hole below the largest seq it received.
 pub(super) fn live_prefix(ix: &Index<'_>, members: &Membership<'_>, f: &mut Findings) {
-    let mut live: HashMap<(Dev<'_>, &str), Vec<u64>> = HashMap::new();
+    let mut live: Map<(Dev<'_>, &str), Vec<u64>> = Map::default();
     for o in ix.obs.iter().filter(|o| o.via.is_some()) {
         live.entry((o.dev, o.conv)).or_default().push(o.seq);
     }
