@@ -1,5 +1,7 @@
 //! Connecting: hello/welcome, presence, and every way authentication fails.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use base64::Engine;

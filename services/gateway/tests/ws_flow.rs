@@ -2,6 +2,8 @@
 //! packages → rectified pushes and pulls, sync/reset, history, cursor, ping.
 //! The tests play the sequencer and fanout by appending to the gateway topic.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! connection survives (or closes as the protocol says), nothing reaches the
 //! inbound topic, and another client is not affected.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

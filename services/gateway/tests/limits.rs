@@ -1,0 +1,247 @@
+//! Limits and lifecycles: origins, connection caps, a client that never
+//! reads, huge declared frame lengths, idle connections, shutdown.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use seqline_core::model::TimelineEntry;
+use seqline_core::ports::Presence;
+use seqline_core::records::{GatewayRecord, Package};
+use seqline_core::{ConversationId, UserSeq};
+use seqline_testkit::fixtures;
+use serde_json::json;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Opens a WebSocket by hand (so the test controls every byte afterwards).
+async fn raw_ws(gw: &Gw) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let req = "GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// Reads server frames until a close frame; returns its code.
+async fn raw_close_code(s: &mut TcpStream) -> u16 {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let mut h = [0u8; 2];
+            s.read_exact(&mut h).await.unwrap();
+            let mut len = u64::from(h[1] & 0x7f);
+            if len == 126 {
+                len = u64::from(s.read_u16().await.unwrap());
+            } else if len == 127 {
+                len = s.read_u64().await.unwrap();
+            }
+            let mut payload = vec![0u8; len as usize];
+            s.read_exact(&mut payload).await.unwrap();
+            if h[0] & 0x0f == 0x8 {
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    })
+    .await
+    .expect("a close frame in time")
+}
+
+#[tokio::test]
+async fn disallowed_origins_get_403_before_the_upgrade() {
+    let gw = Gw::start_with(|c| c.allowed_origins = vec!["https://app.example".into()]).await;
+    assert_eq!(
+        Client::connect_with_origin(&gw.url(), "https://evil.example")
+            .await
+            .err(),
+        Some(403)
+    );
+    let mut ok = Client::connect_with_origin(&gw.url(), "https://app.example")
+        .await
+        .unwrap();
+    ok.send(json!({"type": "hello", "token": gw.token("alice", "web")}))
+        .await;
+    assert_eq!(ok.recv().await["type"], "welcome");
+    // No Origin header at all: a non-browser client, allowed.
+    gw.login("bob", "cli").await.0.assert_alive().await;
+}
+
+#[tokio::test]
+async fn wrong_upgrade_headers_are_refused_with_a_json_error() {
+    let gw = Gw::start().await;
+    let (s, b) = gw.http("GET", "/v1/ws", None, None).await;
+    assert!((400..500).contains(&s), "{s}");
+    assert_eq!(b["error"]["code"], "bad_frame");
+}
+
+#[tokio::test]
+async fn too_many_connections_get_503() {
+    let gw = Gw::start_with(|c| {
+        c.max_connections = 2;
+        c.max_connections_per_user = 2;
+    })
+    .await;
+    let (mut a, _) = gw.login("alice", "phone").await;
+    let _b = gw.connect().await;
+    assert_eq!(
+        Client::connect_with_origin(&gw.url(), "https://x.example").await.err(),
+        Some(503)
+    );
+    a.assert_alive().await;
+    // A slot frees when a connection ends.
+    a.ws.close(None).await.unwrap();
+    seqline_testkit::wait::until(WAIT, "a free slot", || async {
+        Client::connect_with_origin(&gw.url(), "https://x.example")
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn too_many_connections_of_one_user_close_with_1013() {
+    let gw = Gw::start_with(|c| c.max_connections_per_user = 2).await;
+    let (mut phone, _) = gw.login("alice", "phone").await;
+    let (_laptop, _) = gw.login("alice", "laptop").await;
+    let mut tablet = gw.connect().await;
+    tablet
+        .send(json!({"type": "hello", "token": gw.token("alice", "tablet")}))
+        .await;
+    tablet.expect_error("rate_limited").await;
+    assert_eq!(tablet.closed().await, Some(1013));
+    phone.assert_alive().await;
+    gw.login("bob", "phone").await.0.assert_alive().await;
+    let found = gw.presence.lookup(&[user("alice")]).await.unwrap();
+    assert_eq!(found[&user("alice")].len(), 2);
+}
+
+#[tokio::test]
+async fn a_huge_declared_frame_length_closes_with_1009_without_reading_it() {
+    let gw = Gw::start().await;
+    let mut s = raw_ws(&gw).await;
+    // FIN + text, masked, 64-bit length 2^62, mask key; no payload follows.
+    let mut frame = vec![0x81, 0xff];
+    frame.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    s.write_all(&frame).await.unwrap();
+    assert_eq!(raw_close_code(&mut s).await, 1009);
+    gw.login("bob", "phone").await.0.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let gw = Gw::start_with(|c| c.idle_timeout = Duration::from_millis(300)).await;
+    let mut s = raw_ws(&gw).await;
+    // A hello, then silence: pings from the server go unanswered.
+    let hello = json!({"type": "hello", "token": gw.token("alice", "raw")}).to_string();
+    let mut frame = vec![0x81, 0x80 | 126];
+    frame.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]); // zero mask: payload as is
+    frame.extend_from_slice(hello.as_bytes());
+    s.write_all(&frame).await.unwrap();
+    assert_eq!(raw_close_code(&mut s).await, 1000);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected_and_others_carry_on() {
+    let gw = Gw::start_with(|c| c.send_queue = 2).await;
+    let (slow, _) = gw.login("alice", "phone").await;
+    let (mut bob, _) = gw.login("bob", "phone").await;
+    let conv = ConversationId::parse("g:room").unwrap();
+    // Far more than socket buffers hold: the queue must overflow.
+    for batch in 0..8u64 {
+        let records = (0..50u64)
+            .map(|i| {
+                let seq = batch * 50 + i + 1;
+                let mut message = fixtures::message(&conv, seq, &user("bob"));
+                message.body = "x".repeat(60_000);
+                let entries = vec![TimelineEntry {
+                    user_seq: UserSeq(seq),
+                    message,
+                }];
+                let p = Package {
+                    user: user("alice"),
+                    device: device("phone"),
+                    package_id: seq,
+                    index: 0,
+                    count: 1,
+                    entries,
+                };
+                seqline_core::records::LogRecord::Gateway(GatewayRecord::Package(p))
+            })
+            .collect();
+        use seqline_core::ports::Log;
+        gw.log
+            .append(&seqline_core::records::Topic::Gateway(gw.id.clone()), records)
+            .await
+            .unwrap();
+    }
+    seqline_testkit::wait::until(WAIT, "the slow client to be kicked", || async {
+        let (_, m) = gw.http("GET", "/metrics", None, None).await;
+        m.as_str()
+            .unwrap()
+            .contains("seqline_gateway_connections_kicked_total 1")
+            .then_some(())
+    })
+    .await;
+    seqline_testkit::wait::until(WAIT, "its presence to go", || async {
+        gw.presence
+            .lookup(&[user("alice")])
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    bob.assert_alive().await;
+    drop(slow);
+}
+
+#[tokio::test]
+async fn shutdown_closes_with_1001_unregisters_presence_and_returns() {
+    let gw = Gw::start().await;
+    let (mut a, _) = gw.login("alice", "phone").await;
+    let (mut b, _) = gw.login("bob", "laptop").await;
+    let mut waiting = gw.connect().await; // not authenticated yet
+    let presence = gw.presence.clone();
+    let addr = gw.addr;
+    let stopping = tokio::spawn(gw.stop());
+    assert_eq!(a.closed().await, Some(1001));
+    assert_eq!(b.closed().await, Some(1001));
+    assert_eq!(waiting.closed().await, Some(1001));
+    stopping.await.unwrap().unwrap();
+    assert!(presence.lookup(&[user("alice"), user("bob")]).await.unwrap().is_empty());
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn a_short_secret_is_a_config_error() {
+    let dir = TempDir::new();
+    let engine = seqline_embedded::EmbeddedEngine::open(&dir.0).unwrap();
+    let ports = seqline_gateway::Ports {
+        log: std::sync::Arc::new(seqline_embedded::EmbeddedLog::open(engine.clone(), Default::default()).unwrap()),
+        store: std::sync::Arc::new(seqline_embedded::EmbeddedStore::open(engine).unwrap()),
+        presence: std::sync::Arc::new(seqline_embedded::MemoryPresence::new()),
+    };
+    let config = seqline_gateway::GatewayConfig {
+        token_secret: "short".into(),
+        ..Default::default()
+    };
+    let err = seqline_gateway::run(config, ports, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, seqline_gateway::Error::Config(_)), "{err}");
+    assert!(!err.is_retryable());
+}
