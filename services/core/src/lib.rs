@@ -6,15 +6,15 @@
 //! adapters implement the ports, services use them.
 //!
 //! # Layout
-//! - [`ids`]: newtype ids and sequence numbers.
-//! - [`model`]: messages, timeline entries, conversations, outcomes.
-//! - [`records`]: what travels on the log between the roles.
-//! - [`protocol`]: WebSocket protocol v1 frames and error codes.
-//! - [`ports`]: the `Log`, `Store` and `Presence` traits.
-//! - [`token`]: signed device tokens (HS256, algorithm pinned).
-//! - [`algo`]: pure algorithms, unit- and property-tested.
-//! - [`error`]: the one error type of the ports.
-//! - [`duration`]: `"250ms"` durations for configuration.
+//! - [`ids`] — newtype ids and sequence numbers.
+//! - [`model`] — messages, timeline entries, conversations, outcomes.
+//! - [`records`] — what travels on the log between the roles.
+//! - [`protocol`] — WebSocket protocol v1 frames and error codes.
+//! - [`ports`] — the `Log`, `Store` and `Presence` traits.
+//! - [`token`] — signed device tokens (HS256, algorithm pinned).
+//! - [`algo`] — pure algorithms, unit- and property-tested.
+//! - [`error`] — the one error type of the ports.
+//! - [`duration`] — `"250ms"` durations for configuration.
 
 pub mod algo;
 pub mod duration;

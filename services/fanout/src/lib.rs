@@ -7,9 +7,9 @@
 //! lost in a crash is noticed by the device's head check.
 //!
 //! # Layout
-//! - [`FanoutConfig`]: settings.
-//! - [`route`]: the pure packaging step.
-//! - [`run`]: the consume → route → append → commit loop.
+//! - [`FanoutConfig`] — settings.
+//! - [`route`] — the pure packaging step.
+//! - [`run`] — the consume → route → append → commit loop.
 
 mod route;
 

@@ -2,6 +2,8 @@
 //! `cargo run --release -p seqline-persister --example w6 -- [commands] [conversations]`
 //! Prints commands/s on one core.
 
+#![allow(clippy::unwrap_used)]
+
 use seqline_core::ids::*;
 use seqline_core::model::ConversationKind;
 use seqline_core::records::{Command, CreateCommand, Origin, SendCommand};

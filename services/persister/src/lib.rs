@@ -13,10 +13,10 @@
 //!   replays are harmless.
 //!
 //! # Layout
-//! - [`config`]: `PersisterConfig`.
-//! - [`sequencer`]: the pure per-conversation state machine and its worker.
-//! - [`timeline`]: the timeline writer.
-//! - [`worker`]: the consume → process → commit loop both workers share.
+//! - [`config`] — `PersisterConfig`.
+//! - [`sequencer`] — the pure per-conversation state machine and its worker.
+//! - [`timeline`] — the timeline writer.
+//! - [`worker`] — the consume → process → commit loop both workers share.
 
 pub mod config;
 pub mod sequencer;

@@ -49,6 +49,7 @@ pub(crate) async fn consume<H: Handler>(
                 let Some(next) = records.last().map(|r| r.offset + 1) else {
                     continue;
                 };
+                tracing::debug!(group, partition, first = records[0].offset, next, "batch");
                 let batch = split_dead(log, &topic, partition, records).await?;
                 let mut attempt = 0;
                 loop {

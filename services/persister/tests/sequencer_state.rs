@@ -1,6 +1,8 @@
 //! The sequencer's state machine: contiguous numbers, dedup, membership,
 //! roles and sender order (G2, G4, G5), unit and property tested.
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use seqline_core::ids::*;
 use seqline_core::model::{ConversationKind, Outcome, RefusalCode};

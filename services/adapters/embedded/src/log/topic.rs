@@ -101,6 +101,19 @@ impl TopicState {
                 *slot = Some(offset);
             }
         }
+        // Retention may have trimmed a partition empty: offsets must still
+        // never go back, so resume after the highest committed offset.
+        for (p, part) in partitions.iter_mut().enumerate() {
+            let committed = groups.values().filter_map(|g| g.committed.get(p).copied().flatten()).max();
+            if let Some(c) = committed {
+                let next = part.next.get_mut().map_err(|_| EngineError::Mismatch("poisoned".into()))?;
+                if c > *next {
+                    *next = c;
+                    part.durable.store(c, Ordering::Release);
+                    part.low.store(c, Ordering::Release);
+                }
+            }
+        }
         Ok(Self {
             name: name.to_string(),
             partitions,
@@ -138,12 +151,14 @@ impl TopicState {
         }
     }
 
-    /// The lowest offset any group still needs in `partition`.
+    /// The lowest offset any group that ever committed on `partition` still
+    /// needs (0 when none did). A group that never committed does not hold
+    /// records back: like a new Kafka group, it starts at the earliest kept.
     pub(crate) fn retain_from(&self, partition: u32) -> u64 {
         let groups = lock(&self.groups);
         groups
             .values()
-            .map(|g| g.committed.get(partition as usize).copied().flatten().unwrap_or(0))
+            .filter_map(|g| g.committed.get(partition as usize).copied().flatten())
             .min()
             .unwrap_or(0)
     }

@@ -1,0 +1,46 @@
+# seqline — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+LISTEN ?= 127.0.0.1:7600
+DATA ?= ./seqline-data
+SECRET ?= seqline-dev-secret-change-me
+URL ?= ws://$(LISTEN)/v1/ws
+
+.PHONY: run build test test-tools static bench traffic fmt clean-data
+
+## Build and start `seqline dev` (embedded, one process) on $(LISTEN).
+run:
+	$(CARGO) build --release -p seqline -p seqline-client --bins
+	./target/release/seqline dev --listen $(LISTEN) --data $(DATA)
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+## Every test: unit, property, contract, end-to-end over real WebSockets, crash.
+test: test-tools
+	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
+	$(CARGO) test --workspace --doc --quiet
+
+## Installs what the tests need when it is missing (nothing else is started).
+test-tools:
+	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+
+## Formatting and lints, warnings are errors.
+static:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Benchmark tables: W6 in process; W1 closed and open loop, W2 and W3 against a
+## fresh `seqline dev` started on a private port and stopped afterwards.
+bench:
+	bash scripts/bench.sh
+
+## Drive realistic load (W1) against a running instance: make traffic URL=ws://host:port/v1/ws
+traffic:
+	$(CARGO) run --release -p seqline-loadgen -- w1 --url $(URL) --secret $(SECRET) --users 200 --messages 20000 --window 8
+
+clean-data:
+	rm -rf $(DATA)

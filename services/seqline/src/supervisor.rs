@@ -1,0 +1,168 @@
+//! One supervisor for the process: a root cancellation token, named tasks,
+//! fail fast (a task that fails cancels the rest and sets the exit code; the
+//! orchestrator restarts, not an in-process loop). The first SIGINT/SIGTERM
+//! drains in order with a deadline — gateway, then fanout, then persister,
+//! then the stores close — and a second one aborts.
+
+use crate::config::{Config, LogConfig};
+use crate::ports;
+use anyhow::Context;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Installs the `tracing` subscriber (`RUST_LOG` wins over the config).
+pub fn init_tracing(cfg: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.format == "json" {
+        // JSON output needs the `json` feature; fall back to compact text.
+        builder.compact().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+struct Task {
+    name: &'static str,
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+fn spawn<F>(
+    name: &'static str,
+    root: &CancellationToken,
+    failed: &Arc<AtomicBool>,
+    fut: impl FnOnce(CancellationToken) -> F,
+) -> Task
+where
+    F: std::future::Future<Output = seqline_core::Result<()>> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let fut = fut(stop.clone());
+    let root = root.clone();
+    let failed = Arc::clone(failed);
+    let handle = tokio::spawn(async move {
+        let result = fut.await;
+        if !root.is_cancelled() {
+            match &result {
+                Ok(()) => tracing::error!(task = name, "task stopped unexpectedly"),
+                Err(e) => tracing::error!(task = name, error = %e, "task failed"),
+            }
+            failed.store(true, Ordering::SeqCst);
+            root.cancel();
+        } else if let Err(e) = result {
+            tracing::warn!(task = name, error = %e, "task failed while draining");
+        }
+    });
+    Task { name, stop, handle }
+}
+
+/// Runs `seqline dev` until a signal or a failure.
+pub async fn dev(config: Config) -> anyhow::Result<ExitCode> {
+    let opened = ports::open(&config.ports).await?;
+    let listener = tokio::net::TcpListener::bind(&config.gateway.listen.to_string())
+        .await
+        .with_context(|| format!("listening on {}", config.gateway.listen))?;
+    let addr = listener.local_addr().context("reading the listen address")?;
+    let root = CancellationToken::new();
+    let failed = Arc::new(AtomicBool::new(false));
+    watch_signals(root.clone());
+
+    let persister = {
+        let p = seqline_persister::Ports {
+            log: opened.log.clone(),
+            store: opened.store.clone(),
+        };
+        let c = config.persister.clone();
+        spawn("persister", &root, &failed, move |stop| {
+            seqline_persister::run(c, p, stop)
+        })
+    };
+    let fanout = {
+        let p = seqline_fanout::Ports {
+            log: opened.log.clone(),
+            presence: opened.presence.clone(),
+        };
+        let c = config.fanout.clone();
+        spawn("fanout", &root, &failed, move |stop| seqline_fanout::run(c, p, stop))
+    };
+    let gateway = {
+        let p = seqline_gateway::Ports {
+            log: opened.log.clone(),
+            store: opened.store.clone(),
+            presence: opened.presence.clone(),
+        };
+        let c = config.gateway.clone();
+        spawn("gateway", &root, &failed, move |stop| async move {
+            seqline_gateway::serve(c, p, listener, stop)
+                .await
+                .map_err(|e| seqline_core::Error::Unavailable(e.to_string()))
+        })
+    };
+    print_banner(addr);
+    root.cancelled().await;
+    tracing::info!("draining");
+    for task in [gateway, fanout, persister] {
+        task.stop.cancel();
+        if tokio::time::timeout(DRAIN_DEADLINE, task.handle).await.is_err() {
+            tracing::warn!(task = task.name, "did not stop within the drain deadline");
+        }
+    }
+    opened.close().await;
+    tracing::info!("stopped");
+    Ok(if failed.load(Ordering::SeqCst) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn watch_signals(root: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM");
+                return;
+            }
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            if count == 1 {
+                tracing::info!("signal received, draining (send again to abort)");
+                root.cancel();
+            } else {
+                eprintln!("seqline: second signal, aborting");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+fn print_banner(addr: std::net::SocketAddr) {
+    // Scripts (and tests) wait for this line.
+    println!("seqline dev listening on {addr}");
+    println!();
+    println!("  WebSocket  ws://{addr}/v1/ws");
+    println!("  HTTP API   http://{addr}/v1/conversations   health: http://{addr}/healthz");
+    println!();
+    println!("  mint a token:   seqline token --user alice --device laptop");
+    println!("  chat:           seqline-chat --url ws://{addr}/v1/ws --token $(seqline token --user alice)");
+    println!();
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+}

@@ -1,0 +1,172 @@
+//! Test harness: runs the real `seqline` binary on a private loopback port
+//! and a private data directory, and talks to it over real sockets.
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use seqline_core::protocol::{ClientFrame, ServerFrame};
+use seqline_core::token::{now_secs, TokenKey};
+use seqline_core::{DeviceId, UserId};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// A running `seqline dev` process that this test started (and kills).
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub data: PathBuf,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("seqline-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+impl Server {
+    /// Starts on `listen` (use `127.0.0.1:0` for a free port) with `data`.
+    pub fn start(data: &PathBuf, listen: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_seqline"))
+            .args(["dev", "--listen", listen, "--data"])
+            .arg(data)
+            .args(["--secret", SECRET])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn seqline");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("a banner line").expect("read banner");
+        let addr = first.rsplit(' ').next().expect("address").to_string();
+        assert!(
+            first.starts_with("seqline dev listening on"),
+            "unexpected banner: {first}"
+        );
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            data: data.clone(),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .ok();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn token(user: &str, device: &str) -> String {
+    TokenKey::new(SECRET).sign(
+        &UserId::parse(user).unwrap(),
+        &DeviceId::parse(device).unwrap(),
+        now_secs(),
+        3600,
+    )
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects and says hello; returns the socket and the welcome frame.
+pub async fn connect(server: &Server, user: &str, device: &str) -> (Ws, ServerFrame) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connect");
+    send(
+        &mut ws,
+        &ClientFrame::Hello {
+            token: token(user, device),
+        },
+    )
+    .await;
+    let welcome = recv(&mut ws).await;
+    assert!(
+        matches!(welcome, ServerFrame::Welcome { .. }),
+        "expected welcome, got {welcome:?}"
+    );
+    (ws, welcome)
+}
+
+pub async fn send(ws: &mut Ws, frame: &ClientFrame) {
+    ws.send(Message::Text(serde_json::to_string(frame).unwrap().into()))
+        .await
+        .expect("send frame");
+}
+
+/// The next server frame (10 s deadline).
+pub async fn recv(ws: &mut Ws) -> ServerFrame {
+    let deadline = Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout(deadline, ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("a server frame");
+        }
+    }
+}
+
+/// Receives frames until `pick` returns Some, within 10 s.
+pub async fn recv_until<T>(ws: &mut Ws, mut pick: impl FnMut(&ServerFrame) -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "condition not met within 10 s"
+        );
+        let f = recv(ws).await;
+        if let Some(t) = pick(&f) {
+            return t;
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 POST with a bearer token; returns (status, body).
+pub async fn http_post(server: &Server, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("http connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status: u16 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
