@@ -1,0 +1,255 @@
+//! The two tasks of each device: one records every SDK event into the
+//! history, the other sends the device's quota (closed or open loop).
+
+use crate::stats::{Counters, Stats};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use seqline_checker::{body_hash, EventBody, MemberOp, Scope, Via};
+use seqline_client::{Client, Event, EventStream, SendHandle, SendOptions, SendState};
+use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
+use seqline_core::model::MessageKind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Records the events of one device until its stream ends (the client closed).
+pub(crate) fn spawn_recorder(
+    stats: Arc<Stats>,
+    user: UserId,
+    device: DeviceId,
+    mut events: EventStream,
+    measure_e2e: bool,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            on_event(&stats, &user, &device, ev, measure_e2e);
+        }
+    })
+}
+
+fn on_event(stats: &Stats, user: &UserId, device: &DeviceId, ev: Event, measure_e2e: bool) {
+    let c = &stats.counters;
+    let (u, d) = (user.as_str(), device.as_str());
+    match ev {
+        Event::Message { entry, via } => {
+            let m = &entry.message;
+            let system = m.kind != MessageKind::Text;
+            let via = match via {
+                seqline_client::Via::Push => Via::Push,
+                seqline_client::Via::Pull => Via::Pull,
+            };
+            Counters::add(if via == Via::Push { &c.pushed } else { &c.pulled }, 1);
+            let body = EventBody::Recv {
+                conv: m.conv.to_string(),
+                conv_seq: m.conv_seq.0,
+                client_msg_id: m.client_msg_id.to_string(),
+                user_seq: Some(entry.user_seq.0),
+                via,
+                body_hash: body_hash(&m.body),
+                sender: m.sender.to_string(),
+                system,
+            };
+            stats.record(u, d, body);
+            let change = match m.kind {
+                MessageKind::Joined => Some(MemberOp::Join),
+                MessageKind::Left => Some(MemberOp::Leave),
+                _ => None,
+            };
+            for (member, change) in change.iter().flat_map(|ch| m.members.iter().map(move |mb| (mb, *ch))) {
+                let body = EventBody::Member {
+                    conv: m.conv.to_string(),
+                    member: member.to_string(),
+                    change,
+                    conv_seq: m.conv_seq.0,
+                };
+                stats.record(u, d, body);
+            }
+            let other_device = m.sender != *user || m.sender_device != *device;
+            if measure_e2e && !system && other_device {
+                if let Some(t0) = stats.sent_time(&m.client_msg_id) {
+                    stats.e2e_latency.record(t0.elapsed());
+                }
+            }
+        }
+        Event::Pulled { from, returned } => {
+            stats.record(
+                u,
+                d,
+                EventBody::Pull {
+                    scope: Scope::User,
+                    conv: None,
+                    from,
+                    returned,
+                },
+            );
+        }
+        Event::Reset { from, head } => {
+            Counters::add(&c.resets, 1);
+            stats.record(u, d, EventBody::Reset { from, head });
+        }
+        Event::Connected { .. } => Counters::add(&c.connects, 1),
+        Event::Disconnected { .. } => Counters::add(&c.disconnects, 1),
+        Event::Acked { .. } | Event::Failed { .. } => {}
+    }
+}
+
+/// How a device paces its sends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Pace {
+    /// At most `window` unacknowledged.
+    Window(usize),
+    /// Message `k` is due at `first + k * period`.
+    Schedule { first: Instant, period: Duration },
+}
+
+/// One device's sending.
+pub(crate) struct Sender {
+    pub stats: Arc<Stats>,
+    pub client: Client,
+    pub user: UserId,
+    pub device: DeviceId,
+    pub convs: Vec<ConversationId>,
+    pub quota: u64,
+    pub rng: StdRng,
+    pub pace: Pace,
+    /// No send starts after this.
+    pub deadline: Instant,
+    /// Tag in every body, so bodies are unique across runs.
+    pub tag: String,
+}
+
+struct Done {
+    state: SendState,
+    id: ClientMsgId,
+    conv: ConversationId,
+    t0: Instant,
+}
+
+async fn wait(handle: SendHandle, t0: Instant) -> Done {
+    let state = handle.outcome().await;
+    Done {
+        state,
+        id: handle.id(),
+        conv: handle.conv().clone(),
+        t0,
+    }
+}
+
+impl Sender {
+    /// Sends the quota, then waits for every outcome (they all end: acked,
+    /// refused, given up, or failed when the client closes).
+    pub async fn run(mut self) {
+        let mut inflight = FuturesUnordered::new();
+        for k in 0..self.quota {
+            let intended = match self.pace {
+                Pace::Window(window) => {
+                    while inflight.len() >= window.max(1) {
+                        match inflight.next().await {
+                            Some(done) => self.settle(done),
+                            None => break,
+                        }
+                    }
+                    Instant::now()
+                }
+                Pace::Schedule { first, period } => {
+                    let at = first + period.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
+                    if at >= self.deadline {
+                        break;
+                    }
+                    let sleep = tokio::time::sleep_until(at.into());
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            Some(done) = inflight.next(), if !inflight.is_empty() => self.settle(done),
+                            _ = &mut sleep => break,
+                        }
+                    }
+                    at
+                }
+            };
+            if Instant::now() >= self.deadline {
+                break;
+            }
+            match self.send_one(k, intended).await {
+                Some(h) => inflight.push(wait(h, intended)),
+                None => break,
+            }
+        }
+        while let Some(done) = inflight.next().await {
+            self.settle(done);
+        }
+    }
+
+    async fn send_one(&mut self, k: u64, intended: Instant) -> Option<SendHandle> {
+        let conv = self.convs.choose(&mut self.rng)?.clone();
+        let body = format!("{} {}/{} #{k}", self.tag, self.user, self.device);
+        let id = ClientMsgId::random();
+        let (u, d) = (self.user.as_str(), self.device.as_str());
+        let invoke = EventBody::SendInvoke {
+            conv: conv.to_string(),
+            client_msg_id: id.to_string(),
+            body_hash: body_hash(&body),
+        };
+        self.stats.record(u, d, invoke);
+        Counters::add(&self.stats.counters.invoked, 1);
+        self.stats.sent(id, intended);
+        let opts = SendOptions {
+            conv: conv.clone(),
+            body,
+            priority: false,
+            id: Some(id),
+            vclock: None,
+        };
+        match self.client.send_with(opts).await {
+            Ok(h) => Some(h),
+            Err(e) => {
+                let fail = EventBody::SendFail {
+                    conv: conv.to_string(),
+                    client_msg_id: id.to_string(),
+                    reason: e.to_string(),
+                };
+                self.stats.record(u, d, fail);
+                Counters::add(&self.stats.counters.failed, 1);
+                None
+            }
+        }
+    }
+
+    fn settle(&self, done: Done) {
+        let (u, d) = (self.user.as_str(), self.device.as_str());
+        let (conv, client_msg_id) = (done.conv.to_string(), done.id.to_string());
+        let c = &self.stats.counters;
+        match done.state {
+            SendState::Sent(conv_seq) => {
+                self.stats.ack_latency.record(done.t0.elapsed());
+                Counters::add(&c.acked, 1);
+                self.stats.record(
+                    u,
+                    d,
+                    EventBody::SendOk {
+                        conv,
+                        client_msg_id,
+                        conv_seq,
+                    },
+                );
+            }
+            SendState::Failed(reason) if !reason.is_unknown() => {
+                Counters::add(&c.failed, 1);
+                self.stats.record(
+                    u,
+                    d,
+                    EventBody::SendFail {
+                        conv,
+                        client_msg_id,
+                        reason: reason.to_string(),
+                    },
+                );
+            }
+            SendState::Failed(_) | SendState::Sending { .. } => {
+                Counters::add(&c.unknown, 1);
+                self.stats.record(u, d, EventBody::SendInfo { conv, client_msg_id });
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The final phase: once the sends are over, every device must reach its
+//! server head (`converged`), then re-reads its whole timeline from 0
+//! (`final`), so the checker can compare what everyone ends up with.
+
+use crate::setup::{retry, LiveDevice};
+use crate::stats::Stats;
+use seqline_checker::{body_hash, EventBody, FinalEntry, Scope};
+use seqline_client::{ClientError, SyncAnswer};
+use seqline_core::model::MessageKind;
+use std::time::{Duration, Instant};
+
+/// Waits until the device's cursor reaches the head the server reports,
+/// asking again while it moves; records `converged` when it does.
+pub(crate) async fn converge(stats: &Stats, dev: &LiveDevice, deadline: Instant, record: bool) -> bool {
+    let mut status = dev.client.watch_status();
+    while Instant::now() < deadline {
+        let Ok(head) = retry(deadline, || dev.client.ping()).await else {
+            continue;
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(2));
+        let reached = tokio::time::timeout(left, status.wait_for(|s| s.cursor >= head)).await;
+        if matches!(reached, Ok(Ok(_))) {
+            if record {
+                stats.record(dev.user.as_str(), dev.device.as_str(), EventBody::Converged {});
+            }
+            return true;
+        }
+    }
+    false
+}
+
+/// Reads the device's timeline from the start and records it as its final
+/// user view; returns the number of entries, or why it could not.
+pub(crate) async fn final_read(stats: &Stats, dev: &LiveDevice, deadline: Instant) -> Result<usize, ClientError> {
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        match retry(deadline, || dev.client.sync_page(after, None)).await? {
+            SyncAnswer::Page {
+                entries: page, more, ..
+            } => {
+                let Some(last) = page.last().map(|e| e.user_seq.0) else {
+                    break;
+                };
+                after = last;
+                entries.extend(page.into_iter().map(|e| {
+                    let m = e.message;
+                    FinalEntry {
+                        conv: m.conv.to_string(),
+                        conv_seq: m.conv_seq.0,
+                        client_msg_id: m.client_msg_id.to_string(),
+                        user_seq: Some(e.user_seq.0),
+                        body_hash: body_hash(&m.body),
+                        system: m.kind != MessageKind::Text,
+                    }
+                }));
+                if !more {
+                    break;
+                }
+            }
+            SyncAnswer::Reset { head } => {
+                return Err(ClientError::Protocol(format!(
+                    "reading from 0 was answered with a reset to {head}"
+                )))
+            }
+        }
+    }
+    let n = entries.len();
+    stats.record(
+        dev.user.as_str(),
+        dev.device.as_str(),
+        EventBody::Final {
+            scope: Scope::User,
+            conv: None,
+            entries,
+        },
+    );
+    Ok(n)
+}
+
+/// What the final phase found.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    pub converged: usize,
+    pub not_converged: usize,
+    pub final_views: usize,
+    pub final_errors: Vec<String>,
+}
+
+/// Heal, convergence of every device, final reads.
+pub(crate) async fn settle(stats: &Stats, devices: &[LiveDevice], settle_timeout: Duration) -> Settled {
+    stats.record("", "", EventBody::Heal {});
+    let deadline = Instant::now() + settle_timeout;
+    let mut out = Settled::default();
+    // Converge twice: the second round catches timeline entries appended
+    // after a device first reached its head (fan-out of the last acks).
+    for round in 0..2 {
+        let rounds =
+            futures_util::future::join_all(devices.iter().map(|d| converge(stats, d, deadline, round == 0))).await;
+        out.converged = rounds.iter().filter(|ok| **ok).count();
+        out.not_converged = rounds.len() - out.converged;
+    }
+    let deadline = Instant::now() + settle_timeout;
+    let reads = futures_util::future::join_all(devices.iter().map(|d| final_read(stats, d, deadline))).await;
+    for (d, r) in devices.iter().zip(reads) {
+        match r {
+            Ok(_) => out.final_views += 1,
+            Err(e) => out.final_errors.push(format!("{}/{}: {e}", d.user, d.device)),
+        }
+    }
+    out
+}
