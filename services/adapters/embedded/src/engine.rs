@@ -2,7 +2,7 @@
 //! group commit and a bridge from async code to fjall's blocking calls.
 
 use crate::error::EngineError;
-use crate::sync::GroupCommit;
+use crate::sync::{GroupCommit, Ticket, Writing};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 use seqline_core::Result;
 use std::future::Future;
@@ -84,11 +84,33 @@ impl EmbeddedEngine {
     /// Returns once every write made before this call is fsynced. Concurrent
     /// callers share one fsync.
     pub async fn sync(&self) -> Result<()> {
-        Ok(self.group.sync().await?)
+        Ok(self.sync_inner().await?)
+    }
+
+    /// How many group-commit fsyncs have run since open.
+    pub fn fsync_count(&self) -> u64 {
+        self.group.fsyncs()
     }
 
     pub(crate) async fn sync_inner(&self) -> Result<(), EngineError> {
-        self.group.sync().await
+        let ticket = self.group.request()?;
+        self.group.wait(ticket).await
+    }
+
+    /// Announces a write about to happen (see [`GroupCommit::enter`]).
+    pub(crate) fn enter(&self) -> Result<Writing<'_>, EngineError> {
+        self.group.enter()
+    }
+
+    /// Commits `batch` to the journal (blocking, no fsync); the ticket makes
+    /// it durable with [`EmbeddedEngine::durable`].
+    pub(crate) fn commit(&self, writing: Writing<'_>, batch: OwnedWriteBatch) -> Result<Ticket, EngineError> {
+        self.group.commit(writing, batch)
+    }
+
+    /// Returns once `ticket` is fsynced.
+    pub(crate) async fn durable(&self, ticket: Ticket) -> Result<(), EngineError> {
+        self.group.wait(ticket).await
     }
 
     /// Opens (or creates) the keyspace `name`.

@@ -1,17 +1,28 @@
 //! Group commit: many writers, one `fdatasync` per group.
 //!
-//! A writer first writes its batch (no fsync), then asks for a *ticket*: the
-//! number of sync requests so far, its own included. A dedicated thread takes
-//! the highest ticket requested, persists the journal once and publishes that
-//! ticket as completed. Every batch written before its writer took a ticket
-//! `t` is covered by the first persist that started after `t` was requested,
-//! so a writer is durable as soon as `completed >= t`.
+//! A writer commits its batch (journaled, no fsync) through
+//! [`GroupCommit::commit`], which hands back a *ticket*: the number of sync
+//! requests so far, its own included. A dedicated thread takes the highest
+//! ticket requested, persists the journal once and publishes that ticket as
+//! completed. Every batch committed before its ticket `t` was issued is
+//! covered by the first persist that started after that, so the writer is
+//! durable as soon as `completed >= t`.
+//!
+//! fjall holds its journal lock while it fsyncs, so writers that arrive
+//! during a persist queue up behind it. The thread therefore waits, briefly
+//! and boundedly, for writers already in the middle of a commit before the
+//! next persist: they join this group instead of each forcing one more.
 
 use crate::error::{lock, EngineError};
-use fjall::{Database, PersistMode};
+use fjall::{Database, OwnedWriteBatch, PersistMode};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// Longest a persist waits for writers in the middle of a commit.
+const MAX_GATHER: Duration = Duration::from_micros(500);
 
 /// What the syncer thread has made durable.
 #[derive(Clone, Debug, Default)]
@@ -25,6 +36,8 @@ struct Completed {
 #[derive(Default)]
 struct Requests {
     requested: u64,
+    /// Writers between [`GroupCommit::enter`] and taking their ticket.
+    inflight: u32,
     shutdown: bool,
 }
 
@@ -32,7 +45,29 @@ struct Shared {
     requests: Mutex<Requests>,
     wake: Condvar,
     completed: watch::Sender<Completed>,
+    /// Persists done so far (for metrics and tests).
+    fsyncs: AtomicU64,
 }
+
+/// A writer on its way to a commit; the next persist waits for it a little.
+/// Dropping it without committing just leaves.
+pub(crate) struct Writing<'a> {
+    group: &'a GroupCommit,
+    committed: bool,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            lock(&self.group.shared.requests).inflight -= 1;
+            self.group.shared.wake.notify_one();
+        }
+    }
+}
+
+/// A ticket to wait on: everything committed before it was issued.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket(u64);
 
 /// The group-commit syncer: a thread and the state writers wait on.
 pub(crate) struct GroupCommit {
@@ -47,6 +82,7 @@ impl GroupCommit {
             requests: Mutex::new(Requests::default()),
             wake: Condvar::new(),
             completed: watch::Sender::new(Completed::default()),
+            fsyncs: AtomicU64::new(0),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -59,10 +95,38 @@ impl GroupCommit {
         })
     }
 
-    /// Returns once everything written before this call is fsynced.
-    /// Cancel-safe: a cancelled wait leaves at most one extra fsync behind.
-    pub(crate) async fn sync(&self) -> Result<(), EngineError> {
-        let mut rx = self.shared.completed.subscribe();
+    /// Announces a writer that will commit soon (call it before taking the
+    /// locks that order the write, so the persist waits for the queue).
+    pub(crate) fn enter(&self) -> Result<Writing<'_>, EngineError> {
+        let mut requests = lock(&self.shared.requests);
+        if requests.shutdown {
+            return Err(EngineError::Closed);
+        }
+        requests.inflight += 1;
+        Ok(Writing {
+            group: self,
+            committed: false,
+        })
+    }
+
+    /// Commits `batch` to the journal (blocking) and returns the ticket that
+    /// makes it durable.
+    pub(crate) fn commit(&self, mut writing: Writing<'_>, batch: OwnedWriteBatch) -> Result<Ticket, EngineError> {
+        writing.committed = true;
+        let result = batch.commit();
+        let ticket = {
+            let mut requests = lock(&self.shared.requests);
+            requests.inflight -= 1;
+            requests.requested += 1;
+            requests.requested
+        };
+        self.shared.wake.notify_one();
+        result?;
+        Ok(Ticket(ticket))
+    }
+
+    /// A ticket covering everything committed before this call.
+    pub(crate) fn request(&self) -> Result<Ticket, EngineError> {
         let ticket = {
             let mut requests = lock(&self.shared.requests);
             if requests.shutdown {
@@ -72,18 +136,29 @@ impl GroupCommit {
             requests.requested
         };
         self.shared.wake.notify_one();
+        Ok(Ticket(ticket))
+    }
+
+    /// Returns once `ticket` is durable. Cancel-safe.
+    pub(crate) async fn wait(&self, ticket: Ticket) -> Result<(), EngineError> {
+        let mut rx = self.shared.completed.subscribe();
         loop {
             {
                 let done = rx.borrow_and_update();
                 if let Some(reason) = &done.failed {
                     return Err(EngineError::SyncFailed(reason.to_string()));
                 }
-                if done.ticket >= ticket {
+                if done.ticket >= ticket.0 {
                     return Ok(());
                 }
             }
             rx.changed().await.map_err(|_| EngineError::Closed)?;
         }
+    }
+
+    /// How many persists the thread has done.
+    pub(crate) fn fsyncs(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
     }
 
     /// Stops the thread after a last persist of anything requested.
@@ -104,23 +179,38 @@ impl Drop for GroupCommit {
     }
 }
 
+/// Waits for the next group to persist; `None` when shut down.
+fn next_target(shared: &Shared, done: u64) -> Option<u64> {
+    let mut requests = lock(&shared.requests);
+    while requests.requested == done {
+        if requests.shutdown {
+            return None;
+        }
+        requests = shared
+            .wake
+            .wait(requests)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    let deadline = Instant::now() + MAX_GATHER;
+    while requests.inflight > 0 && !requests.shutdown {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        requests = shared
+            .wake
+            .wait_timeout(requests, left)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+    Some(requests.requested)
+}
+
 fn run(shared: &Shared, db: &Database) {
     let mut done = 0u64;
-    loop {
-        let target = {
-            let mut requests = lock(&shared.requests);
-            while requests.requested == done && !requests.shutdown {
-                requests = shared
-                    .wake
-                    .wait(requests)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-            if requests.requested == done {
-                return;
-            }
-            requests.requested
-        };
+    while let Some(target) = next_target(shared, done) {
         let result = db.persist(PersistMode::SyncData);
+        shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         shared.completed.send_modify(|c| match &result {
             Ok(()) => c.ticket = target,
             Err(e) => {

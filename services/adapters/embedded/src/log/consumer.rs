@@ -183,13 +183,13 @@ impl LogConsumer for EmbeddedConsumer {
         detached(async move {
             let key = topic.offset_key(&group, partition);
             let writer = Arc::clone(&inner);
-            blocking(move || {
+            let ticket = blocking(move || {
                 let mut batch = writer.engine.batch();
                 batch.insert(&writer.offsets, key, next_offset.to_be_bytes());
-                Ok(batch.commit()?)
+                writer.engine.commit(writer.engine.enter()?, batch)
             })
             .await?;
-            inner.engine.sync_inner().await?;
+            inner.engine.durable(ticket).await?;
             if let Some(state) = lock(&topic.groups).get_mut(&group) {
                 if let Some(slot) = state.committed.get_mut(partition as usize) {
                     *slot = Some(next_offset);

@@ -4,7 +4,6 @@
 use super::topic::TopicState;
 use super::LogInner;
 use crate::engine::blocking;
-use crate::error::EngineError;
 use seqline_core::Result;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,7 +37,7 @@ pub(super) async fn trim(inner: &Arc<LogInner>, topic: &Arc<TopicState>, partiti
         for offset in low..until {
             batch.remove(&inner.records, topic.record_key(partition, offset));
         }
-        batch.commit().map_err(EngineError::from)?;
+        inner.engine.commit(inner.engine.enter()?, batch)?;
         // Deletes need no fsync: after a crash they are simply redone.
         part.low.store(until, Ordering::Release);
         Ok(())

@@ -104,9 +104,15 @@ impl TopicState {
         // Retention may have trimmed a partition empty: offsets must still
         // never go back, so resume after the highest committed offset.
         for (p, part) in partitions.iter_mut().enumerate() {
-            let committed = groups.values().filter_map(|g| g.committed.get(p).copied().flatten()).max();
+            let committed = groups
+                .values()
+                .filter_map(|g| g.committed.get(p).copied().flatten())
+                .max();
             if let Some(c) = committed {
-                let next = part.next.get_mut().map_err(|_| EngineError::Mismatch("poisoned".into()))?;
+                let next = part
+                    .next
+                    .get_mut()
+                    .map_err(|_| EngineError::Mismatch("poisoned".into()))?;
                 if c > *next {
                     *next = c;
                     part.durable.store(c, Ordering::Release);

@@ -6,6 +6,7 @@ use super::StoreInner;
 use crate::engine::{blocking, detached};
 use crate::error::EngineError;
 use crate::keys::u64_value;
+use crate::sync::Ticket;
 use crate::wire::{encode, WireMessage, WireOutcome};
 use seqline_core::ports::ConversationBatch;
 use seqline_core::{Error, Result};
@@ -24,8 +25,8 @@ pub(super) async fn commit(inner: &Arc<StoreInner>, batch: ConversationBatch) ->
         let new_head = batch.new_head.0;
         let writer = Arc::clone(&inner);
         let key = pending_key.clone();
-        blocking(move || write(&writer, &key, batch)).await?;
-        inner.engine.sync_inner().await?;
+        let ticket = blocking(move || write(&writer, &key, batch)).await?;
+        inner.engine.durable(ticket).await?;
         inner.pending.finish(&pending_key, Some(new_head));
         Ok(())
     })
@@ -60,7 +61,7 @@ fn validate(b: &ConversationBatch) -> Result<()> {
 }
 
 /// Checks the head and writes the batch (blocking, under the stripe lock).
-fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result<(), EngineError> {
+fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result<Ticket, EngineError> {
     let ks = &inner.ks;
     let conv_key = layout::conv(&b.conv);
     // Encode before locking: the lock is held only for the check and write.
@@ -76,6 +77,7 @@ fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result
         .map(|(id, o)| Ok((layout::dedup(&conv_key, id), encode(&WireOutcome::from(o))?)))
         .collect::<Result<Vec<_>, EngineError>>()?;
 
+    let writing = inner.engine.enter()?;
     let _stripe = inner.stripes.lock(&conv_key);
     let stored = inner.ks.conv_head.get(&conv_key)?.map(|v| u64_value(&v)).transpose()?;
     let fenced = |why: String| {
@@ -131,9 +133,11 @@ fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result
         );
     }
     inner.pending.begin(pending_key, stored);
-    if let Err(e) = batch.commit() {
-        inner.pending.finish(pending_key, stored);
-        return Err(e.into());
+    match inner.engine.commit(writing, batch) {
+        Ok(ticket) => Ok(ticket),
+        Err(e) => {
+            inner.pending.finish(pending_key, stored);
+            Err(e)
+        }
     }
-    Ok(())
 }

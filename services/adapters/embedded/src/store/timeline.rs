@@ -6,6 +6,7 @@ use super::StoreInner;
 use crate::engine::{blocking, detached};
 use crate::error::EngineError;
 use crate::keys::u64_value;
+use crate::sync::Ticket;
 use crate::wire::{encode, WireEntry};
 use seqline_core::ids::{DeviceId, UserId, UserSeq};
 use seqline_core::ports::TimelineBatch;
@@ -23,8 +24,8 @@ pub(super) async fn commit(inner: &Arc<StoreInner>, batch: TimelineBatch) -> Res
         let new_head = batch.new_head.0;
         let writer = Arc::clone(&inner);
         let key = pending_key.clone();
-        blocking(move || write(&writer, &key, batch)).await?;
-        inner.engine.sync_inner().await?;
+        let ticket = blocking(move || write(&writer, &key, batch)).await?;
+        inner.engine.durable(ticket).await?;
         inner.pending.finish(&pending_key, Some(new_head));
         Ok(())
     })
@@ -53,7 +54,7 @@ fn validate(b: &TimelineBatch) -> Result<()> {
     Ok(())
 }
 
-fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<(), EngineError> {
+fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<Ticket, EngineError> {
     let ks = &inner.ks;
     let user_key = layout::user(&b.user);
     let entries = b
@@ -62,6 +63,7 @@ fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<(),
         .map(|e| Ok((layout::seq(&user_key, e.user_seq.0), encode(&WireEntry::from(e))?)))
         .collect::<Result<Vec<_>, EngineError>>()?;
 
+    let writing = inner.engine.enter()?;
     let _stripe = inner.stripes.lock(pending_key);
     let stored = ks.timeline_head.get(&user_key)?.map(|v| u64_value(&v)).transpose()?;
     let head = stored.unwrap_or(0);
@@ -84,11 +86,13 @@ fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<(),
         );
     }
     inner.pending.begin(pending_key, Some(head));
-    if let Err(e) = batch.commit() {
-        inner.pending.finish(pending_key, Some(head));
-        return Err(e.into());
+    match inner.engine.commit(writing, batch) {
+        Ok(ticket) => Ok(ticket),
+        Err(e) => {
+            inner.pending.finish(pending_key, Some(head));
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 /// Moves `device`'s cursor forward to `cursor` (never back), durably.
@@ -104,27 +108,34 @@ pub(super) async fn set_cursor(
     detached(async move {
         let writer = Arc::clone(&inner);
         let marker = pending_key.clone();
-        let wrote = blocking(move || {
+        let written = blocking(move || {
+            let writing = writer.engine.enter()?;
             let _stripe = writer.stripes.lock(&marker);
             let stored = writer.ks.cursors.get(&key)?.map(|v| u64_value(&v)).transpose()?;
             if stored.is_some_and(|s| s >= cursor.0) {
-                return Ok(false);
+                return Ok(None);
             }
+            let mut batch = writer.engine.batch();
+            batch.insert(&writer.ks.cursors, key, cursor.0.to_be_bytes());
             writer.pending.begin(&marker, stored);
-            if let Err(e) = writer.ks.cursors.insert(key, cursor.0.to_be_bytes()) {
-                writer.pending.finish(&marker, stored);
-                return Err(e.into());
+            match writer.engine.commit(writing, batch) {
+                Ok(ticket) => Ok(Some(ticket)),
+                Err(e) => {
+                    writer.pending.finish(&marker, stored);
+                    Err(e)
+                }
             }
-            Ok(true)
         })
         .await?;
-        // Also when nothing was written: a cursor at least this far may still
-        // be in flight, and the caller is owed durability.
-        if wrote || inner.pending.is_pending(&pending_key) {
-            inner.engine.sync_inner().await?;
-        }
-        if wrote {
-            inner.pending.finish(&pending_key, Some(cursor.0));
+        match written {
+            Some(ticket) => {
+                inner.engine.durable(ticket).await?;
+                inner.pending.finish(&pending_key, Some(cursor.0));
+            }
+            // Nothing written, but a cursor at least this far may still be
+            // in flight, and the caller is owed durability.
+            None if inner.pending.is_pending(&pending_key) => inner.engine.sync_inner().await?,
+            None => {}
         }
         Ok(())
     })
