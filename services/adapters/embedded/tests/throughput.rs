@@ -71,7 +71,7 @@ async fn store_commits() {
             tokio::spawn(async move {
                 let (conv, alice, bob) = (conversation(), user("a"), user("b"));
                 store
-                    .commit_conversation(create_batch(&conv, &alice, &[bob.clone()]))
+                    .commit_conversation(create_batch(&conv, &alice, std::slice::from_ref(&bob)))
                     .await
                     .unwrap();
                 for i in 0..per_task {
