@@ -1,5 +1,7 @@
 //! Embedded-only behaviour: group commit, retention, restart of the store.
 
+#![allow(clippy::unwrap_used)] // test support code outside #[test] fns
+
 mod common;
 
 use common::{test_options, TempDir};

@@ -1,6 +1,8 @@
 //! EmbeddedLog against a simple in-memory model: random appends, polls,
 //! commits and reopens; what each group consumes equals the model.
 
+#![allow(clippy::unwrap_used)] // test support code outside #[test] fns
+
 mod common;
 
 use common::TempDir;
@@ -117,7 +119,7 @@ async fn run(ops: Vec<Op>) {
                 model.committed[group][partition as usize] = next;
             }
             Op::Reopen => {
-                live = None;
+                drop(live.take());
                 live = Some(open(&dir, &topic, false).await);
                 model.position = model.committed.clone();
             }

@@ -1,6 +1,8 @@
 //! Rough throughput of the embedded adapters; ignored by default. Run with
 //! `cargo test --release -p seqline-embedded --test throughput -- --ignored --nocapture`.
 
+#![allow(clippy::unwrap_used)] // test support code outside #[test] fns
+
 mod common;
 
 use common::TempDir;
