@@ -65,6 +65,10 @@ pub struct GatewayConfig {
     /// closed; the server pings every third of it.
     #[serde(with = "seqline_core::duration")]
     pub idle_timeout: Duration,
+    /// How long a client may take to send an HTTP request's headers
+    /// (including the WebSocket upgrade request) before it is disconnected.
+    #[serde(with = "seqline_core::duration")]
+    pub http_header_timeout: Duration,
     /// How long an HTTP request waits for the sequencer's receipt (then 504).
     #[serde(with = "seqline_core::duration")]
     pub http_receipt_timeout: Duration,
@@ -97,6 +101,7 @@ impl Default for GatewayConfig {
             heartbeat: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            http_header_timeout: Duration::from_secs(10),
             http_receipt_timeout: Duration::from_secs(10),
             max_http_body_bytes: 65536,
         }
@@ -127,6 +132,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("heartbeat", &self.heartbeat)
             .field("hello_timeout", &self.hello_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("http_header_timeout", &self.http_header_timeout)
             .field("http_receipt_timeout", &self.http_receipt_timeout)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
             .finish()
@@ -170,6 +176,7 @@ impl GatewayConfig {
             ("heartbeat", self.heartbeat),
             ("hello_timeout", self.hello_timeout),
             ("idle_timeout", self.idle_timeout),
+            ("http_header_timeout", self.http_header_timeout),
             ("http_receipt_timeout", self.http_receipt_timeout),
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, d)| d.is_zero()) {

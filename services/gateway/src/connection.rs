@@ -228,6 +228,7 @@ pub(crate) fn socket_error(shared: &Shared, e: axum::Error) -> Exit {
 
 /// Registers the authenticated connection, welcomes it and runs the session.
 async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, claims: Claims) -> Exit {
+    let exp = claims.exp;
     let key = DeviceKey {
         user: claims.sub,
         device: claims.dev,
@@ -246,7 +247,7 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
             Err(exit) => exit,
         };
     }
-    let exit = welcome_and_run(shared, socket, &key, tx, &mut rx, &kick).await;
+    let exit = welcome_and_run(shared, socket, &key, exp, tx, &mut rx, &kick).await;
     if shared.hub.detach(&key, id) {
         let presence = &shared.ports.presence;
         if let Err(e) = presence.unregister(&key.user, &key.device, &shared.config.id).await {
@@ -260,6 +261,7 @@ async fn welcome_and_run(
     shared: &Arc<Shared>,
     socket: &mut WebSocket,
     key: &DeviceKey,
+    exp: u64,
     tx: mpsc::Sender<crate::hub::Outbound>,
     rx: &mut mpsc::Receiver<crate::hub::Outbound>,
     kick: &CancellationToken,
@@ -308,7 +310,7 @@ async fn welcome_and_run(
         return exit;
     }
     info!(head = head.0, "connection authenticated");
-    Session::new(Arc::clone(shared), key.clone(), head.0, tx)
+    Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx)
         .run(socket, rx, kick)
         .await
 }

@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`config`]: [`GatewayConfig`] and its cross-field checks.
 //! - `server`: [`serve`]/[`run`], the router, background tasks, the drain.
+//! - `listener`: the accept loop (header deadline, head size, connection cap).
 //! - `connection`: upgrade checks, `hello`, registration, close codes.
 //! - `session`: the per-connection loop (frames in, queue out, rectifier timer).
 //! - `requests`: send, sync, history, cursor and ping.
@@ -29,6 +30,7 @@ mod error;
 mod frames;
 mod http;
 mod hub;
+mod listener;
 pub mod metrics;
 mod publisher;
 mod ratelimit;

@@ -99,7 +99,12 @@ pub(crate) async fn run(
 
 #[instrument(skip_all, fields(topic = "inbound", records = batch.len()))]
 async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
-    let records: Vec<LogRecord> = batch.iter().map(|j| LogRecord::Command(j.command.clone())).collect();
+    let mut records = Vec::with_capacity(batch.len());
+    let mut notifies = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        records.push(LogRecord::Command(job.command));
+        notifies.push(job.notify);
+    }
     let n = records.len() as u64;
     let result = log.append(&Topic::Inbound, records).await;
     metrics.publish_batches.inc();
@@ -110,8 +115,8 @@ async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
             warn!(error = %e, "appending commands to the inbound topic failed");
         }
     }
-    for job in batch.drain(..) {
-        match (job.notify, &result) {
+    for notify in notifies {
+        match (notify, &result) {
             (Notify::Request(tx), r) => {
                 let _ = tx.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
             }

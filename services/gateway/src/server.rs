@@ -3,6 +3,7 @@
 
 use crate::config::GatewayConfig;
 use crate::error::Error;
+use crate::listener::{accept, AcceptLimits};
 use crate::state::{Ports, Shared};
 use crate::{connection, conversations, http, publisher, receipts};
 use axum::extract::DefaultBodyLimit;
@@ -66,9 +67,13 @@ pub async fn serve(
     shared.tracker.spawn(heartbeat(Arc::clone(&shared)));
 
     let app = router(Arc::clone(&shared));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await;
+    let limits = AcceptLimits {
+        max_open: shared.config.max_connections,
+        header_timeout: shared.config.http_header_timeout,
+    };
+    // Sets TCP_NODELAY on every connection: small frames (acks) must not
+    // wait behind the peer's delayed ACK.
+    accept(listener, app, limits, stop.clone(), shared.tracker.clone()).await;
     stop.cancel();
     shared.tracker.close();
     if tokio::time::timeout(DRAIN_DEADLINE, shared.tracker.wait())
@@ -79,7 +84,6 @@ pub async fn serve(
     }
     let _ = publisher_task.await;
     info!("gateway stopped");
-    served?;
     let failed = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
     match failed {
         Some(e) => Err(e),

@@ -10,7 +10,7 @@ use axum::extract::ws::{Message, WebSocket};
 use seqline_core::algo::rectifier::{Rectifier, Release};
 use seqline_core::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -24,16 +24,26 @@ pub(crate) struct Session {
     /// This connection's own queue, for the publisher to report failures on.
     pub(crate) tx: mpsc::Sender<Outbound>,
     kick: CancellationToken,
+    /// When the token stops being valid (with the verifier's leeway).
+    expires: tokio::time::Instant,
 }
 
+/// Clock skew allowed past a token's expiry, as when it is verified.
+const TOKEN_LEEWAY_SECS: u64 = 30;
+
 impl Session {
-    /// A session for a device whose pushes start after `head`.
-    pub fn new(shared: Arc<Shared>, key: DeviceKey, head: u64, tx: mpsc::Sender<Outbound>) -> Self {
+    /// A session for a device whose pushes start after `head`, with a token
+    /// that expires at `exp` (seconds since the Unix epoch).
+    pub fn new(shared: Arc<Shared>, key: DeviceKey, head: u64, exp: u64, tx: mpsc::Sender<Outbound>) -> Self {
         let c = &shared.config;
         let now = Instant::now();
         let rectifier = Rectifier::new(head, c.rectifier_timeout, c.rectifier_max_buffered);
         let sends = TokenBucket::new(c.max_sends_per_sec, c.send_burst, now);
         let requests = TokenBucket::new(c.max_requests_per_sec, c.max_requests_per_sec, now);
+        let left = exp
+            .saturating_add(TOKEN_LEEWAY_SECS)
+            .saturating_sub(seqline_core::token::now_secs());
+        let expires = tokio::time::Instant::now() + Duration::from_secs(left.min(u64::from(u32::MAX)));
         Self {
             shared,
             key,
@@ -42,6 +52,7 @@ impl Session {
             requests,
             tx,
             kick: CancellationToken::new(),
+            expires,
         }
     }
 
@@ -65,6 +76,10 @@ impl Session {
                 biased;
                 () = stop.cancelled() => Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
                 () = kick.cancelled() => Err(Exit::Close(close::POLICY, "too slow: reconnect and sync")),
+                () = tokio::time::sleep_until(self.expires) => {
+                    let e = ServerFrame::error(None, ErrorCode::TokenExpired, "the token has expired");
+                    self.write(socket, &e).await.and(Err(Exit::Close(close::POLICY, "token expired")))
+                }
                 Some(out) = rx.recv() => self.outbound(socket, out).await,
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let releases = self.rectifier.poll(Instant::now());

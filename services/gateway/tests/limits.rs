@@ -245,3 +245,38 @@ async fn a_short_secret_is_a_config_error() {
     assert!(matches!(err, seqline_gateway::Error::Config(_)), "{err}");
     assert!(!err.is_retryable());
 }
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let gw = Gw::start_with(|c| c.http_header_timeout = Duration::from_millis(200)).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /v1/ws HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    // The rest never comes: the server must hang up on its own.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .expect("the server hangs up");
+    assert!(
+        read.is_err() || !String::from_utf8_lossy(&rest).contains("101"),
+        "upgraded a slow client"
+    );
+    gw.login("bob", "phone").await.0.assert_alive().await;
+}
+
+#[tokio::test]
+async fn huge_headers_are_refused() {
+    let gw = Gw::start().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let junk = "a".repeat(200_000);
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Junk: {junk}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    gw.login("bob", "phone").await.0.assert_alive().await;
+}

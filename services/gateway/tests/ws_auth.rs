@@ -187,3 +187,15 @@ async fn no_hello_in_time_closes() {
     c.expect_error("unauthenticated").await;
     assert_eq!(c.closed().await, Some(1008));
 }
+
+#[tokio::test]
+async fn a_token_that_expires_while_connected_closes_the_connection() {
+    let gw = Gw::start().await;
+    // Expired 29 s ago: still inside the 30 s leeway, for about a second more.
+    let token = gw.key.sign(&user("alice"), &device("phone"), now_secs() - 89, 60);
+    let mut c = gw.connect().await;
+    c.send(json!({"type": "hello", "token": token})).await;
+    assert_eq!(c.recv().await["type"], "welcome");
+    c.expect_error("token_expired").await;
+    assert_eq!(c.closed().await, Some(1008));
+}
