@@ -30,6 +30,8 @@ pub mod log;
 pub mod presence;
 pub mod store;
 mod sync;
+#[cfg(test)]
+mod test_dir;
 mod wire;
 
 pub use engine::{EmbeddedEngine, EngineOptions};

@@ -62,7 +62,7 @@ pub(super) async fn append_encoded(
 }
 
 /// Assigns offsets and writes one batch (blocking).
-fn write(
+pub(super) fn write(
     inner: &LogInner,
     state: &TopicState,
     encoded: Vec<(u32, Vec<u8>)>,

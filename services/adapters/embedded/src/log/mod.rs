@@ -146,3 +146,6 @@ impl Log for EmbeddedLog {
         self.inner.options.partitions(topic)
     }
 }
+
+#[cfg(test)]
+mod tests;

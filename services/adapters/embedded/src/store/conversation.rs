@@ -61,7 +61,7 @@ fn validate(b: &ConversationBatch) -> Result<()> {
 }
 
 /// Checks the head and writes the batch (blocking, under the stripe lock).
-fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result<Ticket, EngineError> {
+pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result<Ticket, EngineError> {
     let ks = &inner.ks;
     let conv_key = layout::conv(&b.conv);
     // Encode before locking: the lock is held only for the check and write.

@@ -147,3 +147,6 @@ impl Store for EmbeddedStore {
         self.inner.device_cursor(user, device).await
     }
 }
+
+#[cfg(test)]
+mod tests;

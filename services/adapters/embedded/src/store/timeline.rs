@@ -54,7 +54,7 @@ fn validate(b: &TimelineBatch) -> Result<()> {
     Ok(())
 }
 
-fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<Ticket, EngineError> {
+pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<Ticket, EngineError> {
     let ks = &inner.ks;
     let user_key = layout::user(&b.user);
     let entries = b
