@@ -15,7 +15,8 @@
 //!
 //! # Layout
 //! - [`engine`]: [`EmbeddedEngine`], the database, keyspaces and the async bridge.
-//! - `sync`: group commit, one `fdatasync` for many concurrent writers.
+//! - `sync`: group commit, one `fdatasync` for many concurrent writers; a
+//!   persist briefly gathers writers already on their way to a commit.
 //! - [`log`]: [`EmbeddedLog`], topics, partitions, offsets, consumer groups, retention.
 //! - [`store`]: [`EmbeddedStore`], conversations, messages, timelines, cursors.
 //! - [`presence`]: [`MemoryPresence`], user/device → gateway with TTLs.

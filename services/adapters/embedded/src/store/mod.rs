@@ -3,7 +3,7 @@
 //!
 //! Each commit is a compare-and-set on a head under a striped lock, one
 //! atomic batch, then the group commit. Writes in flight are tracked in
-//! [`pending::Pending`] so readers never see a head (or anything a batch
+//! `pending::Pending` so readers never see a head (or anything a batch
 //! wrote) before it is fsynced: heads and ranges are clamped to the durable
 //! head; other reads that raced a write wait for its fsync.
 
