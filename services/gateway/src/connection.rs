@@ -1,15 +1,11 @@
-//! One WebSocket connection: checks before the upgrade, the `hello`
-//! handshake, registration (hub and presence), the session, and the close.
+//! One WebSocket connection: the `hello` handshake, registration (hub and
+//! presence), the session, and the close.
 
 use crate::frames;
-use crate::http::ApiError;
 use crate::hub::{ConnHandle, DeviceKey};
 use crate::session::Session;
 use crate::state::{Shared, Slot};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame, PROTOCOL_VERSION};
 use seqline_core::token::{now_secs, Claims, TokenError};
 use std::sync::Arc;
@@ -45,62 +41,8 @@ pub(crate) enum Exit {
     Gone,
 }
 
-/// `GET /v1/ws`: refuses disallowed origins (403) and a full gateway (503)
-/// before upgrading.
-pub(crate) async fn upgrade(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => {
-            let status = rejection.status();
-            return ApiError::new(status, ErrorCode::BadFrame, rejection.body_text()).into_response();
-        }
-    };
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = &shared.config.allowed_origins;
-        let ok = allowed.is_empty() || origin.to_str().is_ok_and(|o| allowed.iter().any(|a| a == o));
-        if !ok {
-            shared.metrics.error(ErrorCode::Forbidden);
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "this origin is not allowed",
-            )
-            .into_response();
-        }
-    }
-    if shared.stop.is_cancelled() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "the gateway is stopping",
-        )
-        .into_response();
-    }
-    let Some(slot) = shared.take_slot() else {
-        shared.metrics.error(ErrorCode::Unavailable);
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "too many connections",
-        )
-        .into_response();
-    };
-    let token = shared.tracker.token();
-    let max = shared.config.max_frame_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            run(shared, socket, slot).await;
-            drop(token);
-        })
-}
-
 #[instrument(skip_all, fields(conn = slot.id, user_id = tracing::field::Empty, device = tracing::field::Empty))]
-async fn run(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot) {
+pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot) {
     let exit = match hello(&shared, &mut socket).await {
         Ok(claims) => {
             Span::current()

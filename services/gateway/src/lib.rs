@@ -12,7 +12,8 @@
 //! - [`config`]: [`GatewayConfig`] and its cross-field checks.
 //! - `server`: [`serve`]/[`run`], the router, background tasks, the drain.
 //! - `listener`: the accept loop (header deadline, head size, connection cap).
-//! - `connection`: upgrade checks, `hello`, registration, close codes.
+//! - `upgrade`: checks before the upgrade (origin, connection slots).
+//! - `connection`: `hello`, registration, close codes.
 //! - `session`: the per-connection loop (frames in, queue out, rectifier timer).
 //! - `requests`: send, sync, history, cursor and ping.
 //! - `frames`: parsing client frames into precise error codes.
@@ -39,6 +40,7 @@ mod requests;
 mod server;
 mod session;
 mod state;
+mod upgrade;
 
 pub use config::GatewayConfig;
 pub use error::Error;

@@ -5,7 +5,7 @@ use crate::config::GatewayConfig;
 use crate::error::Error;
 use crate::listener::{accept, AcceptLimits};
 use crate::state::{Ports, Shared};
-use crate::{connection, conversations, http, publisher, receipts};
+use crate::{conversations, http, publisher, receipts, upgrade};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -94,7 +94,7 @@ pub async fn serve(
 fn router(shared: Arc<Shared>) -> Router {
     let body_limit = shared.config.max_http_body_bytes;
     Router::new()
-        .route("/v1/ws", get(connection::upgrade))
+        .route("/v1/ws", get(upgrade::upgrade))
         .route(
             "/v1/conversations",
             post(conversations::create).get(conversations::list),

@@ -1,0 +1,66 @@
+//! `GET /v1/ws`: the checks made before a connection becomes a WebSocket.
+
+use crate::connection;
+use crate::http::ApiError;
+use crate::state::Shared;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use seqline_core::protocol::ErrorCode;
+use std::sync::Arc;
+
+/// `GET /v1/ws`: refuses disallowed origins (403) and a full gateway (503)
+/// before upgrading.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let status = rejection.status();
+            return ApiError::new(status, ErrorCode::BadFrame, rejection.body_text()).into_response();
+        }
+    };
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = &shared.config.allowed_origins;
+        let ok = allowed.is_empty() || origin.to_str().is_ok_and(|o| allowed.iter().any(|a| a == o));
+        if !ok {
+            shared.metrics.error(ErrorCode::Forbidden);
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this origin is not allowed",
+            )
+            .into_response();
+        }
+    }
+    if shared.stop.is_cancelled() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the gateway is stopping",
+        )
+        .into_response();
+    }
+    let Some(slot) = shared.take_slot() else {
+        shared.metrics.error(ErrorCode::Unavailable);
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "too many connections",
+        )
+        .into_response();
+    };
+    let token = shared.tracker.token();
+    let max = shared.config.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            connection::run(shared, socket, slot).await;
+            drop(token);
+        })
+}
