@@ -267,12 +267,17 @@ async fn sends_over_the_rate_are_rate_limited_naming_the_message() {
 async fn request_floods_are_rate_limited() {
     let gw = Gw::start_with(|c| c.max_requests_per_sec = 5).await;
     let (mut c, _) = gw.login("alice", "phone").await;
-    for req in 0..6 {
+    for req in 0..50 {
         c.send(json!({"type": "ping", "req": req})).await;
     }
-    for req in 0..5 {
-        assert_eq!(c.recv().await["req"], req);
+    let mut limited = 0;
+    for req in 0..50 {
+        let f = c.recv().await;
+        assert_eq!(f["req"], req, "answers keep the order: {f}");
+        if f["type"] == "error" {
+            assert_eq!(f["code"], "rate_limited");
+            limited += 1;
+        }
     }
-    let e = c.expect_error("rate_limited").await;
-    assert_eq!(e["req"], 5);
+    assert!(limited >= 25, "only {limited} of 50 were limited");
 }
