@@ -70,13 +70,20 @@ impl Session {
         ping.tick().await;
         let mut last_in = tokio::time::Instant::now();
         let stop = self.shared.stop.clone();
+        // Made once: re-arming these on every frame would churn the timer wheel.
+        let stopped = stop.cancelled();
+        let kicked = kick.cancelled();
+        let expired = tokio::time::sleep_until(self.expires);
+        tokio::pin!(stopped, kicked, expired);
         loop {
             let deadline = self.rectifier.deadline().map(tokio::time::Instant::from_std);
+            // Biased: stopping first, and the outgoing queue before new
+            // frames, so a client that floods cannot starve its own acks.
             let step = tokio::select! {
                 biased;
-                () = stop.cancelled() => Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
-                () = kick.cancelled() => Err(Exit::Close(close::POLICY, "too slow: reconnect and sync")),
-                () = tokio::time::sleep_until(self.expires) => {
+                () = &mut stopped => Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
+                () = &mut kicked => Err(Exit::Close(close::POLICY, "too slow: reconnect and sync")),
+                () = &mut expired => {
                     let e = ServerFrame::error(None, ErrorCode::TokenExpired, "the token has expired");
                     self.write(socket, &e).await.and(Err(Exit::Close(close::POLICY, "token expired")))
                 }
