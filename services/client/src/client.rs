@@ -89,10 +89,13 @@ impl Client {
         let limit = config.connect_timeout;
         let (client, events) = Client::start(config)?;
         let mut status = client.status.clone();
-        let waited = tokio::time::timeout(limit, status.wait_for(|s| s.connected || s.closed)).await;
+        // Clone the state at once: a held guard would block the task's writes.
+        let waited = tokio::time::timeout(limit, status.wait_for(|s| s.connected || s.closed))
+            .await
+            .map(|r| r.map(|s| s.clone()));
         match waited {
             Ok(Ok(s)) if s.connected => Ok((client, events)),
-            Ok(Ok(s)) => Err(match s.refused.clone() {
+            Ok(Ok(s)) => Err(match s.refused {
                 Some((code, message)) => ClientError::Auth { code, message },
                 None => ClientError::Closed,
             }),

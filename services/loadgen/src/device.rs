@@ -9,9 +9,28 @@ use seqline_checker::{body_hash, EventBody, MemberOp, Scope, Via};
 use seqline_client::{Client, Event, EventStream, SendHandle, SendOptions, SendState};
 use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
 use seqline_core::model::MessageKind;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+
+/// The highest conv_seq a device received, per conversation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Seen(Arc<Mutex<HashMap<ConversationId, u64>>>);
+
+impl Seen {
+    fn saw(&self, conv: &ConversationId, conv_seq: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.entry(conv.clone()).or_insert(0);
+        *e = (*e).max(conv_seq);
+    }
+
+    /// Whether the device received at least up to `conv_seq` of `conv`.
+    pub fn reached(&self, conv: &ConversationId, conv_seq: u64) -> bool {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(conv).copied().unwrap_or(0) >= conv_seq
+    }
+}
 
 /// Records the events of one device until its stream ends (the client closed).
 pub(crate) fn spawn_recorder(
@@ -20,12 +39,18 @@ pub(crate) fn spawn_recorder(
     device: DeviceId,
     mut events: EventStream,
     measure_e2e: bool,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+) -> (JoinHandle<()>, Seen) {
+    let seen = Seen::default();
+    let mine = seen.clone();
+    let task = tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
+            if let Event::Message { entry, .. } = &ev {
+                mine.saw(&entry.message.conv, entry.message.conv_seq.0);
+            }
             on_event(&stats, &user, &device, ev, measure_e2e);
         }
-    })
+    });
+    (task, seen)
 }
 
 fn on_event(stats: &Stats, user: &UserId, device: &DeviceId, ev: Event, measure_e2e: bool) {
@@ -223,6 +248,7 @@ impl Sender {
         match done.state {
             SendState::Sent(conv_seq) => {
                 self.stats.ack_latency.record(done.t0.elapsed());
+                self.stats.acked(&done.conv, conv_seq);
                 Counters::add(&c.acked, 1);
                 self.stats.record(
                     u,

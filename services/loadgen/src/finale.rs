@@ -9,23 +9,34 @@ use seqline_client::{ClientError, SyncAnswer};
 use seqline_core::model::MessageKind;
 use std::time::{Duration, Instant};
 
-/// Waits until the device's cursor reaches the head the server reports,
-/// asking again while it moves; records `converged` when it does.
+/// Waits until the device's cursor reaches the head the server reports and
+/// it received every acked message of its conversations (acks come before
+/// the timeline fan-out, so the head alone can still move); records
+/// `converged` when it does.
 pub(crate) async fn converge(stats: &Stats, dev: &LiveDevice, deadline: Instant, record: bool) -> bool {
     let mut status = dev.client.watch_status();
     while Instant::now() < deadline {
         let Ok(head) = retry(deadline, || dev.client.ping()).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let left = deadline
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(2));
-        let reached = tokio::time::timeout(left, status.wait_for(|s| s.cursor >= head)).await;
-        if matches!(reached, Ok(Ok(_))) {
+        // Map the guard away at once: holding it would block the SDK task.
+        let reached = tokio::time::timeout(left, status.wait_for(|s| s.cursor >= head))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let complete = dev.member_of.iter().all(|c| dev.seen.reached(c, stats.acked_max(c)));
+        if reached && complete {
             if record {
                 stats.record(dev.user.as_str(), dev.device.as_str(), EventBody::Converged {});
             }
             return true;
+        }
+        if reached {
+            // Entries still on their way to the timeline: look again shortly.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     false

@@ -20,6 +20,8 @@ pub(crate) struct DevicePlan {
     pub quota: u64,
     /// Stays offline during the send phase (W3's catching-up device).
     pub late: bool,
+    /// Every conversation its user belongs to.
+    pub member_of: Vec<ConversationId>,
 }
 
 /// One conversation, created over HTTP by `creator` before the run.
@@ -65,6 +67,20 @@ fn split(total: u64, n: usize) -> impl Iterator<Item = u64> {
 
 /// Builds the plan of `workload` for run `run` from `seed`.
 pub(crate) fn build(workload: &Workload, run: &str, seed: u64) -> Result<Plan> {
+    let mut plan = shape(workload, run, seed)?;
+    let mut by_user: BTreeMap<UserId, Vec<ConversationId>> = BTreeMap::new();
+    for c in &plan.convs {
+        for m in &c.members {
+            by_user.entry(m.clone()).or_default().push(c.conv.clone());
+        }
+    }
+    for d in &mut plan.devices {
+        d.member_of = by_user.get(&d.user).cloned().unwrap_or_default();
+    }
+    Ok(plan)
+}
+
+fn shape(workload: &Workload, run: &str, seed: u64) -> Result<Plan> {
     let mut rng = StdRng::seed_from_u64(seed);
     match *workload {
         Workload::W1 {
@@ -120,6 +136,7 @@ fn w1(rng: &mut StdRng, run: &str, n: usize, messages: u64, fraction: f64) -> Re
                 convs,
                 quota: 0,
                 late: false,
+                member_of: Vec::new(),
             });
         }
     }
@@ -150,6 +167,7 @@ fn w2(run: &str, groups: usize, members: usize, senders: usize, messages: u64) -
                 convs,
                 quota: 0,
                 late: false,
+                member_of: Vec::new(),
             });
         }
         convs.push(ConvPlan {
@@ -185,6 +203,7 @@ fn w3(run: &str, entries: u64, senders: usize) -> Result<Plan> {
             convs: vec![conv.clone()],
             quota,
             late: false,
+            member_of: Vec::new(),
         });
         convs.push(ConvPlan {
             conv,
@@ -200,6 +219,7 @@ fn w3(run: &str, entries: u64, senders: usize) -> Result<Plan> {
         convs: all,
         quota: 0,
         late: true,
+        member_of: Vec::new(),
     });
     Ok(Plan {
         devices,

@@ -3,13 +3,13 @@
 //! 5xx, timeouts) until the setup deadline; HTTP calls carry a request id so
 //! a retry never creates twice.
 
-use crate::device::spawn_recorder;
+use crate::device::{spawn_recorder, Seen};
 use crate::plan::{ConvPlan, DevicePlan, Plan};
 use crate::stats::Stats;
 use anyhow::{Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use seqline_client::{Client, ClientConfig, ClientError, EventStream, HttpApi};
-use seqline_core::ids::{ClientMsgId, DeviceId, UserId};
+use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
 use seqline_core::token::{now_secs, TokenKey};
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,10 @@ pub(crate) struct LiveDevice {
     pub device: DeviceId,
     pub client: Client,
     pub recorder: JoinHandle<()>,
+    /// What it received, per conversation.
+    pub seen: Seen,
+    /// The conversations its user belongs to.
+    pub member_of: Vec<ConversationId>,
 }
 
 /// Mints device tokens valid for the whole run.
@@ -118,12 +122,14 @@ pub(crate) async fn connect(
     })
     .await
     .with_context(|| format!("connecting {}/{}", d.user, d.device))?;
-    let recorder = spawn_recorder(stats.clone(), d.user.clone(), d.device.clone(), events, measure_e2e);
+    let (recorder, seen) = spawn_recorder(stats.clone(), d.user.clone(), d.device.clone(), events, measure_e2e);
     Ok(LiveDevice {
         user: d.user.clone(),
         device: d.device.clone(),
         client,
         recorder,
+        seen,
+        member_of: d.member_of.clone(),
     })
 }
 

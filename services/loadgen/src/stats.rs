@@ -4,7 +4,7 @@
 
 use hdrhistogram::Histogram;
 use seqline_checker::{EventBody, HistoryWriter};
-use seqline_core::ids::ClientMsgId;
+use seqline_core::ids::{ClientMsgId, ConversationId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -64,6 +64,9 @@ pub(crate) struct Stats {
     pub e2e_latency: Latency,
     /// When each message was (meant to be) sent.
     sent_at: Mutex<HashMap<ClientMsgId, Instant>>,
+    /// The highest acked conv_seq per conversation: what every member must
+    /// end up with.
+    acked_max: Mutex<HashMap<ConversationId, u64>>,
 }
 
 impl Stats {
@@ -75,6 +78,7 @@ impl Stats {
             ack_latency: Latency::new()?,
             e2e_latency: Latency::new()?,
             sent_at: Mutex::new(HashMap::new()),
+            acked_max: Mutex::new(HashMap::new()),
         })
     }
 
@@ -97,6 +101,19 @@ impl Stats {
     /// When `id` was meant to be sent, if this run sent it.
     pub fn sent_time(&self, id: &ClientMsgId) -> Option<Instant> {
         self.sent_at.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied()
+    }
+
+    /// `conv_seq` of `conv` was acked.
+    pub fn acked(&self, conv: &ConversationId, conv_seq: u64) {
+        let mut m = self.acked_max.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.entry(conv.clone()).or_insert(0);
+        *e = (*e).max(conv_seq);
+    }
+
+    /// The highest acked conv_seq of `conv` (0 when none).
+    pub fn acked_max(&self, conv: &ConversationId) -> u64 {
+        let m = self.acked_max.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(conv).copied().unwrap_or(0)
     }
 
     /// The history writer (to finish it).
