@@ -30,6 +30,16 @@ pub struct Config {
     pub persister: PersisterConfig,
     /// The fanout role.
     pub fanout: FanoutConfig,
+    /// Health endpoint of roles without the gateway.
+    pub health: HealthConfig,
+}
+
+/// A small `/healthz` + `/readyz` server for the persister and fanout roles.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Where to serve it (off when absent), e.g. `"0.0.0.0:7601"`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Backends, each chosen by URL scheme in one place (`ports.rs`).
@@ -142,17 +152,19 @@ pub fn load(
         )?;
     }
     let config: Config = merged.try_into().context("invalid configuration")?;
-    config.validate()?;
     Ok(config)
 }
 
 impl Config {
-    /// Cross-field checks, once, before connecting anything.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        self.gateway
-            .validate()
-            .map_err(anyhow::Error::msg)
-            .context("[gateway]")?;
+    /// Cross-field checks, once, before connecting anything; the gateway
+    /// section only matters where the gateway runs.
+    pub fn validate(&self, gateway: bool) -> anyhow::Result<()> {
+        if gateway {
+            self.gateway
+                .validate()
+                .map_err(anyhow::Error::msg)
+                .context("[gateway]")?;
+        }
         self.persister
             .validate()
             .map_err(anyhow::Error::msg)
@@ -230,6 +242,7 @@ mod tests {
             ..Default::default()
         };
         let c = load(Some(&file), env.into_iter(), &flags).unwrap();
+        c.validate(true).unwrap();
         assert_eq!(c.persister.batch_max, 9, "env beats file");
         assert_eq!(c.gateway.listen.to_string(), "127.0.0.1:2", "flag beats file");
         std::fs::remove_dir_all(&dir).ok();
@@ -241,8 +254,21 @@ mod tests {
         let err = load(None, env.into_iter(), &Overrides::default()).unwrap_err();
         assert!(format!("{err:#}").contains("batch_maxx"), "{err:#}");
         let env = vec![("SEQLINE__PERSISTER__BATCH_MAX".to_string(), "0".to_string())];
-        assert!(load(None, env.into_iter(), &Overrides::default()).is_err());
+        assert!(load(None, env.into_iter(), &Overrides::default())
+            .unwrap()
+            .validate(false)
+            .is_err());
         let env = vec![("SEQLINE__LOG__FORMAT".to_string(), "xml".to_string())];
-        assert!(load(None, env.into_iter(), &Overrides::default()).is_err());
+        assert!(load(None, env.into_iter(), &Overrides::default())
+            .unwrap()
+            .validate(false)
+            .is_err());
+        let short = Overrides {
+            secret: Some("short".into()),
+            ..Default::default()
+        };
+        let c = load(None, std::iter::empty(), &short).unwrap();
+        assert!(c.validate(true).is_err(), "a gateway needs a real secret");
+        assert!(c.validate(false).is_ok(), "a persister does not");
     }
 }

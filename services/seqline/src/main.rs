@@ -2,20 +2,24 @@
 //!
 //! - `seqline dev`: gateway + persister + fanout in one process on the
 //!   embedded ports, zero setup.
+//! - `seqline gateway|persister|fanout`: one role, on the ports configured in
+//!   `[ports]` (cluster mode: Kafka, ScyllaDB, Redis).
 //! - `seqline token`: mints a development token.
 //! - `seqline config`: prints the effective configuration.
 
 mod config;
+mod health;
 mod ports;
 mod supervisor;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use config::Overrides;
 use std::path::PathBuf;
+use supervisor::Roles;
 
-/// The development token secret used when none is configured. `seqline dev`
-/// warns about it; never use it in production.
+/// The development token secret used by `seqline dev` when none is
+/// configured. It warns about it; never use it in production.
 const DEV_SECRET: &str = "seqline-dev-secret-change-me";
 
 #[derive(Parser)]
@@ -32,20 +36,29 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Data directory of the embedded log and store.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address the gateway listens on (WebSocket + HTTP).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Token secret (HMAC-SHA256, at least 16 bytes).
+    #[arg(long, env = "SEQLINE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run every role in one process on the embedded ports.
-    Dev {
-        /// Data directory of the embedded log and store.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Address to listen on (WebSocket + HTTP).
-        #[arg(long)]
-        listen: Option<String>,
-        /// Token secret (HMAC-SHA256).
-        #[arg(long, env = "SEQLINE_SECRET", hide_env_values = true)]
-        secret: Option<String>,
-    },
+    /// Run every role in one process on the embedded ports (zero setup).
+    Dev(ServeArgs),
+    /// Run the gateway role only.
+    Gateway(ServeArgs),
+    /// Run the persister role only (sequencer + timeline writer).
+    Persister(ServeArgs),
+    /// Run the fanout role only.
+    Fanout(ServeArgs),
     /// Mint a token for a user's device.
     Token {
         /// The user id.
@@ -76,25 +89,45 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn serve(
+    cli_config: Option<PathBuf>,
+    args: ServeArgs,
+    roles: Roles,
+    dev: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let flags = Overrides {
+        data: args.data,
+        listen: args.listen,
+        secret: args.secret,
+        dev_secret: dev.then(|| DEV_SECRET.to_string()),
+    };
+    let config = config::load(cli_config.as_deref(), std::env::vars(), &flags)?;
+    config.validate(roles.gateway)?;
+    supervisor::init_tracing(&config.log);
+    if dev && config.gateway.token_secret == DEV_SECRET {
+        tracing::warn!(
+            "using the built-in development token secret; set --secret or SEQLINE_SECRET outside development"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("seqline")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(supervisor::run(config, roles))
+}
+
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let env = std::env::vars();
+    let only = |gateway, persister, fanout| Roles {
+        gateway,
+        persister,
+        fanout,
+    };
     match cli.command {
-        Command::Dev { data, listen, secret } => {
-            let flags = Overrides {
-                data,
-                listen,
-                secret,
-                dev_secret: Some(DEV_SECRET.into()),
-            };
-            let config = config::load(cli.config.as_deref(), env, &flags)?;
-            supervisor::init_tracing(&config.log);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("seqline")
-                .build()
-                .context("starting the runtime")?;
-            runtime.block_on(supervisor::dev(config))
-        }
+        Command::Dev(args) => serve(cli.config, args, Roles::ALL, true),
+        Command::Gateway(args) => serve(cli.config, args, only(true, false, false), false),
+        Command::Persister(args) => serve(cli.config, args, only(false, true, false), false),
+        Command::Fanout(args) => serve(cli.config, args, only(false, false, true), false),
         Command::Token {
             user,
             device,
@@ -106,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 dev_secret: Some(DEV_SECRET.into()),
                 ..Default::default()
             };
-            let config = config::load(cli.config.as_deref(), env, &flags)?;
+            let config = config::load(cli.config.as_deref(), std::env::vars(), &flags)?;
             let user = seqline_core::UserId::parse(user)?;
             let device = seqline_core::DeviceId::parse(device)?;
             let ttl = seqline_core::duration::parse(&ttl).map_err(anyhow::Error::msg)?;
@@ -122,7 +155,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 dev_secret: Some(DEV_SECRET.into()),
                 ..Default::default()
             };
-            let config = config::load(cli.config.as_deref(), env, &flags)?;
+            let config = config::load(cli.config.as_deref(), std::env::vars(), &flags)?;
+            config.validate(false)?;
             println!("{config:#?}");
             Ok(std::process::ExitCode::SUCCESS)
         }

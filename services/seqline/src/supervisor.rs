@@ -66,18 +66,45 @@ where
     Task { name, stop, handle }
 }
 
-/// Runs `seqline dev` until a signal or a failure.
-pub async fn dev(config: Config) -> anyhow::Result<ExitCode> {
+/// Which roles this process runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Roles {
+    /// WebSocket + HTTP.
+    pub gateway: bool,
+    /// Sequencer + timeline writer.
+    pub persister: bool,
+    /// Fanout.
+    pub fanout: bool,
+}
+
+impl Roles {
+    /// Every role (`seqline dev`).
+    pub const ALL: Roles = Roles {
+        gateway: true,
+        persister: true,
+        fanout: true,
+    };
+}
+
+/// Runs `roles` until a signal or a failure.
+pub async fn run(config: Config, roles: Roles) -> anyhow::Result<ExitCode> {
     let opened = ports::open(&config.ports).await?;
-    let listener = tokio::net::TcpListener::bind(&config.gateway.listen.to_string())
-        .await
-        .with_context(|| format!("listening on {}", config.gateway.listen))?;
-    let addr = listener.local_addr().context("reading the listen address")?;
+    let listener = match roles.gateway {
+        true => Some(
+            tokio::net::TcpListener::bind(&config.gateway.listen.to_string())
+                .await
+                .with_context(|| format!("listening on {}", config.gateway.listen))?,
+        ),
+        false => None,
+    };
     let root = CancellationToken::new();
     let failed = Arc::new(AtomicBool::new(false));
     watch_signals(root.clone());
+    if let Some(addr) = config.health.listen {
+        crate::health::spawn(addr, root.clone()).await?;
+    }
 
-    let persister = {
+    let persister = roles.persister.then(|| {
         let p = seqline_persister::Ports {
             log: opened.log.clone(),
             store: opened.store.clone(),
@@ -86,32 +113,48 @@ pub async fn dev(config: Config) -> anyhow::Result<ExitCode> {
         spawn("persister", &root, &failed, move |stop| {
             seqline_persister::run(c, p, stop)
         })
-    };
-    let fanout = {
+    });
+    let fanout = roles.fanout.then(|| {
         let p = seqline_fanout::Ports {
             log: opened.log.clone(),
             presence: opened.presence.clone(),
         };
         let c = config.fanout.clone();
         spawn("fanout", &root, &failed, move |stop| seqline_fanout::run(c, p, stop))
+    });
+    let mut addr = None;
+    let gateway = match listener {
+        Some(listener) => {
+            addr = Some(listener.local_addr().context("reading the listen address")?);
+            let p = seqline_gateway::Ports {
+                log: opened.log.clone(),
+                store: opened.store.clone(),
+                presence: opened.presence.clone(),
+            };
+            let c = config.gateway.clone();
+            Some(spawn("gateway", &root, &failed, move |stop| async move {
+                seqline_gateway::serve(c, p, listener, stop)
+                    .await
+                    .map_err(|e| seqline_core::Error::Unavailable(e.to_string()))
+            }))
+        }
+        None => None,
     };
-    let gateway = {
-        let p = seqline_gateway::Ports {
-            log: opened.log.clone(),
-            store: opened.store.clone(),
-            presence: opened.presence.clone(),
-        };
-        let c = config.gateway.clone();
-        spawn("gateway", &root, &failed, move |stop| async move {
-            seqline_gateway::serve(c, p, listener, stop)
-                .await
-                .map_err(|e| seqline_core::Error::Unavailable(e.to_string()))
-        })
-    };
-    print_banner(addr);
+    match addr {
+        Some(addr) if roles.persister && roles.fanout => print_banner(addr),
+        Some(addr) => println!("seqline gateway listening on {addr}"),
+        None => println!(
+            "seqline {} running",
+            if roles.persister { "persister" } else { "fanout" }
+        ),
+    }
+    {
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+    }
     root.cancelled().await;
     tracing::info!("draining");
-    for task in [gateway, fanout, persister] {
+    for task in [gateway, fanout, persister].into_iter().flatten() {
         task.stop.cancel();
         if tokio::time::timeout(DRAIN_DEADLINE, task.handle).await.is_err() {
             tracing::warn!(task = task.name, "did not stop within the drain deadline");

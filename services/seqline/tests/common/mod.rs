@@ -170,3 +170,21 @@ pub async fn http_post(server: &Server, path: &str, token: &str, body: &str) -> 
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+/// A minimal HTTP/1.1 GET; returns the body, or None if the server is down.
+pub async fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.ok()?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    text.split("\r\n\r\n").nth(1).map(str::to_string)
+}
+
+/// A counter from `/metrics`.
+pub async fn metric(addr: &str, name: &str) -> Option<u64> {
+    let body = http_get(addr, "/metrics").await?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+}
