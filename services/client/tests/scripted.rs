@@ -3,6 +3,8 @@
 //! gap, resend, reorder and reset rules are checked on a real socket with
 //! nothing left to timing (every wait is bounded).
 
+#![allow(clippy::unwrap_used)]
+
 use futures_util::{SinkExt, StreamExt};
 use seqline_client::{Client, ClientConfig, ClientError, Event, MemoryCursor, SendState, Via};
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
