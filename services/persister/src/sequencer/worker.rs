@@ -5,7 +5,7 @@ use super::state::{apply, Applied, ConvState, Limits};
 use crate::worker::{unexpected, Handler, Input};
 use crate::{PersisterConfig, Ports};
 use futures_util::future::join_all;
-use seqline_core::ids::ConversationId;
+use seqline_core::ids::{ConvSeq, ConversationId};
 use seqline_core::model::{now_ms, Outcome};
 use seqline_core::ports::ConversationBatch;
 use seqline_core::records::{Command, Delivery, GatewayRecord, LogRecord, Receipt, Topic};
@@ -17,6 +17,12 @@ use std::sync::Arc;
 /// Fence refusals seen by sequencers in this process (a stale writer lost a
 /// compare-and-set).
 pub static FENCE_REFUSALS: AtomicU64 = AtomicU64::new(0);
+
+/// A delivery to send, or a stored message whose deliveries are read back.
+enum Pending {
+    Ready(LogRecord),
+    Replay(ConversationId, ConvSeq, ConvSeq),
+}
 
 pub(crate) struct SequencerHandler {
     ports: Ports,
@@ -121,9 +127,10 @@ impl Handler for SequencerHandler {
         }
         let now = now_ms();
         let mut writes: Vec<ConversationBatch> = Vec::new();
-        let mut deliveries: Vec<LogRecord> = Vec::new();
+        // Deliveries in command order: a replayed message must reach each
+        // timeline before any later message of its conversation.
+        let mut deliveries: Vec<Pending> = Vec::new();
         let mut receipts: HashMap<GatewayId, Vec<LogRecord>> = HashMap::new();
-        let mut replays = Vec::new();
         for (conv, cmds) in &convs {
             let Some(state) = self.cache.get_mut(conv) else {
                 continue;
@@ -146,7 +153,7 @@ impl Handler for SequencerHandler {
                     Applied::Duplicate(o) => {
                         if let (Outcome::Sequenced { conv_seq }, Some(s)) = (&o, state.as_ref()) {
                             if s.head.0.saturating_sub(conv_seq.0) <= self.batch_max {
-                                replays.push((conv.clone(), *conv_seq, s.head));
+                                deliveries.push(Pending::Replay(conv.clone(), *conv_seq, s.head));
                             }
                         }
                         o
@@ -172,10 +179,10 @@ impl Handler for SequencerHandler {
                         }
                         for m in &messages {
                             for user in s.members.keys().chain(removed.iter()) {
-                                deliveries.push(LogRecord::Delivery(Delivery {
+                                deliveries.push(Pending::Ready(LogRecord::Delivery(Delivery {
                                     user: user.clone(),
                                     message: m.clone(),
-                                }));
+                                })));
                             }
                         }
                         w.messages.extend(messages);
@@ -226,9 +233,16 @@ impl Handler for SequencerHandler {
                 other => other,
             });
         }
-        for (conv, seq, head) in replays {
-            deliveries.extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, head).await?);
+        let mut ready = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            match d {
+                Pending::Ready(r) => ready.push(r),
+                Pending::Replay(conv, seq, head) => {
+                    ready.extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, head).await?)
+                }
+            }
         }
+        let deliveries = ready;
         let log = &self.ports.log;
         if !dead.is_empty() {
             log.append(&Topic::DeadLetter, dead).await?;
