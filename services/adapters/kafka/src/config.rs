@@ -1,0 +1,200 @@
+//! [`KafkaOptions`]: where the brokers are, how topics are named and sized,
+//! and the client timeouts, with the librdkafka settings derived from them.
+
+use rdkafka::ClientConfig;
+use seqline_core::records::Topic;
+use seqline_core::{Error, Result};
+use std::time::Duration;
+
+/// Options of a [`crate::KafkaLog`].
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// `host:port,host:port` of one or more brokers.
+    pub bootstrap: String,
+    /// Put before every topic name (`seqline.` gives `seqline.inbound`), so
+    /// several deployments or test runs can share a cluster.
+    pub topic_prefix: String,
+    /// Sent to the brokers as `client.id`.
+    pub client_id: String,
+    /// Partitions of `inbound`.
+    pub inbound: u32,
+    /// Partitions of `deliveries`.
+    pub deliveries: u32,
+    /// Partitions of `user-events`.
+    pub user_events: u32,
+    /// Partitions of each `gw.<id>` topic.
+    pub gateway: u32,
+    /// Partitions of `dead-letter`.
+    pub dead_letter: u32,
+    /// Replication factor of the topics this log creates.
+    pub replication_factor: u16,
+    /// A consumer that sends no heartbeat for this long loses its partitions.
+    /// Low values make takeovers and the first assignment fast.
+    pub session_timeout: Duration,
+    /// An append fails if a record is not acknowledged within this time.
+    pub message_timeout: Duration,
+    /// How long the producer waits to fill a batch.
+    pub linger: Duration,
+    /// Records a consumer fetches ahead of its `poll` calls.
+    pub consumer_buffer: usize,
+    /// Extra librdkafka settings for every client (producer, consumer, admin),
+    /// applied last.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self {
+            bootstrap: "127.0.0.1:9092".into(),
+            topic_prefix: "seqline.".into(),
+            client_id: "seqline".into(),
+            inbound: 8,
+            deliveries: 8,
+            user_events: 8,
+            gateway: 1,
+            dead_letter: 1,
+            replication_factor: 3,
+            session_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_secs(30),
+            linger: Duration::from_millis(5),
+            consumer_buffer: 4096,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl KafkaOptions {
+    /// Partitions of `topic` (at least 1).
+    pub fn partitions(&self, topic: &Topic) -> u32 {
+        let n = match topic {
+            Topic::Inbound => self.inbound,
+            Topic::Deliveries => self.deliveries,
+            Topic::UserEvents => self.user_events,
+            Topic::Gateway(_) => self.gateway,
+            Topic::DeadLetter => self.dead_letter,
+        };
+        n.max(1)
+    }
+
+    /// The name of `topic` on the cluster.
+    pub fn topic_name(&self, topic: &Topic) -> String {
+        format!("{}{}", self.topic_prefix, topic.name())
+    }
+
+    /// Checks the options before anything connects.
+    pub fn validate(&self) -> Result<()> {
+        if self.bootstrap.trim().is_empty() {
+            return Err(Error::Config("kafka bootstrap servers are empty".into()));
+        }
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if !self.topic_prefix.chars().all(legal) {
+            return Err(Error::Config(format!(
+                "topic prefix {:?} may only use A-Z a-z 0-9 . _ -",
+                self.topic_prefix
+            )));
+        }
+        if self.replication_factor == 0 {
+            return Err(Error::Config("replication factor must be at least 1".into()));
+        }
+        if self.linger >= self.message_timeout {
+            return Err(Error::Config("linger must be shorter than the message timeout".into()));
+        }
+        if self.session_timeout < Duration::from_secs(1) {
+            return Err(Error::Config("session timeout must be at least 1s".into()));
+        }
+        Ok(())
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", &self.client_id);
+        config
+    }
+
+    fn finish(&self, mut config: ClientConfig) -> ClientConfig {
+        for (k, v) in &self.extra {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// Settings of the producer: idempotent, `acks=all`, bounded delivery time.
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", millis(self.message_timeout))
+            .set("linger.ms", millis(self.linger));
+        self.finish(config)
+    }
+
+    /// Settings of a consumer of `group`: manual offsets, earliest start,
+    /// eager rebalancing (every revocation revokes the whole assignment).
+    pub(crate) fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        let heartbeat = (self.session_timeout / 3).max(Duration::from_millis(100));
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("partition.assignment.strategy", "range,roundrobin")
+            .set("session.timeout.ms", millis(self.session_timeout))
+            .set("heartbeat.interval.ms", millis(heartbeat));
+        self.finish(config)
+    }
+
+    /// Settings of the admin client.
+    pub(crate) fn admin_config(&self) -> ClientConfig {
+        let config = self.base();
+        self.finish(config)
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_partitions() {
+        let options = KafkaOptions::default();
+        assert_eq!(options.topic_name(&Topic::Inbound), "seqline.inbound");
+        assert_eq!(options.topic_name(&Topic::UserEvents), "seqline.user-events");
+        assert_eq!(options.partitions(&Topic::Inbound), 8);
+        assert_eq!(options.partitions(&Topic::DeadLetter), 1);
+        let zero = KafkaOptions { gateway: 0, ..options };
+        let gw = Topic::Gateway(seqline_core::ids::GatewayId::parse("g1").unwrap());
+        assert_eq!(zero.partitions(&gw), 1);
+        assert_eq!(zero.topic_name(&gw), "seqline.gw.g1");
+    }
+
+    #[test]
+    fn validation() {
+        assert!(KafkaOptions::default().validate().is_ok());
+        let bad = |o: KafkaOptions| o.validate().is_err();
+        assert!(bad(KafkaOptions {
+            bootstrap: " ".into(),
+            ..Default::default()
+        }));
+        assert!(bad(KafkaOptions {
+            topic_prefix: "a/b".into(),
+            ..Default::default()
+        }));
+        assert!(bad(KafkaOptions {
+            replication_factor: 0,
+            ..Default::default()
+        }));
+        assert!(bad(KafkaOptions {
+            linger: Duration::from_secs(60),
+            ..Default::default()
+        }));
+    }
+}

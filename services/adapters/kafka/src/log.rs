@@ -1,0 +1,135 @@
+//! [`KafkaLog`]: the [`Log`] port on a Kafka cluster.
+
+use crate::admin::Admin;
+use crate::avro::Codec;
+use crate::config::KafkaOptions;
+use crate::consumer::{self, Member};
+use crate::producer::{Outgoing, Producer};
+use async_trait::async_trait;
+use seqline_core::ids::partition_for;
+use seqline_core::ports::{Log, LogConsumer};
+use seqline_core::records::{LogRecord, Topic};
+use seqline_core::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tracing::instrument;
+
+/// The Kafka [`Log`]. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: KafkaOptions,
+    codec: Arc<Codec>,
+    producer: Producer,
+    admin: Admin,
+    /// The live member of each (group, topic) subscribed through this log.
+    members: Mutex<HashMap<(String, String), Member>>,
+}
+
+impl KafkaLog {
+    /// Checks `options`, connects the producer and admin client, and waits
+    /// until the brokers answer a metadata request.
+    pub async fn connect(options: KafkaOptions) -> Result<Self> {
+        options.validate()?;
+        let codec = Arc::new(Codec::new()?);
+        let producer = Producer::new(options.clone())?;
+        let admin = Admin::new(options.clone())?;
+        admin.ping().await?;
+        tracing::info!(bootstrap = %options.bootstrap, prefix = %options.topic_prefix, "connected to kafka");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                options,
+                codec,
+                producer,
+                admin,
+                members: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The options this log was connected with.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.inner.options
+    }
+
+    /// Produces `raw` bytes, bypassing the record encoding, to `partition`
+    /// of `topic`; returns its offset. For tests of undecodable records only.
+    #[doc(hidden)]
+    pub async fn inject_raw_for_tests(&self, topic: &Topic, partition: u32, raw: Vec<u8>) -> Result<u64> {
+        self.inner.admin.ensure(topic).await?;
+        let name = self.inner.options.topic_name(topic);
+        let outgoing = [Outgoing {
+            partition,
+            key: "raw".into(),
+            payload: raw,
+        }];
+        let offsets = self.inner.producer.send_all(&name, &outgoing).await?;
+        offsets
+            .first()
+            .and_then(|o| u64::try_from(*o).ok())
+            .ok_or_else(|| Error::Unavailable(format!("no offset reported for a record on {name}")))
+    }
+}
+
+#[async_trait]
+impl Log for KafkaLog {
+    #[instrument(skip_all, fields(topic = %topic.name(), records = records.len()))]
+    async fn append(&self, topic: &Topic, records: Vec<LogRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        inner.admin.ensure(topic).await?;
+        let partitions = inner.options.partitions(topic);
+        let outgoing = records
+            .iter()
+            .map(|r| {
+                Ok(Outgoing {
+                    partition: partition_for(r.key(), partitions),
+                    key: r.key().to_string(),
+                    payload: inner.codec.encode(r)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        inner
+            .producer
+            .send_all(&inner.options.topic_name(topic), &outgoing)
+            .await
+            .map(|_| ())
+    }
+
+    #[instrument(skip_all, fields(topic = %topic.name(), group))]
+    async fn subscribe(&self, group: &str, topic: &Topic) -> Result<Box<dyn LogConsumer>> {
+        let inner = &self.inner;
+        inner.admin.ensure(topic).await?;
+        let name = inner.options.topic_name(topic);
+        let key = (group.to_string(), name.clone());
+        let previous = inner
+            .members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        if let Some(previous) = previous {
+            // The newest subscriber wins; the old one leaves the group first,
+            // so this one is not kept waiting for a rebalance with it.
+            previous
+                .take_over(inner.options.session_timeout + Duration::from_secs(5))
+                .await;
+        }
+        let (consumer, member) = consumer::join(&inner.options, Arc::clone(&inner.codec), group, &name)?;
+        inner
+            .members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, member);
+        Ok(Box::new(consumer))
+    }
+
+    fn partitions(&self, topic: &Topic) -> u32 {
+        self.inner.options.partitions(topic)
+    }
+}
