@@ -4,10 +4,11 @@
 use rdkafka::ClientConfig;
 use seqline_core::records::Topic;
 use seqline_core::{Error, Result};
+use std::fmt;
 use std::time::Duration;
 
 /// Options of a [`crate::KafkaLog`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KafkaOptions {
     /// `host:port,host:port` of one or more brokers.
     pub bootstrap: String,
@@ -60,6 +61,36 @@ impl Default for KafkaOptions {
             consumer_buffer: 4096,
             extra: Vec::new(),
         }
+    }
+}
+
+impl fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `extra` may hold credentials (sasl.password, ssl.key.password...).
+        let extra: Vec<(&str, &str)> = self
+            .extra
+            .iter()
+            .map(|(k, v)| match k.contains("password") || k.contains("secret") {
+                true => (k.as_str(), "***"),
+                false => (k.as_str(), v.as_str()),
+            })
+            .collect();
+        f.debug_struct("KafkaOptions")
+            .field("bootstrap", &self.bootstrap)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("client_id", &self.client_id)
+            .field("inbound", &self.inbound)
+            .field("deliveries", &self.deliveries)
+            .field("user_events", &self.user_events)
+            .field("gateway", &self.gateway)
+            .field("dead_letter", &self.dead_letter)
+            .field("replication_factor", &self.replication_factor)
+            .field("session_timeout", &self.session_timeout)
+            .field("message_timeout", &self.message_timeout)
+            .field("linger", &self.linger)
+            .field("consumer_buffer", &self.consumer_buffer)
+            .field("extra", &extra)
+            .finish()
     }
 }
 
@@ -174,6 +205,22 @@ mod tests {
         let gw = Topic::Gateway(seqline_core::ids::GatewayId::parse("g1").unwrap());
         assert_eq!(zero.partitions(&gw), 1);
         assert_eq!(zero.topic_name(&gw), "seqline.gw.g1");
+    }
+
+    #[test]
+    fn debug_masks_secrets() {
+        let options = KafkaOptions {
+            extra: vec![
+                ("sasl.password".into(), "hunter2".into()),
+                ("acks".into(), "all".into()),
+            ],
+            ..Default::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***") && shown.contains("all"),
+            "{shown}"
+        );
     }
 
     #[test]

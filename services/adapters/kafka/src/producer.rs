@@ -178,25 +178,56 @@ impl Producer {
         }
     }
 
-    /// Maps a failure, rebuilding the producer if it hit a fatal error.
+    /// Maps a failure, rebuilding the producer if this instance is done for.
     fn failed(&self, producer: &Arc<Inner>, topic: &str, e: &KafkaError) -> Error {
-        if let Some((code, reason)) = producer.client().fatal_error() {
-            tracing::error!(%code, reason, "kafka producer hit a fatal error; rebuilding it");
-            match build(&self.options) {
-                Ok(fresh) => {
-                    let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-                    if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, producer)) {
-                        let old = current.replace(Arc::new(fresh));
-                        // Dropping flushes and joins its thread: not on the runtime.
-                        std::thread::spawn(move || drop(old));
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "rebuilding the kafka producer failed"),
-            }
-            return Error::Unavailable(format!("append to {topic}: fatal producer error {code}: {reason}"));
+        let fatal = producer.client().fatal_error();
+        if fatal.is_some() || e.rdkafka_error_code().is_some_and(ends_producer) {
+            let (code, reason) = match fatal {
+                Some(fatal) => fatal,
+                None => (e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fatal), e.to_string()),
+            };
+            tracing::error!(%code, reason, "kafka producer can no longer produce; rebuilding it");
+            self.rebuild(producer);
+            return Error::Unavailable(format!(
+                "append to {topic}: producer failed ({code}: {reason}); rebuilt"
+            ));
         }
         client_error(&format!("append to {topic}"), e)
     }
+}
+
+impl Producer {
+    /// Replaces `broken` (if it is still the current producer) by a new one.
+    fn rebuild(&self, broken: &Arc<Inner>) {
+        let fresh = match build(&self.options) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::error!(error = %e, "rebuilding the kafka producer failed");
+                return;
+            }
+        };
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, broken)) {
+            let old = current.replace(Arc::new(fresh));
+            // Dropping flushes and joins its thread: not on the runtime.
+            std::thread::spawn(move || drop(old));
+        }
+    }
+}
+
+/// Errors after which an idempotent producer instance cannot go on: its
+/// producer id or epoch is no longer accepted (librdkafka raises most of
+/// them as fatal; some brokers answer a plain `PRODUCER_FENCED`).
+fn ends_producer(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+    )
 }
 
 impl Drop for Producer {

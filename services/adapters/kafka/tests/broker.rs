@@ -1,0 +1,219 @@
+//! Behaviour only a real broker shows: failing appends when it stops,
+//! partitions and headers on the wire, rebalances between processes, and
+//! older writer schemas read through the log.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{test_options, Broker};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use seqline_core::ids::partition_for;
+use seqline_core::ports::{Log, LogConsumer, Polled};
+use seqline_core::records::{LogRecord, Topic};
+use seqline_core::Error;
+use seqline_kafka::avro::{AvroValue, Codec, Kind, Version};
+use seqline_kafka::{trace, KafkaLog, KafkaOptions};
+use seqline_testkit::fixtures::{gateway, keyed_record, unique};
+use std::time::{Duration, Instant};
+
+const PROMPTLY: Duration = Duration::from_secs(20);
+
+async fn poll(consumer: &mut dyn LogConsumer) -> Polled {
+    tokio::time::timeout(PROMPTLY, consumer.poll(100))
+        .await
+        .expect("poll timed out")
+        .unwrap()
+}
+
+/// Polls until the next assignment, returning it.
+async fn assigned(consumer: &mut dyn LogConsumer) -> Vec<u32> {
+    loop {
+        if let Polled::Assigned(p) = poll(consumer).await {
+            return p;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_fails_while_the_broker_is_stopped_and_recovers() {
+    let broker = Broker::tansu();
+    let options = KafkaOptions {
+        message_timeout: Duration::from_secs(3),
+        ..test_options(&broker.bootstrap)
+    };
+    let log = KafkaLog::connect(options).await.unwrap();
+    let (topic, gw) = (Topic::Gateway(gateway("g")), gateway("g"));
+    log.append(&topic, vec![keyed_record("k", 0, &gw)]).await.unwrap();
+
+    broker.signal("STOP");
+    let started = Instant::now();
+    let result = log.append(&topic, vec![keyed_record("k", 1, &gw)]).await;
+    let took = started.elapsed();
+    broker.signal("CONT");
+    let e = result.expect_err("an append to a stopped broker must not be acknowledged");
+    assert!(e.is_retryable(), "{e}");
+    assert!(
+        took < Duration::from_secs(3 + 5),
+        "failed after {took:?}, past the message timeout"
+    );
+
+    // The same log works again once the broker is back.
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        match log.append(&topic, vec![keyed_record("k", 2, &gw)]).await {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => eprintln!("still failing: {e}"),
+            Err(e) => panic!("appends never recovered: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_land_on_their_key_partition_with_a_traceparent() {
+    let broker = Broker::start();
+    let options = test_options(&broker.bootstrap);
+    let log = KafkaLog::connect(options.clone()).await.unwrap();
+    let (topic, gw) = (Topic::Gateway(gateway("g")), gateway("g"));
+    let keys: Vec<String> = (0..12).map(|i| unique(&format!("k{i}"))).collect();
+    let records: Vec<LogRecord> = keys
+        .iter()
+        .enumerate()
+        .map(|(n, k)| keyed_record(k, n as u64, &gw))
+        .collect();
+    log.append(&topic, records.clone()).await.unwrap();
+
+    let raw: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", unique("raw"))
+        .create()
+        .unwrap();
+    let name = options.topic_name(&topic);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..options.gateway as i32 {
+        tpl.add_partition_offset(&name, p, Offset::Beginning).unwrap();
+    }
+    raw.assign(&tpl).unwrap();
+    let codec = Codec::new().unwrap();
+    let mut seen = 0;
+    let deadline = Instant::now() + PROMPTLY;
+    while seen < records.len() {
+        assert!(Instant::now() < deadline, "only {seen} records read back");
+        let Some(message) = raw.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let key = std::str::from_utf8(message.key().unwrap()).unwrap();
+        let n = keys.iter().position(|k| k == key).unwrap();
+        assert_eq!(
+            message.partition() as u32,
+            partition_for(key, options.gateway),
+            "partition of {key}"
+        );
+        let headers = message.headers().expect("headers");
+        let parent = headers
+            .iter()
+            .find(|h| h.key == trace::TRACEPARENT)
+            .expect("a traceparent header");
+        assert!(trace::is_valid(std::str::from_utf8(parent.value.unwrap()).unwrap()));
+        assert_eq!(codec.decode(message.payload().unwrap()).unwrap(), records[n]);
+        seen += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_between_processes_revokes_and_fences_commits() {
+    let broker = Broker::start();
+    let options = test_options(&broker.bootstrap);
+    // Two logs: two processes as far as the group is concerned.
+    let (first, second) = (
+        KafkaLog::connect(options.clone()).await.unwrap(),
+        KafkaLog::connect(options.clone()).await.unwrap(),
+    );
+    let (topic, gw, group) = (Topic::Gateway(gateway("g")), gateway("g"), unique("grp"));
+    let key = unique("k");
+    first.append(&topic, vec![keyed_record(&key, 0, &gw)]).await.unwrap();
+    let mut a = first.subscribe(&group, &topic).await.unwrap();
+    assert_eq!(assigned(a.as_mut()).await.len(), 4);
+    let Polled::Records { partition, records } = poll(a.as_mut()).await else {
+        panic!("expected the record")
+    };
+
+    let mut b = second.subscribe(&group, &topic).await.unwrap();
+    let b_task = tokio::spawn(async move {
+        let parts = assigned(b.as_mut()).await;
+        (b, parts)
+    });
+    loop {
+        if let Polled::Revoked(p) = poll(a.as_mut()).await {
+            assert_eq!(p.len(), 4, "eager rebalancing revokes everything");
+            break;
+        }
+    }
+    let e = a.commit(partition, records[0].offset + 1).await.unwrap_err();
+    assert!(matches!(e, Error::Fenced(_)), "commit after revocation: {e}");
+
+    // Unlike a takeover within one process, both members go on.
+    let mine = assigned(a.as_mut()).await;
+    let (_b, theirs) = b_task.await.unwrap();
+    let mut all: Vec<u32> = mine.iter().chain(&theirs).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        vec![0, 1, 2, 3],
+        "the partitions are shared out: {mine:?} + {theirs:?}"
+    );
+    if mine.contains(&partition) {
+        let Polled::Records { records, .. } = poll(a.as_mut()).await else {
+            panic!("the record again, from the committed offset")
+        };
+        a.commit(partition, records[0].offset + 1).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_previous_schema_and_junk_come_through_the_log() {
+    let broker = Broker::start();
+    let options = test_options(&broker.bootstrap);
+    let log = KafkaLog::connect(options).await.unwrap();
+    let topic = Topic::Deliveries;
+    let user = seqline_testkit::fixtures::user("u");
+    let conv = seqline_testkit::fixtures::conversation();
+    let delivery = seqline_core::records::Delivery {
+        user: user.clone(),
+        message: seqline_testkit::fixtures::message(&conv, 1, &user),
+    };
+    let partition = partition_for(user.as_str(), log.partitions(&topic));
+    let AvroValue(apache_avro::types::Value::Record(mut fields)) = AvroValue::from(&delivery) else {
+        unreachable!()
+    };
+    // The v1 Message had no `priority`.
+    if let apache_avro::types::Value::Record(message) = &mut fields[1].1 {
+        message.retain(|(k, _)| k != "priority");
+    }
+    let v1 = Codec::encode_value(Kind::Delivery, Version::V1, apache_avro::types::Value::Record(fields)).unwrap();
+    let mut unknown = v1.clone();
+    unknown[5] ^= 0x5a;
+    let old = log.inject_raw_for_tests(&topic, partition, v1).await.unwrap();
+    let bad = log.inject_raw_for_tests(&topic, partition, unknown).await.unwrap();
+    log.append(&topic, vec![LogRecord::Delivery(delivery.clone())])
+        .await
+        .unwrap();
+
+    let mut consumer = log.subscribe(&unique("grp"), &topic).await.unwrap();
+    assigned(consumer.as_mut()).await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        if let Polled::Records { records, .. } = poll(consumer.as_mut()).await {
+            got.extend(records);
+        }
+    }
+    assert_eq!(got[0].offset, old);
+    assert_eq!(got[0].record.as_ref().unwrap(), &LogRecord::Delivery(delivery.clone()));
+    assert_eq!(got[1].offset, bad);
+    let reason = got[1].record.as_ref().unwrap_err();
+    assert!(reason.contains("fingerprint"), "{reason}");
+    assert_eq!(got[2].record.as_ref().unwrap(), &LogRecord::Delivery(delivery));
+}

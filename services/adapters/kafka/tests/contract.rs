@@ -1,0 +1,10 @@
+//! The `Log` contract of `seqline-testkit` against `KafkaLog` on a real
+//! broker (tansu, or `SEQLINE_TEST_KAFKA`), one test per check.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod log {
+    seqline_testkit::log_tests!(crate::common::KafkaFixture::new());
+}
