@@ -100,19 +100,39 @@ pub(crate) struct Settled {
     pub final_errors: Vec<String>,
 }
 
-/// Heal, convergence of every device, final reads.
+/// How much longer than the settle timeout convergence may take while
+/// devices keep making progress (a server working off a fan-out backlog).
+pub(crate) const PROGRESS_ROUNDS: u32 = 10;
+
+fn total_cursor(devices: &[LiveDevice]) -> u64 {
+    devices.iter().map(|d| d.client.status().cursor).sum()
+}
+
+/// Heal, convergence of every device, final reads. Convergence gets
+/// `settle_timeout` at a time, again and again while the devices' cursors
+/// still move, up to [`PROGRESS_ROUNDS`] times.
 pub(crate) async fn settle(stats: &Stats, devices: &[LiveDevice], settle_timeout: Duration) -> Settled {
     stats.record("", "", EventBody::Heal {});
-    let deadline = Instant::now() + settle_timeout;
     let mut out = Settled::default();
-    // Converge twice: the second round catches timeline entries appended
-    // after a device first reached its head (fan-out of the last acks).
-    for round in 0..2 {
-        let rounds =
-            futures_util::future::join_all(devices.iter().map(|d| converge(stats, d, deadline, round == 0))).await;
-        out.converged = rounds.iter().filter(|ok| **ok).count();
-        out.not_converged = rounds.len() - out.converged;
+    let mut done = vec![false; devices.len()];
+    for _ in 0..PROGRESS_ROUNDS {
+        let before = total_cursor(devices);
+        let deadline = Instant::now() + settle_timeout;
+        let round = devices
+            .iter()
+            .zip(&done)
+            .map(|(d, ok)| async move { *ok || converge(stats, d, deadline, true).await });
+        done = futures_util::future::join_all(round).await;
+        if done.iter().all(|ok| *ok) || total_cursor(devices) == before {
+            break;
+        }
+        tracing::info!(
+            converged = done.iter().filter(|ok| **ok).count(),
+            "devices still catching up; waiting another round"
+        );
     }
+    out.converged = done.iter().filter(|ok| **ok).count();
+    out.not_converged = done.len() - out.converged;
     let deadline = Instant::now() + settle_timeout;
     let reads = futures_util::future::join_all(devices.iter().map(|d| final_read(stats, d, deadline))).await;
     for (d, r) in devices.iter().zip(reads) {

@@ -77,7 +77,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
     };
     let check_opts = CheckOptions {
         initial_members: plan.initial_members(),
-        convergence_bound_micros: opts.settle_timeout.as_micros() as u64,
+        convergence_bound_micros: (opts.settle_timeout * finale::PROGRESS_ROUNDS).as_micros() as u64,
         ..CheckOptions::default()
     };
     let check = check(&events, &check_opts);
@@ -207,7 +207,7 @@ impl Workload {
             }),
             "w3" => Some(Workload::W3 {
                 entries: 100_000,
-                senders: 10,
+                senders: 50,
             }),
             _ => None,
         }

@@ -110,7 +110,11 @@ impl Driver {
                     let _ = c.reply.send(Err(ClientError::Server { code, message }));
                 }
                 Some(Waiter::Sync { .. }) => {
-                    tracing::warn!(?code, %message, "sync refused; retrying later");
+                    if matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable) {
+                        tracing::debug!(?code, %message, "sync refused; retrying later");
+                    } else {
+                        tracing::warn!(?code, %message, "sync refused; retrying later");
+                    }
                     sess.sync_inflight = None;
                     sess.need_sync = true;
                     sess.sync_retry_at = now() + self.resend.backoff.delay(sess.sync_failures, &mut self.rng);

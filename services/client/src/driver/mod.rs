@@ -305,7 +305,11 @@ pub(crate) fn now() -> Instant {
 /// One connection attempt: TCP, upgrade, hello, welcome.
 async fn connect(url: String, token: String, limit: Duration) -> Result<(Ws, ServerFrame), ConnectError> {
     let attempt = async move {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        // Small frames: no Nagle delay, and no 128 KiB read buffer per socket.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(8 * 1024);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
             .await
             .map_err(|e| ConnectError::Retry(format!("connect: {e}")))?;
         let hello = serde_json::to_string(&ClientFrame::Hello { token })
