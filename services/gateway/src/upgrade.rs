@@ -57,8 +57,13 @@ pub(crate) async fn upgrade(
     };
     let token = shared.tracker.token();
     let max = shared.config.max_frame_bytes;
+    // Small read and write buffers: chat frames are small, tungstenite's
+    // 128 KiB default costs a 128 KiB memset per read and per connection.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(max.saturating_mul(4))
         .on_upgrade(move |socket| async move {
             connection::run(shared, socket, slot).await;
             drop(token);

@@ -12,6 +12,7 @@ pub struct DedupWindow<K, V, S = RandomState> {
     capacity: usize,
     map: HashMap<K, V, S>,
     order: VecDeque<K>,
+    evicted: bool,
 }
 
 impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
@@ -21,6 +22,7 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
             capacity: capacity.max(1),
             map: HashMap::default(),
             order: VecDeque::new(),
+            evicted: false,
         }
     }
 
@@ -38,10 +40,16 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
         if self.map.len() == self.capacity {
             if let Some(old) = self.order.pop_front() {
                 self.map.remove(&old);
+                self.evicted = true;
             }
         }
         self.order.push_back(key.clone());
         self.map.insert(key, value);
+    }
+
+    /// Whether any key was ever forgotten to make room.
+    pub fn has_evicted(&self) -> bool {
+        self.evicted
     }
 
     /// How many keys are remembered.

@@ -91,6 +91,16 @@ pub trait Store: Send + Sync + 'static {
     /// The remembered outcome of client id `id` in `conv`.
     async fn dedup(&self, conv: &ConversationId, id: ClientMsgId) -> Result<Option<Outcome>>;
 
+    /// The remembered outcomes of many client ids at once, in order. The
+    /// default asks one by one; backends override it to batch the reads.
+    async fn dedup_many(&self, keys: &[(ConversationId, ClientMsgId)]) -> Result<Vec<Option<Outcome>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (conv, id) in keys {
+            out.push(self.dedup(conv, *id).await?);
+        }
+        Ok(out)
+    }
+
     /// Committed head of `conv` (`None` if the conversation does not exist).
     async fn conversation_head(&self, conv: &ConversationId) -> Result<Option<ConvSeq>>;
 

@@ -32,6 +32,9 @@ pub struct ConvState {
     pub device_last: FxHashMap<UserId, FxHashMap<DeviceId, ClientMsgId>>,
     /// Recent outcomes by client id.
     pub window: DedupWindow<ClientMsgId, Outcome, rustc_hash::FxBuildHasher>,
+    /// Created by this sequencer: every id it ever saw went through the
+    /// window, so while nothing was evicted a miss means a new id.
+    pub created_here: bool,
 }
 
 impl ConvState {
@@ -47,7 +50,13 @@ impl ConvState {
             members: s.members,
             device_last,
             window: DedupWindow::new(dedup_window),
+            created_here: false,
         }
+    }
+
+    /// Whether a window miss proves an id is new (no store lookup needed).
+    pub fn window_is_complete(&self) -> bool {
+        self.created_here && !self.window.has_evicted()
     }
 
     /// The last command processed from `device` of `user`.
@@ -258,6 +267,7 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
         members: BTreeMap::new(),
         device_last: FxHashMap::default(),
         window: DedupWindow::new(limits.dedup_window),
+        created_here: true,
     };
     let mut m = next_message(&mut s, &c.origin, c.client_msg_id, MessageKind::Created, now_ms);
     m.body = c.title.clone();

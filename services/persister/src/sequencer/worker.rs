@@ -66,7 +66,11 @@ impl SequencerHandler {
         }
         let mut lookups = Vec::new();
         for (conv, cmds) in convs {
-            if let Some(Some(s)) = self.cache.get(conv) {
+            if let Some(Some(s)) = self
+                .cache
+                .get(conv)
+                .filter(|s| !s.as_ref().is_some_and(ConvState::window_is_complete))
+            {
                 for c in cmds {
                     let id = c.client_msg_id();
                     if s.window.get(&id).is_none() {
@@ -75,9 +79,13 @@ impl SequencerHandler {
                 }
             }
         }
-        let found = join_all(lookups.iter().map(|(conv, id)| store.dedup(conv, *id))).await;
+        let found = if lookups.is_empty() {
+            Vec::new()
+        } else {
+            store.dedup_many(&lookups).await?
+        };
         for ((conv, id), outcome) in lookups.into_iter().zip(found) {
-            if let (Some(o), Some(Some(s))) = (outcome?, self.cache.get_mut(&conv)) {
+            if let (Some(o), Some(Some(s))) = (outcome, self.cache.get_mut(&conv)) {
                 s.window.insert(id, o);
             }
         }

@@ -107,6 +107,9 @@ impl Store for EmbeddedStore {
     async fn dedup(&self, conv: &ConversationId, id: ClientMsgId) -> Result<Option<Outcome>> {
         self.inner.dedup(conv, id).await
     }
+    async fn dedup_many(&self, keys: &[(ConversationId, ClientMsgId)]) -> Result<Vec<Option<Outcome>>> {
+        self.inner.dedup_many(keys).await
+    }
     async fn conversation_head(&self, conv: &ConversationId) -> Result<Option<ConvSeq>> {
         self.inner.conversation_head(conv).await
     }

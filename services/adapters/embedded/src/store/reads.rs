@@ -99,6 +99,36 @@ impl StoreInner {
         Ok(outcome)
     }
 
+    /// Many dedup lookups in one trip to the blocking pool.
+    pub(super) async fn dedup_many(
+        self: &Arc<Self>,
+        keys: &[(ConversationId, ClientMsgId)],
+    ) -> Result<Vec<Option<Outcome>>> {
+        let raw: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|(c, id)| layout::dedup(&layout::conv(c), *id))
+            .collect();
+        let outcomes = self
+            .read(move |s| {
+                raw.iter()
+                    .map(|key| {
+                        s.ks.dedup
+                            .get(key)?
+                            .map(|v| decode_stored::<WireOutcome>(&v).map(Outcome::from))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, EngineError>>()
+            })
+            .await?;
+        let mut convs: Vec<&ConversationId> = keys.iter().map(|(c, _)| c).collect();
+        convs.sort();
+        convs.dedup();
+        for conv in convs {
+            self.settle(&layout::pending_conv(conv)).await?;
+        }
+        Ok(outcomes)
+    }
+
     pub(super) async fn conversation_head(self: &Arc<Self>, conv: &ConversationId) -> Result<Option<ConvSeq>> {
         let key = layout::conv(conv);
         let pending_key = layout::pending_conv(conv);
