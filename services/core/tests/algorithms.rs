@@ -107,7 +107,7 @@ proptest! {
         let mut out = Vec::new();
         // Each pair of seqs is one package cut into two fragments.
         for s in perm {
-            let id = (s + 1) / 2;
+            let id = s.div_ceil(2);
             let index = ((s + 1) % 2) as u32;
             out.extend(r.offer(package(id, index, 2, &[s]), start));
         }
