@@ -46,11 +46,13 @@ pub struct HealthConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PortsConfig {
-    /// The log: `embedded://DIR` (embedded LSM log in DIR).
+    /// The log: `embedded://DIR` (embedded LSM log in DIR) or
+    /// `kafka://HOST:PORT[,…][?prefix=seqline.&replication=3&partitions=8]`.
     pub log: String,
-    /// The store: `embedded://DIR` (same engine as the log when DIR matches).
+    /// The store: `embedded://DIR` (same engine as the log when DIR matches)
+    /// or `scylla://HOST:PORT[,…]/KEYSPACE[?rf=3]`.
     pub store: String,
-    /// Presence: `memory://` (in-process).
+    /// Presence: `memory://` (in-process) or `redis://HOST:PORT[?prefix=…]`.
     pub presence: String,
 }
 

@@ -1,4 +1,13 @@
-//! The one place where backends are chosen, by URL scheme.
+//! The one place where backends are chosen, by URL scheme:
+//!
+//! | port | URL |
+//! |---|---|
+//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&session_timeout=10s]` |
+//! | store | `embedded://DIR`, `scylla://HOST:PORT[,…][/KEYSPACE][?rf=3]` |
+//! | presence | `memory://`, `redis://HOST:PORT[/DB][?prefix=seqline]` |
+//!
+//! Log and store URLs naming the same `embedded://` directory share one
+//! engine (one process only).
 
 use crate::config::PortsConfig;
 use anyhow::{bail, Context};
@@ -28,14 +37,46 @@ impl Opened {
     }
 }
 
-fn embedded_dir(url: &str) -> Option<PathBuf> {
-    url.strip_prefix("embedded://").map(PathBuf::from)
+/// `scheme://rest?k=v&k=v` → (rest, [(k, v)]).
+fn split_url<'a>(url: &'a str, scheme: &str) -> Option<(&'a str, Vec<(&'a str, &'a str)>)> {
+    let rest = url.strip_prefix(scheme)?.strip_prefix("://")?;
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let params = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    Some((main, params))
+}
+
+fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline_kafka::KafkaOptions> {
+    let mut o = seqline_kafka::KafkaOptions {
+        bootstrap: hosts.to_string(),
+        ..Default::default()
+    };
+    for (k, v) in params {
+        match *k {
+            "prefix" => o.topic_prefix = v.to_string(),
+            "replication" => o.replication_factor = v.parse().context("replication must be a number")?,
+            "partitions" => {
+                let n: u32 = v.parse().context("partitions must be a number")?;
+                (o.inbound, o.deliveries, o.user_events) = (n, n, n);
+            }
+            "session_timeout" => o.session_timeout = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?,
+            "client_id" => o.client_id = v.to_string(),
+            other => bail!(
+                "unknown kafka:// parameter {other:?} (prefix, replication, partitions, session_timeout, client_id)"
+            ),
+        }
+    }
+    Ok(o)
 }
 
 /// Opens the backends named in `cfg`.
 pub async fn open(cfg: &PortsConfig) -> anyhow::Result<Opened> {
     let mut engines: Vec<(PathBuf, Arc<EmbeddedEngine>)> = Vec::new();
-    let mut engine_for = |dir: PathBuf| -> anyhow::Result<Arc<EmbeddedEngine>> {
+    let mut engine_for = |dir: &str| -> anyhow::Result<Arc<EmbeddedEngine>> {
+        let dir = PathBuf::from(dir);
         if let Some((_, e)) = engines.iter().find(|(d, _)| *d == dir) {
             return Ok(Arc::clone(e));
         }
@@ -45,23 +86,64 @@ pub async fn open(cfg: &PortsConfig) -> anyhow::Result<Opened> {
         engines.push((dir, Arc::clone(&e)));
         Ok(e)
     };
-    let log: Arc<dyn Log> = match embedded_dir(&cfg.log) {
-        Some(dir) => Arc::new(EmbeddedLog::open(engine_for(dir)?, Default::default())?),
-        None => bail!(
-            "[ports] log = {:?}: unsupported scheme (this build knows embedded://DIR)",
+    let log: Arc<dyn Log> = if let Some((dir, _)) = split_url(&cfg.log, "embedded") {
+        Arc::new(EmbeddedLog::open(engine_for(dir)?, Default::default())?)
+    } else if let Some((hosts, params)) = split_url(&cfg.log, "kafka") {
+        let options = kafka_options(hosts, &params).context("[ports] log")?;
+        Arc::new(
+            seqline_kafka::KafkaLog::connect(options)
+                .await
+                .context("connecting to Kafka")?,
+        )
+    } else {
+        bail!(
+            "[ports] log = {:?}: unsupported scheme (embedded://DIR or kafka://HOSTS)",
             cfg.log
-        ),
+        )
     };
-    let store: Arc<dyn Store> = match embedded_dir(&cfg.store) {
-        Some(dir) => Arc::new(EmbeddedStore::open(engine_for(dir)?)?),
-        None => bail!(
-            "[ports] store = {:?}: unsupported scheme (this build knows embedded://DIR)",
+    let store: Arc<dyn Store> = if let Some((dir, _)) = split_url(&cfg.store, "embedded") {
+        Arc::new(EmbeddedStore::open(engine_for(dir)?)?)
+    } else if let Some((_, params)) = split_url(&cfg.store, "scylla") {
+        let base = cfg.store.split('?').next().unwrap_or(&cfg.store);
+        let mut options = seqline_scylla::ScyllaOptions::from_uri(base).context("[ports] store")?;
+        for (k, v) in params {
+            match k {
+                "rf" => options.replication_factor = v.parse().context("rf must be a number")?,
+                other => bail!("unknown scylla:// parameter {other:?} (rf)"),
+            }
+        }
+        Arc::new(
+            seqline_scylla::ScyllaStore::connect(options)
+                .await
+                .context("connecting to ScyllaDB")?,
+        )
+    } else {
+        bail!(
+            "[ports] store = {:?}: unsupported scheme (embedded://DIR or scylla://HOSTS/KEYSPACE)",
             cfg.store
-        ),
+        )
     };
-    let presence: Arc<dyn Presence> = match cfg.presence.as_str() {
-        "memory://" => Arc::new(MemoryPresence::new()),
-        other => bail!("[ports] presence = {other:?}: unsupported scheme (this build knows memory://)"),
+    let presence: Arc<dyn Presence> = if cfg.presence == "memory://" {
+        Arc::new(MemoryPresence::new())
+    } else if let Some((_, params)) = split_url(&cfg.presence, "redis") {
+        let base = cfg.presence.split('?').next().unwrap_or(&cfg.presence);
+        let mut options = seqline_redis::RedisOptions::new(base);
+        for (k, v) in params {
+            match k {
+                "prefix" => options.key_prefix = v.to_string(),
+                other => bail!("unknown redis:// parameter {other:?} (prefix)"),
+            }
+        }
+        Arc::new(
+            seqline_redis::RedisPresence::connect(options)
+                .await
+                .context("connecting to Redis")?,
+        )
+    } else {
+        bail!(
+            "[ports] presence = {:?}: unsupported scheme (memory:// or redis://HOST:PORT)",
+            cfg.presence
+        )
     };
     Ok(Opened {
         log,
@@ -69,4 +151,21 @@ pub async fn open(cfg: &PortsConfig) -> anyhow::Result<Opened> {
         presence,
         engines: engines.into_iter().map(|(_, e)| e).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_parts_and_parameters() {
+        let (hosts, params) = split_url("kafka://a:1,b:2?prefix=x.&partitions=4", "kafka").unwrap();
+        assert_eq!(hosts, "a:1,b:2");
+        assert_eq!(params, vec![("prefix", "x."), ("partitions", "4")]);
+        let o = kafka_options(hosts, &params).unwrap();
+        assert_eq!((o.topic_prefix.as_str(), o.inbound, o.user_events), ("x.", 4, 4));
+        assert!(kafka_options("a:1", &[("bogus", "1")]).is_err());
+        assert!(split_url("embedded://./data", "kafka").is_none());
+        assert_eq!(split_url("embedded://./data", "embedded").unwrap().0, "./data");
+    }
 }
