@@ -10,6 +10,8 @@ use seqline_core::algo::vclock::causal_sort;
 use seqline_core::ids::{ClientMsgId, ConversationId};
 use seqline_core::model::{Message, TimelineEntry, VectorClock};
 use seqline_core::protocol::ServerFrame;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -79,6 +81,8 @@ pub struct Client {
     control: mpsc::Sender<Control>,
     status: watch::Receiver<Status>,
     request_timeout: Duration,
+    /// Sends handed to the task by every clone.
+    sends_given: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -125,6 +129,7 @@ impl Client {
             control: ctl_tx,
             status: st_rx,
             request_timeout,
+            sends_given: Arc::new(AtomicU64::new(0)),
         };
         Ok((client, EventStream::new(ev_rx)))
     }
@@ -149,6 +154,7 @@ impl Client {
         };
         let cmd = SendCmd { msg, stamp, state: tx };
         self.sends.send(cmd).await.map_err(|_| ClientError::Closed)?;
+        self.sends_given.fetch_add(1, Ordering::AcqRel);
         Ok(SendHandle::new(id, opts.conv, rx))
     }
 
@@ -257,6 +263,16 @@ impl Client {
     /// A watch on the background task's state.
     pub fn watch_status(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// Waits (at most `limit`) until no send waits for its ack; true if none does.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let given = self.sends_given.load(Ordering::Acquire);
+        let idle = move |s: &Status| s.sends_taken >= given && s.pending == 0;
+        let mut status = self.status.clone();
+        tokio::time::timeout(limit, status.wait_for(|s| idle(s) || s.closed))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|s| idle(&s)))
     }
 
     /// Stops the task: pending sends fail with an unknown outcome, the cursor

@@ -260,6 +260,7 @@ async fn sends_survive_a_dropped_connection_with_the_same_ids_in_order() {
     .await;
     assert_eq!(h1.outcome().await, SendState::Sent(7));
     assert_eq!(h2.outcome().await, SendState::Sent(8));
+    assert!(client.flush(WAIT).await, "nothing waits for an ack");
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ async fn main() -> Result<()> {
             match ev {
                 Event::Message { entry, .. } => println!("{}", show(&entry.message)),
                 Event::Reset { head, .. } => println!("* the server reset this device to {head}"),
-                Event::Disconnected { reason } => eprintln!("* disconnected: {reason} (reconnecting)"),
+                Event::Disconnected { reason } => eprintln!("* disconnected: {reason}"),
                 Event::Failed { id, reason, .. } => eprintln!("* message {id} failed: {reason}"),
                 _ => {}
             }
@@ -79,6 +79,10 @@ async fn main() -> Result<()> {
         if line == "/quit" {
             break;
         }
+    }
+    // Give pending messages a moment to be acknowledged before leaving.
+    if !client.flush(std::time::Duration::from_secs(5)).await {
+        eprintln!("* leaving with unacknowledged messages");
     }
     client.close().await;
     Ok(())

@@ -47,6 +47,8 @@ pub struct Status {
     pub pending: usize,
     /// Successful connections so far.
     pub connects: u64,
+    /// Sends the task has taken in (into the outbox or failed at once).
+    pub sends_taken: u64,
     /// The user and device the token names (known after the first welcome).
     pub user: Option<UserId>,
     /// The device.
@@ -220,6 +222,7 @@ impl Driver {
             self.closed = true;
             return;
         };
+        self.status.send_modify(|st| st.sends_taken += 1);
         if cmd.stamp && self.vector_clocks {
             if let Some(me) = self.status.borrow().user.clone() {
                 cmd.msg.vclock = self.clocks.stamp(&cmd.msg.conv, &me);
