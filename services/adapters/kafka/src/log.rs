@@ -77,7 +77,7 @@ impl KafkaLog {
 
 #[async_trait]
 impl Log for KafkaLog {
-    #[instrument(skip_all, fields(topic = %topic.name(), records = records.len()))]
+    #[instrument(skip_all, fields(topic = %topic.name(), records = records.len(), trace_id = tracing::field::Empty))]
     async fn append(&self, topic: &Topic, records: Vec<LogRecord>) -> Result<()> {
         if records.is_empty() {
             return Ok(());

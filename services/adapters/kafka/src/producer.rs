@@ -127,6 +127,7 @@ impl Producer {
             done: Mutex::new(Some(tx)),
         });
         let trace_id = new_trace_id();
+        tracing::Span::current().record("trace_id", trace_id.as_str());
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for (index, r) in records.iter().enumerate() {
             let partition = i32::try_from(r.partition)

@@ -2,10 +2,11 @@
 //!
 //! The services trace with `tracing` spans, which carry no W3C trace id (no
 //! OpenTelemetry layer is wired in), so an append starts a fresh trace: one
-//! trace id per append, one span id per record, sampled. The trace id is put
-//! on the current span's `trace_id` field when it has one, so logs of the
-//! append can be matched with the records. When an OpenTelemetry layer is
-//! added, this is the one place to read the current context instead.
+//! trace id per append, one span id per record, sampled. The trace id is
+//! recorded in the `trace_id` field of the append's span (and logged at debug
+//! level), so logs of the append can be matched with the records. When an
+//! OpenTelemetry layer is added, this is the one place to read the current
+//! context instead.
 
 use uuid::Uuid;
 
