@@ -1,0 +1,144 @@
+use super::*;
+use seqline_core::ids::UserSeq;
+
+fn message() -> Message {
+    Message {
+        conv: ConversationId::parse("g:room").unwrap(),
+        conv_seq: ConvSeq(7),
+        client_msg_id: ClientMsgId::random(),
+        sender: UserId::parse("alice").unwrap(),
+        sender_device: DeviceId::parse("phone").unwrap(),
+        kind: MessageKind::Joined,
+        body: String::new(),
+        members: vec![UserId::parse("bob").unwrap()],
+        priority: true,
+        server_ts_ms: 1_700_000_000_000,
+        vclock: [(UserId::parse("alice").unwrap(), 3)].into_iter().collect(),
+    }
+}
+
+fn row_of(m: &Message) -> MessageRow {
+    let (id, sender, device, kind, body, members, priority, ts, vclock) = message_columns(m).unwrap();
+    MessageRow {
+        conv_seq: m.conv_seq.0 as i64,
+        client_msg_id: id,
+        sender: sender.into(),
+        sender_device: device.into(),
+        kind: kind.into(),
+        body: Some(body.into()),
+        // Empty collections read back as null.
+        members: (!members.is_empty()).then(|| members.iter().map(|s| s.to_string()).collect()),
+        priority: Some(priority),
+        server_ts_ms: ts,
+        vclock: (!vclock.is_empty()).then(|| vclock.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+    }
+}
+
+#[test]
+fn messages_round_trip_through_columns() {
+    let m = message();
+    assert_eq!(row_of(&m).into_message(m.conv.clone()).unwrap(), m);
+    let plain = Message {
+        members: vec![],
+        vclock: Default::default(),
+        kind: MessageKind::Text,
+        body: "hi".into(),
+        ..message()
+    };
+    assert_eq!(row_of(&plain).into_message(plain.conv.clone()).unwrap(), plain);
+}
+
+#[test]
+fn bad_rows_are_corrupt() {
+    let m = message();
+    let mut row = row_of(&m);
+    row.kind = "shout".into();
+    assert!(matches!(row.into_message(m.conv.clone()), Err(Error::Corrupt(_))));
+    let mut row = row_of(&m);
+    row.sender = "no spaces allowed".into();
+    assert!(matches!(row.into_message(m.conv.clone()), Err(Error::Corrupt(_))));
+    let mut row = row_of(&m);
+    row.conv_seq = -1;
+    assert!(matches!(row.into_message(m.conv), Err(Error::Corrupt(_))));
+    assert!(matches!(to_i64(u64::MAX, "seq"), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn outcomes_round_trip() {
+    for o in [
+        Outcome::Sequenced { conv_seq: ConvSeq(9) },
+        Outcome::Refused {
+            code: RefusalCode::TooLarge,
+            reason: "too many".into(),
+        },
+    ] {
+        let (status, seq, code, reason) = outcome_columns(&o).unwrap();
+        let row = OutcomeRow {
+            status: status.into(),
+            conv_seq: seq,
+            code: code.map(str::to_string),
+            reason: reason.map(str::to_string),
+        };
+        assert_eq!(row.into_outcome().unwrap(), o);
+    }
+    let bad = OutcomeRow {
+        status: "maybe".into(),
+        conv_seq: None,
+        code: None,
+        reason: None,
+    };
+    assert!(matches!(bad.into_outcome(), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn enums_have_stable_text() {
+    for r in [Role::Admin, Role::Member] {
+        assert_eq!(role_of(role_text(r)).unwrap(), r);
+    }
+    for c in [
+        RefusalCode::NotMember,
+        RefusalCode::OutOfOrder,
+        RefusalCode::Forbidden,
+        RefusalCode::Invalid,
+        RefusalCode::Conflict,
+        RefusalCode::TooLarge,
+    ] {
+        assert_eq!(code_of(code_text(c)).unwrap(), c);
+    }
+    assert_eq!(role_text(Role::Admin), "admin");
+    assert!(conv_kind_of("channel").is_err());
+}
+
+#[test]
+fn pending_batches_are_versioned_and_deterministic() {
+    let batch = PendingTimeline {
+        entries: vec![TimelineEntry {
+            user_seq: UserSeq(4),
+            message: message(),
+        }],
+        applied: vec![(ConversationId::parse("g:room").unwrap(), ConvSeq(7))],
+    };
+    let bytes = encode_pending(&batch).unwrap();
+    assert!(bytes.starts_with(br#"{"v":1,"batch":"#));
+    assert_eq!(encode_pending(&batch.clone()).unwrap(), bytes);
+    assert_eq!(decode_pending::<PendingTimeline>(&bytes).unwrap(), batch);
+    let future = String::from_utf8(bytes).unwrap().replacen(r#""v":1"#, r#""v":2"#, 1);
+    assert!(matches!(
+        decode_pending::<PendingTimeline>(future.as_bytes()),
+        Err(Error::Corrupt(_))
+    ));
+    assert!(matches!(
+        decode_pending::<PendingTimeline>(b"{}"),
+        Err(Error::Corrupt(_))
+    ));
+}
+
+#[test]
+fn buckets_and_shards() {
+    assert_eq!(bucket(0, 1000), 0);
+    assert_eq!(bucket(999, 1000), 0);
+    assert_eq!(bucket(1000, 1000), 1);
+    let id = ClientMsgId::random();
+    assert!((0..16).contains(&dedup_shard(id, 16)));
+    assert_eq!(dedup_shard(id, 16), dedup_shard(id, 16));
+}

@@ -1,0 +1,91 @@
+//! The schema of `schemas/seqline.cql`, split into statements, with the
+//! keyspace statement rebuilt from the options.
+
+use crate::options::ScyllaOptions;
+
+/// The schema file, compiled in.
+pub(crate) const SCHEMA: &str = include_str!("../../../../schemas/seqline.cql");
+
+/// Settings recorded when the keyspace is created; a store configured
+/// otherwise refuses to start.
+pub(crate) const FORMAT_VERSION: i64 = 1;
+
+/// Partitions of `dedup` per conversation.
+pub(crate) const DEDUP_SHARDS: i32 = 16;
+
+/// The statements of `text`, `--` comments and blank ones dropped.
+pub(crate) fn statements(text: &str) -> Vec<String> {
+    let without_comments: String = text
+        .lines()
+        .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `CREATE KEYSPACE` for `options`.
+pub(crate) fn create_keyspace(options: &ScyllaOptions) -> String {
+    let tablets = if options.disable_tablets {
+        " AND tablets = {'enabled': false}"
+    } else {
+        ""
+    };
+    format!(
+        "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = \
+         {{'class': 'NetworkTopologyStrategy', 'replication_factor': {}}}{tablets}",
+        options.keyspace, options.replication_factor
+    )
+}
+
+/// The `CREATE TABLE` statements of the schema file, run inside the
+/// session's keyspace.
+pub(crate) fn create_tables() -> Vec<String> {
+    statements(SCHEMA)
+        .into_iter()
+        .filter(|s| s.to_ascii_uppercase().starts_with("CREATE TABLE"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_the_file() {
+        let all = statements(SCHEMA);
+        assert!(all[0].starts_with("CREATE KEYSPACE IF NOT EXISTS seqline"));
+        assert_eq!(all[1], "USE seqline");
+        assert_eq!(create_tables().len(), all.len() - 2);
+        assert!(create_tables()
+            .iter()
+            .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ")));
+    }
+
+    #[test]
+    fn keyspace_follows_the_options() {
+        let options = ScyllaOptions {
+            keyspace: "chat".into(),
+            replication_factor: 1,
+            ..Default::default()
+        };
+        let ks = create_keyspace(&options);
+        assert!(ks.starts_with("CREATE KEYSPACE IF NOT EXISTS chat WITH replication"));
+        assert!(ks.contains("'replication_factor': 1}"));
+        assert!(ks.ends_with("AND tablets = {'enabled': false}"));
+        let cassandra = create_keyspace(&ScyllaOptions {
+            disable_tablets: false,
+            ..options
+        });
+        assert!(!cassandra.contains("tablets"));
+    }
+
+    #[test]
+    fn the_file_uses_the_default_options() {
+        let file = &statements(SCHEMA)[0];
+        assert_eq!(file, &create_keyspace(&ScyllaOptions::default()));
+    }
+}

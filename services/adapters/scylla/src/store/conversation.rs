@@ -1,0 +1,175 @@
+//! `commit_conversation` and `load_conversation`: claim, apply, roll forward.
+
+use super::heads::{Head, Kind};
+use super::Inner;
+use crate::codec::{
+    bucket, conv_kind_text, decode_pending, dedup_shard, encode_pending, message_columns, outcome_columns, role_text,
+    to_i64, PendingConversation,
+};
+use crate::schema::DEDUP_SHARDS;
+use futures_util::future::BoxFuture;
+use seqline_core::ids::ConversationId;
+use seqline_core::ports::{ConversationBatch, ConversationState};
+use seqline_core::{Error, Result};
+use std::collections::BTreeMap;
+use tracing::instrument;
+
+fn validate(b: &ConversationBatch) -> Result<()> {
+    let invalid = |why: String| Err(Error::Invalid(format!("conversation batch for {}: {why}", b.conv)));
+    if b.new_head.0 != b.expected_head.0 + b.messages.len() as u64 {
+        return invalid(format!(
+            "head {} + {} messages is not {}",
+            b.expected_head,
+            b.messages.len(),
+            b.new_head
+        ));
+    }
+    for (i, m) in b.messages.iter().enumerate() {
+        let want = b.expected_head.0 + 1 + i as u64;
+        if m.conv_seq.0 != want || m.conv != b.conv {
+            return invalid(format!(
+                "message {i} is {}#{}, expected {}#{want}",
+                m.conv, m.conv_seq, b.conv
+            ));
+        }
+    }
+    if let Some(meta) = &b.create {
+        if meta.conv != b.conv || b.expected_head.0 != 0 {
+            return invalid("a creating batch must start at head 0 with matching settings".into());
+        }
+    }
+    Ok(())
+}
+
+/// What the batch writes; member changes reduced to their net effect.
+fn pending_of(b: ConversationBatch) -> PendingConversation {
+    let members: BTreeMap<_, _> = b.members.into_iter().map(|c| (c.user, c.role)).collect();
+    PendingConversation {
+        create: b.create,
+        messages: b.messages,
+        members: members.into_iter().collect(),
+        dedup: b.dedup,
+        device_last: b.device_last.into_iter().map(|((u, d), id)| (u, d, id)).collect(),
+    }
+}
+
+impl Inner {
+    #[instrument(skip_all, fields(conversation_id = %batch.conv, from = batch.expected_head.0, to = batch.new_head.0))]
+    pub(super) async fn commit_conversation(&self, batch: ConversationBatch) -> Result<()> {
+        validate(&batch)?;
+        let (conv, expected, new_head) = (batch.conv.clone(), batch.expected_head.0, batch.new_head.0);
+        let has_rows = !batch.messages.is_empty() || !batch.members.is_empty();
+        let pending = pending_of(batch);
+        let bytes = encode_pending(&pending)?;
+        let key = conv.as_str();
+        let fenced = |why: String| Err(Error::Fenced(format!("conversation {conv}: {why}")));
+        let prior = self.read_head(Kind::Conversation, key, true).await?;
+        match (&prior, pending.create.is_some()) {
+            (Some(head), _) if head.is_claim_of(&bytes, expected, new_head) => {
+                // Our own claim, retried after an ambiguous answer.
+                return self.finish_conversation(&conv, head).await;
+            }
+            (Some(_), true) => return fenced("it already exists".into()),
+            (Some(head), false) if head.head != expected => {
+                return fenced(format!("head is {}, writer expected {expected}", head.head))
+            }
+            (Some(head), false) => self.finish_conversation(&conv, head).await?,
+            (None, false) if has_rows => return Err(Error::NotFound(format!("conversation {conv}"))),
+            (None, false) => {
+                // Outcomes for a conversation that does not exist (refusals):
+                // no head to move.
+                let ts = super::heads::now_us();
+                return self.apply_conversation(&conv, &pending, ts).await;
+            }
+            (None, true) => {}
+        }
+        let Some(ts) = self
+            .claim(Kind::Conversation, key, prior.as_ref(), expected, new_head, &bytes)
+            .await?
+        else {
+            return fenced(format!("lost the compare-and-set from head {expected}"));
+        };
+        self.apply_conversation(&conv, &pending, ts).await?;
+        self.mark_applied(Kind::Conversation, key, ts).await
+    }
+
+    /// Applies the last claimed batch if it is not yet (it is final).
+    async fn finish_conversation(&self, conv: &ConversationId, head: &Head) -> Result<()> {
+        if head.is_applied() {
+            return Ok(());
+        }
+        let pending: PendingConversation = decode_pending(&head.pending)?;
+        self.apply_conversation(conv, &pending, head.ts).await?;
+        self.mark_applied(Kind::Conversation, conv.as_str(), head.ts).await
+    }
+
+    /// Writes every row of `p` at timestamp `ts`.
+    async fn apply_conversation(&self, conv: &ConversationId, p: &PendingConversation, ts: i64) -> Result<()> {
+        let (st, c) = (&self.st, conv.as_str());
+        let mut writes: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
+        if let Some(meta) = &p.create {
+            let created = to_i64(meta.created_ms, "created_ms")?;
+            let values = (
+                c,
+                conv_kind_text(meta.kind),
+                meta.title.as_str(),
+                meta.created_by.as_str(),
+                created,
+                ts,
+            );
+            writes.push(self.write(&st.meta_put, values, "write settings"));
+        }
+        for m in &p.messages {
+            let seq = to_i64(m.conv_seq.0, "conv_seq")?;
+            let (id, sender, device, kind, body, members, priority, sent, vclock) = message_columns(m)?;
+            let b = bucket(m.conv_seq.0, self.bucket_size);
+            let values = (
+                c, b, seq, id, sender, device, kind, body, members, priority, sent, vclock, ts,
+            );
+            writes.push(self.write(&st.message_put, values, "write message"));
+        }
+        for (id, outcome) in &p.dedup {
+            let (status, seq, code, reason) = outcome_columns(outcome)?;
+            let shard = dedup_shard(*id, DEDUP_SHARDS);
+            let values = (c, shard, id.0, status, seq, code, reason, ts);
+            writes.push(self.write(&st.dedup_put, values, "write outcome"));
+        }
+        for (user, role) in &p.members {
+            let u = user.as_str();
+            match role {
+                Some(role) => {
+                    writes.push(self.write(&st.member_put, (c, u, role_text(*role), ts), "write member"));
+                    writes.push(self.write(&st.user_conv_put, (u, c, ts), "index member"));
+                }
+                None => {
+                    writes.push(self.write(&st.member_del, (ts, c, u), "remove member"));
+                    writes.push(self.write(&st.user_conv_del, (ts, u, c), "unindex member"));
+                }
+            }
+        }
+        for (user, device, id) in &p.device_last {
+            let values = (c, user.as_str(), device.as_str(), id.0, ts);
+            writes.push(self.write(&st.device_last_put, values, "write device last"));
+        }
+        self.run_all(writes).await
+    }
+
+    pub(super) async fn load_conversation(&self, conv: &ConversationId) -> Result<Option<ConversationState>> {
+        let Some(head) = self.read_head(Kind::Conversation, conv.as_str(), true).await? else {
+            return Ok(None);
+        };
+        self.finish_conversation(conv, &head).await?;
+        let meta = self
+            .conversation_meta(conv)
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("conversation {conv} has a head but no settings")))?;
+        let members = self.members(conv).await?.into_iter().collect();
+        let device_last = self.device_last(conv).await?;
+        Ok(Some(ConversationState {
+            meta,
+            head: seqline_core::ids::ConvSeq(head.head),
+            members,
+            device_last,
+        }))
+    }
+}

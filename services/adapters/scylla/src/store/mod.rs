@@ -1,0 +1,281 @@
+//! [`ScyllaStore`]: the `Store` port on ScyllaDB.
+//!
+//! # How a batch commits
+//! A head row (`conversation_heads`, `timeline_heads`) holds the committed
+//! `head`, the `prev_head` before the last batch, that batch itself
+//! (`pending`, versioned JSON) and its write timestamp `ts`. A commit:
+//!
+//! 1. reads the head row at the serial level; if the last batch is not
+//!    marked applied, applies it first (roll forward: it is final);
+//! 2. claims the range with one LWT, `UPDATE … SET head = new, pending =
+//!    batch, ts = t IF head = expected AND ts = last_ts` (`INSERT … IF NOT
+//!    EXISTS` to create). A lost LWT is `Error::Fenced` and the loser has
+//!    written nothing at all;
+//! 3. writes the batch's rows (messages, dedup, members, …) with `USING
+//!    TIMESTAMP t`, `t` strictly increasing per head, so a paused old
+//!    writer's late rows always lose to newer ones, and a retry rewrites the
+//!    same cells with the same values;
+//! 4. marks the head row `applied = t`.
+//!
+//! Readers clamp every range to the visible head: `head` once applied, else
+//! `prev_head`, so they never see a head whose rows are not all written.
+//! Writing the rows before the LWT instead would let a losing writer's rows
+//! overwrite the winner's at the same keys, and a loser's dedup and
+//! membership rows would be visible; keeping the batch in the head row
+//! makes the claim atomic with what it claims.
+
+mod conversation;
+mod heads;
+mod reads;
+mod statements;
+mod timeline;
+
+use crate::error;
+use crate::options::{ConsistencyLevel, ScyllaOptions};
+use crate::schema::{self, DEDUP_SHARDS, FORMAT_VERSION};
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, StreamExt};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
+use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
+use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
+use seqline_core::ports::{ConversationBatch, ConversationState, Store, TimelineBatch, TimelineState};
+use seqline_core::{Error, Result};
+use statements::Statements;
+use std::sync::Arc;
+
+/// The ScyllaDB [`Store`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ScyllaStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    session: Session,
+    st: Statements,
+    bucket_size: u64,
+    max_in_flight: usize,
+}
+
+impl std::fmt::Debug for ScyllaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaStore")
+            .field("bucket_size", &self.inner.bucket_size)
+            .finish()
+    }
+}
+
+impl ScyllaStore {
+    /// Connects, creates the keyspace and tables if missing, prepares every
+    /// statement and checks the layout settings against the stored ones.
+    pub async fn connect(options: ScyllaOptions) -> Result<Self> {
+        options.validate()?;
+        let (consistency, serial) = match options.consistency {
+            ConsistencyLevel::LocalQuorum => (Consistency::LocalQuorum, SerialConsistency::LocalSerial),
+            ConsistencyLevel::Quorum => (Consistency::Quorum, SerialConsistency::Serial),
+            ConsistencyLevel::All => (Consistency::All, SerialConsistency::Serial),
+        };
+        let profile = ExecutionProfile::builder()
+            .consistency(consistency)
+            .serial_consistency(Some(serial))
+            .request_timeout(Some(options.request_timeout))
+            .build();
+        let session = SessionBuilder::new()
+            .known_nodes(&options.nodes)
+            .connection_timeout(options.connect_timeout)
+            .default_execution_profile_handle(profile.into_handle())
+            .build()
+            .await
+            .map_err(error::session)?;
+        let ddl = |cql: String| {
+            let session = &session;
+            async move {
+                session
+                    .query_unpaged(cql.as_str(), ())
+                    .await
+                    .map_err(|e| error::execution(&cql, e))
+            }
+        };
+        ddl(schema::create_keyspace(&options)).await?;
+        session
+            .use_keyspace(options.keyspace.as_str(), false)
+            .await
+            .map_err(error::keyspace)?;
+        for table in schema::create_tables() {
+            ddl(table).await?;
+        }
+        let serial_read = match serial {
+            SerialConsistency::LocalSerial => Consistency::LocalSerial,
+            SerialConsistency::Serial => Consistency::Serial,
+        };
+        let st = Statements::prepare(&session, serial_read).await?;
+        let inner = Inner {
+            session,
+            st,
+            bucket_size: options.bucket_size,
+            max_in_flight: options.max_in_flight,
+        };
+        for (name, value) in [
+            ("bucket_size", options.bucket_size as i64),
+            ("dedup_shards", i64::from(DEDUP_SHARDS)),
+            ("format", FORMAT_VERSION),
+        ] {
+            inner.check_setting(name, value).await?;
+        }
+        Ok(Self { inner: Arc::new(inner) })
+    }
+}
+
+impl Inner {
+    /// Records `name = value` if unset, then refuses to run on another value.
+    async fn check_setting(&self, name: &str, value: i64) -> Result<()> {
+        self.lwt(&self.st.setting_init, (name, value), "init setting").await?;
+        let stored: Option<(i64,)> = self.first(&self.st.setting_get, (name,), "read setting").await?;
+        match stored {
+            Some((v,)) if v == value => Ok(()),
+            Some((v,)) => Err(Error::Config(format!(
+                "keyspace was created with {name} = {v}, this store is configured with {value}"
+            ))),
+            None => Err(Error::Unavailable(format!(
+                "setting {name} not readable after it was written"
+            ))),
+        }
+    }
+
+    pub(crate) async fn exec(
+        &self,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<QueryResult> {
+        self.session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(|e| error::execution(what, e))
+    }
+
+    /// The first row, if any.
+    pub(crate) async fn first<R>(
+        &self,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<Option<R>>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let rows = self
+            .exec(st, values, what)
+            .await?
+            .into_rows_result()
+            .map_err(|e| error::rows(what, e))?;
+        rows.maybe_first_row::<R>().map_err(|e| error::rows(what, e))
+    }
+
+    /// Every row, paged (`PAGE_SIZE` per round trip).
+    pub(crate) async fn all<R>(&self, st: &PreparedStatement, values: impl SerializeRow, what: &str) -> Result<Vec<R>>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
+    {
+        let pager = self
+            .session
+            .execute_iter(st.clone(), values)
+            .await
+            .map_err(|e| error::pager(what, e))?;
+        let mut rows = pager.rows_stream::<R>().map_err(|e| error::rows(what, e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await {
+            out.push(row.map_err(|e| error::next_row(what, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Runs an LWT; whether it was applied (`[applied]`, the first column).
+    pub(crate) async fn lwt(&self, st: &PreparedStatement, values: impl SerializeRow, what: &str) -> Result<bool> {
+        let row: Option<scylla::value::Row> = self.first(st, values, what).await?;
+        match row.and_then(|r| r.columns.into_iter().next().flatten()) {
+            Some(scylla::value::CqlValue::Boolean(applied)) => Ok(applied),
+            other => Err(Error::Corrupt(format!(
+                "scylla {what}: LWT answered {other:?}, not [applied]"
+            ))),
+        }
+    }
+
+    /// Runs `writes`, at most `max_in_flight` at a time; the first error wins.
+    pub(crate) async fn run_all(&self, writes: Vec<BoxFuture<'_, Result<()>>>) -> Result<()> {
+        let mut results = stream::iter(writes).buffer_unordered(self.max_in_flight);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// A write of the batch being applied, boxed for [`Inner::run_all`].
+    pub(crate) fn write<'a, V: SerializeRow + Send + 'a>(
+        &'a self,
+        st: &'a PreparedStatement,
+        values: V,
+        what: &'static str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.exec(st, values, what).await.map(drop) })
+    }
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    async fn load_conversation(&self, conv: &ConversationId) -> Result<Option<ConversationState>> {
+        self.inner.load_conversation(conv).await
+    }
+    async fn commit_conversation(&self, batch: ConversationBatch) -> Result<()> {
+        self.inner.commit_conversation(batch).await
+    }
+    async fn dedup(&self, conv: &ConversationId, id: ClientMsgId) -> Result<Option<Outcome>> {
+        self.inner.dedup(conv, id).await
+    }
+    async fn conversation_head(&self, conv: &ConversationId) -> Result<Option<ConvSeq>> {
+        Ok(self.inner.visible_conv_head(conv).await?.map(ConvSeq))
+    }
+    async fn conversation_meta(&self, conv: &ConversationId) -> Result<Option<ConversationMeta>> {
+        self.inner.conversation_meta(conv).await
+    }
+    async fn member_role(&self, conv: &ConversationId, user: &UserId) -> Result<Option<Role>> {
+        self.inner.member_role(conv, user).await
+    }
+    async fn members(&self, conv: &ConversationId) -> Result<Vec<(UserId, Role)>> {
+        self.inner.members(conv).await
+    }
+    async fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
+        self.inner.conversations_of(user).await
+    }
+    async fn messages_after(&self, conv: &ConversationId, after: ConvSeq, limit: usize) -> Result<Vec<Message>> {
+        self.inner.messages(conv, reads::Range::After(after.0), limit).await
+    }
+    async fn messages_before(&self, conv: &ConversationId, before: ConvSeq, limit: usize) -> Result<Vec<Message>> {
+        self.inner.messages(conv, reads::Range::Before(before.0), limit).await
+    }
+    async fn load_timeline(&self, user: &UserId) -> Result<TimelineState> {
+        self.inner.load_timeline(user).await
+    }
+    async fn commit_timeline(&self, batch: TimelineBatch) -> Result<()> {
+        self.inner.commit_timeline(batch).await
+    }
+    async fn timeline_head(&self, user: &UserId) -> Result<UserSeq> {
+        Ok(UserSeq(self.inner.visible_timeline_head(user).await?))
+    }
+    async fn timeline_after(&self, user: &UserId, after: UserSeq, limit: usize) -> Result<Vec<TimelineEntry>> {
+        self.inner.timeline_after(user, after, limit).await
+    }
+    async fn set_device_cursor(&self, user: &UserId, device: &DeviceId, cursor: UserSeq) -> Result<()> {
+        self.inner.set_cursor(user, device, cursor).await
+    }
+    async fn device_cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<UserSeq>> {
+        self.inner.device_cursor(user, device).await
+    }
+}

@@ -1,0 +1,132 @@
+//! `commit_timeline`, `load_timeline` and device cursors.
+
+use super::heads::{Head, Kind};
+use super::Inner;
+use crate::codec::{bucket, decode_pending, encode_pending, id, message_columns, to_i64, to_u64, PendingTimeline};
+use futures_util::future::BoxFuture;
+use seqline_core::ids::{ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
+use seqline_core::ports::{TimelineBatch, TimelineState};
+use seqline_core::{Error, Result};
+use tracing::instrument;
+
+fn validate(b: &TimelineBatch) -> Result<()> {
+    let invalid = |why: String| Err(Error::Invalid(format!("timeline batch for {}: {why}", b.user)));
+    if b.new_head.0 != b.expected_head.0 + b.entries.len() as u64 {
+        return invalid(format!(
+            "head {} + {} entries is not {}",
+            b.expected_head,
+            b.entries.len(),
+            b.new_head
+        ));
+    }
+    for (i, e) in b.entries.iter().enumerate() {
+        let want = b.expected_head.0 + 1 + i as u64;
+        if e.user_seq.0 != want {
+            return invalid(format!("entry {i} is #{}, expected #{want}", e.user_seq));
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    #[instrument(skip_all, fields(user_id = %batch.user, from = batch.expected_head.0, to = batch.new_head.0))]
+    pub(super) async fn commit_timeline(&self, batch: TimelineBatch) -> Result<()> {
+        validate(&batch)?;
+        let (user, expected, new_head) = (batch.user, batch.expected_head.0, batch.new_head.0);
+        let pending = PendingTimeline {
+            entries: batch.entries,
+            applied: batch.applied,
+        };
+        let bytes = encode_pending(&pending)?;
+        let key = user.as_str();
+        let fenced = |why: String| Err(Error::Fenced(format!("timeline of {user}: {why}")));
+        let prior = self.read_head(Kind::Timeline, key, true).await?;
+        match &prior {
+            Some(head) if head.is_claim_of(&bytes, expected, new_head) => {
+                return self.finish_timeline(&user, head).await;
+            }
+            Some(head) if head.head != expected => {
+                return fenced(format!("head is {}, writer expected {expected}", head.head))
+            }
+            Some(head) => self.finish_timeline(&user, head).await?,
+            None if expected != 0 => return fenced(format!("head is 0, writer expected {expected}")),
+            None => {}
+        }
+        let Some(ts) = self
+            .claim(Kind::Timeline, key, prior.as_ref(), expected, new_head, &bytes)
+            .await?
+        else {
+            return fenced(format!("lost the compare-and-set from head {expected}"));
+        };
+        self.apply_timeline(&user, &pending, ts).await?;
+        self.mark_applied(Kind::Timeline, key, ts).await
+    }
+
+    async fn finish_timeline(&self, user: &UserId, head: &Head) -> Result<()> {
+        if head.is_applied() {
+            return Ok(());
+        }
+        let pending: PendingTimeline = decode_pending(&head.pending)?;
+        self.apply_timeline(user, &pending, head.ts).await?;
+        self.mark_applied(Kind::Timeline, user.as_str(), head.ts).await
+    }
+
+    async fn apply_timeline(&self, user: &UserId, p: &PendingTimeline, ts: i64) -> Result<()> {
+        let (st, u) = (&self.st, user.as_str());
+        let mut writes: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
+        for e in &p.entries {
+            let m = &e.message;
+            let (seq, conv_seq) = (to_i64(e.user_seq.0, "user_seq")?, to_i64(m.conv_seq.0, "conv_seq")?);
+            let (mid, sender, device, kind, body, members, priority, sent, vclock) = message_columns(m)?;
+            let b = bucket(e.user_seq.0, self.bucket_size);
+            let c = m.conv.as_str();
+            let values = (
+                u, b, seq, c, conv_seq, mid, sender, device, kind, body, members, priority, sent, vclock, ts,
+            );
+            writes.push(self.write(&st.entry_put, values, "write timeline entry"));
+        }
+        for (conv, seq) in &p.applied {
+            let values = (u, conv.as_str(), to_i64(seq.0, "conv_seq")?, ts);
+            writes.push(self.write(&st.applied_put, values, "write applied"));
+        }
+        self.run_all(writes).await
+    }
+
+    pub(super) async fn load_timeline(&self, user: &UserId) -> Result<TimelineState> {
+        let Some(head) = self.read_head(Kind::Timeline, user.as_str(), true).await? else {
+            return Ok(TimelineState::default());
+        };
+        self.finish_timeline(user, &head).await?;
+        let rows: Vec<(String, i64)> = self.all(&self.st.applied_all, (user.as_str(),), "read applied").await?;
+        let applied = rows
+            .into_iter()
+            .map(|(conv, seq)| Ok((id(ConversationId::parse(conv))?, ConvSeq(to_u64(seq, "conv_seq")?))))
+            .collect::<Result<_>>()?;
+        Ok(TimelineState {
+            head: UserSeq(head.head),
+            applied,
+        })
+    }
+
+    /// The cursor is its own write timestamp: the highest one always wins,
+    /// so a cursor never moves back whatever order the writes land in.
+    pub(super) async fn set_cursor(&self, user: &UserId, device: &DeviceId, cursor: UserSeq) -> Result<()> {
+        let c = to_i64(cursor.0, "cursor")?;
+        self.exec(
+            &self.st.cursor_put,
+            (c, c, user.as_str(), device.as_str()),
+            "write cursor",
+        )
+        .await
+        .map(drop)
+    }
+
+    pub(super) async fn device_cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<UserSeq>> {
+        let row: Option<(Option<i64>,)> = self
+            .first(&self.st.cursor_get, (user.as_str(), device.as_str()), "read cursor")
+            .await?;
+        row.and_then(|(c,)| c)
+            .map(|c| Ok(UserSeq(to_u64(c, "cursor")?)))
+            .transpose()
+    }
+}
