@@ -43,6 +43,22 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Takes one RSS sample and updates the CPU share since `first`.
+fn sample(out: Option<&mut ServerStats>, first: Option<(u64, Instant)>) {
+    let Some(s) = out else { return };
+    if let Some(rss) = rss_kib(s.pid) {
+        s.max_rss_kib = s.max_rss_kib.max(rss);
+        s.last_rss_kib = rss;
+        s.samples += 1;
+    }
+    if let (Some((t0, at)), Some(t1)) = (first, cpu_ticks(s.pid)) {
+        let secs = at.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            s.cpu_percent = (t1.saturating_sub(t0) as f64 / TICKS_PER_SEC) / secs * 100.0;
+        }
+    }
+}
+
 /// The sampling task.
 pub(crate) struct Sampler {
     stop: watch::Sender<bool>,
@@ -65,19 +81,7 @@ impl Sampler {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                if let (Some(s), Some(pid)) = (out.as_mut(), pid) {
-                    if let Some(rss) = rss_kib(pid) {
-                        s.max_rss_kib = s.max_rss_kib.max(rss);
-                        s.last_rss_kib = rss;
-                        s.samples += 1;
-                    }
-                    if let (Some((t0, at)), Some(t1)) = (first, cpu_ticks(pid)) {
-                        let secs = at.elapsed().as_secs_f64();
-                        if secs > 0.0 {
-                            s.cpu_percent = (t1.saturating_sub(t0) as f64 / TICKS_PER_SEC) / secs * 100.0;
-                        }
-                    }
-                }
+                sample(out.as_mut(), first);
                 if progress {
                     let c = &stats.counters;
                     let acked = Counters::get(&c.acked);
@@ -94,6 +98,7 @@ impl Sampler {
                     last_acked = acked;
                 }
             }
+            sample(out.as_mut(), first);
             out
         });
         Self { stop, task }
