@@ -71,6 +71,13 @@ impl Admin {
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((
+                    _,
+                    code @ (RDKafkaErrorCode::InvalidReplicationFactor
+                    | RDKafkaErrorCode::InvalidPartitions
+                    | RDKafkaErrorCode::PolicyViolation
+                    | RDKafkaErrorCode::TopicAuthorizationFailed),
+                )) => return Err(Error::Config(format!("creating topic {name}: {code}"))),
                 Err((_, code)) => return Err(Error::Unavailable(format!("creating topic {name}: {code}"))),
             }
         }
