@@ -21,11 +21,13 @@
 //! - [`log`]: the `Log` contract.
 //! - [`presence`]: the `Presence` contract.
 //! - [`wait`]: polling a condition with a deadline (no fixed sleeps).
+//! - [`servers`]: private tansu and redis-server processes for tests.
 
 pub mod fixtures;
 pub mod harness;
 pub mod log;
 pub mod presence;
+pub mod servers;
 pub mod store;
 pub mod wait;
 

