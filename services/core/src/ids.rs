@@ -77,8 +77,9 @@ string_id!(
     GatewayId, 64, &[], "a gateway id"
 );
 string_id!(
-    /// A conversation (direct or group), 1-128 of `A-Z a-z 0-9 _ - . :`.
-    ConversationId, 128, &['.', ':'], "a conversation id"
+    /// A conversation (direct or group), 1-160 of `A-Z a-z 0-9 _ - . :` (room
+    /// for `dm:` and two 64-character user ids).
+    ConversationId, 160, &['.', ':'], "a conversation id"
 );
 
 impl ConversationId {
@@ -200,6 +201,12 @@ mod tests {
         assert_eq!(ConversationId::direct(&a, &b), ConversationId::direct(&b, &a));
         assert_eq!(ConversationId::direct(&a, &b).as_str(), "dm:alice:bob");
         assert!(ConversationId::direct(&a, &b).is_direct());
+        // The longest direct id still parses (decoders validate it).
+        let long = ConversationId::direct(
+            &UserId::parse("x".repeat(64)).unwrap(),
+            &UserId::parse("y".repeat(64)).unwrap(),
+        );
+        assert!(ConversationId::parse(long.as_str()).is_ok());
     }
 
     #[test]

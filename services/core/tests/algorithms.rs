@@ -62,7 +62,10 @@ fn view_inserts_by_seq_and_reports_gaps() {
     assert_eq!(v.gaps(), vec![(4, 4)]);
     assert!(v.insert(4, "d"));
     assert_eq!(v.contiguous_upto(), 5);
-    assert_eq!(v.iter().map(|(s, t)| (s, *t)).collect::<Vec<_>>(), vec![(3, "c"), (4, "d"), (5, "e")]);
+    assert_eq!(
+        v.iter().map(|(s, t)| (s, *t)).collect::<Vec<_>>(),
+        vec![(3, "c"), (4, "d"), (5, "e")]
+    );
 }
 
 proptest! {
@@ -123,8 +126,14 @@ fn rectifier_turns_an_outlived_gap_into_a_pull() {
     assert_eq!(pushed(&r.offer(package(1, 0, 1, &[6, 7]), t0)), vec![6, 7]);
     // 8 is missing: 9 waits.
     assert!(r.offer(package(2, 0, 1, &[9]), t0).is_empty());
-    assert!(r.poll(t0 + Duration::from_millis(499)).is_empty(), "not before the timeout");
-    assert_eq!(r.poll(t0 + Duration::from_millis(500)), vec![Release::Pull { after: 7 }]);
+    assert!(
+        r.poll(t0 + Duration::from_millis(499)).is_empty(),
+        "not before the timeout"
+    );
+    assert_eq!(
+        r.poll(t0 + Duration::from_millis(500)),
+        vec![Release::Pull { after: 7 }]
+    );
     // A sync up to 9 catches the device up; later pushes continue from there.
     assert!(r.synced(9, t0).is_empty());
     assert_eq!(pushed(&r.offer(package(3, 0, 1, &[9, 10]), t0)), vec![10]);

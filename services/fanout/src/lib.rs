@@ -88,7 +88,16 @@ pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken
                 tracing::warn!(error = %e, partition, "dropping pushes");
             }
         }
-        consumer.commit(partition, next).await?;
+        match consumer.commit(partition, next).await {
+            Ok(()) => {}
+            // The partition moved to another member while we worked: our
+            // outputs are durable and idempotent, the new owner redoes the
+            // batch from the committed offset. Drop it and poll on.
+            Err(seqline_core::Error::Fenced(reason)) => {
+                tracing::warn!(partition, %reason, "partition lost before commit; dropping the batch");
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -65,7 +65,16 @@ pub(crate) async fn consume<H: Handler>(
                         Err(e) => return Err(e),
                     }
                 }
-                consumer.commit(partition, next).await?;
+                match consumer.commit(partition, next).await {
+                    Ok(()) => {}
+                    // The partition moved to another member while we worked: our
+                    // outputs are durable and idempotent, the new owner redoes the
+                    // batch from the committed offset. Drop it and poll on.
+                    Err(seqline_core::Error::Fenced(reason)) => {
+                        tracing::warn!(partition, %reason, "partition lost before commit; dropping the batch");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
