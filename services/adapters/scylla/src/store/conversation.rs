@@ -65,8 +65,8 @@ impl Inner {
         let fenced = |why: String| Err(Error::Fenced(format!("conversation {conv}: {why}")));
         let prior = self.read_head(Kind::Conversation, key, true).await?;
         match (&prior, pending.create.is_some()) {
-            (Some(head), _) if head.is_claim_of(&bytes, expected, new_head) => {
-                // Our own claim, retried after an ambiguous answer.
+            (Some(head), _) if !head.is_applied() && head.is_claim_of(&bytes, expected, new_head) => {
+                // Our own claim, retried before its rows were all written.
                 return self.finish_conversation(&conv, head).await;
             }
             (Some(_), true) => return fenced("it already exists".into()),
@@ -171,5 +171,68 @@ impl Inner {
             members,
             device_last,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seqline_core::ids::{ConvSeq, UserId};
+    use seqline_core::model::Role;
+    use seqline_core::ports::MemberChange;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn batch() -> ConversationBatch {
+        ConversationBatch {
+            conv: ConversationId::parse("g:x").unwrap(),
+            expected_head: ConvSeq(3),
+            new_head: ConvSeq(3),
+            create: None,
+            messages: vec![],
+            members: vec![
+                MemberChange {
+                    user: user("bob"),
+                    role: Some(Role::Member),
+                },
+                MemberChange {
+                    user: user("amy"),
+                    role: Some(Role::Admin),
+                },
+                MemberChange {
+                    user: user("bob"),
+                    role: None,
+                },
+            ],
+            dedup: vec![],
+            device_last: vec![],
+        }
+    }
+
+    #[test]
+    fn member_changes_reduce_to_their_net_effect() {
+        let p = pending_of(batch());
+        assert_eq!(p.members, vec![(user("amy"), Some(Role::Admin)), (user("bob"), None)]);
+    }
+
+    #[test]
+    fn inconsistent_batches_are_invalid() {
+        let mut b = batch();
+        b.new_head = ConvSeq(4);
+        assert!(matches!(validate(&b), Err(Error::Invalid(_))));
+        let mut b = batch();
+        b.create = Some(seqline_core::model::ConversationMeta {
+            conv: b.conv.clone(),
+            kind: seqline_core::model::ConversationKind::Group,
+            title: String::new(),
+            created_by: user("amy"),
+            created_ms: 0,
+        });
+        assert!(
+            matches!(validate(&b), Err(Error::Invalid(_))),
+            "a create must start at head 0"
+        );
     }
 }

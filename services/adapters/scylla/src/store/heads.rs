@@ -5,7 +5,7 @@ use super::Inner;
 use crate::codec::{to_i64, to_u64};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::DeserializeRow;
-use seqline_core::Result;
+use seqline_core::{Error, Result};
 
 /// Which kind of head.
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +118,13 @@ impl Inner {
     /// Claims `expected → new_head` for `pending` with one LWT, after `prior`
     /// (the row as read; `None` creates it). The write timestamp of the
     /// batch's rows if won, `None` if lost.
+    ///
+    /// An LWT that times out (contention, a slow replica) may or may not
+    /// have been applied: a serial read, which completes a round in flight,
+    /// tells. If it shows our batch we won; another batch, we lost; the old
+    /// row, the answer stays unknown (`Unavailable`, safe to retry). Should
+    /// our batch still land later, it is final and is rolled forward by the
+    /// next commit or load, like any claimed batch.
     pub(crate) async fn claim(
         &self,
         kind: Kind,
@@ -129,28 +136,76 @@ impl Inner {
     ) -> Result<Option<i64>> {
         let [_, _, create, advance, _] = self.head_statements(kind);
         let new = to_i64(new_head, "head")?;
-        let won = match prior {
+        let attempt = match prior {
             None => {
                 let ts = now_us();
                 self.lwt(create, (key, new, ts, pending), "create head")
-                    .await?
-                    .then_some(ts)
+                    .await
+                    .map(|won| won.then_some(ts))
             }
             Some(prior) => {
                 // Strictly after the last batch, whatever the clocks say.
                 let ts = now_us().max(prior.ts.saturating_add(1));
                 let old = to_i64(expected, "head")?;
                 self.lwt(advance, (new, old, ts, pending, key, old, prior.ts), "advance head")
-                    .await?
-                    .then_some(ts)
+                    .await
+                    .map(|won| won.then_some(ts))
             }
         };
-        Ok(won)
+        let unknown = match attempt {
+            Err(Error::Unavailable(why)) => why,
+            settled => return settled,
+        };
+        match self.read_head(kind, key, true).await? {
+            Some(now) if now.is_claim_of(pending, expected, new_head) => Ok(Some(now.ts)),
+            Some(now) if prior.is_some_and(|p| p.ts == now.ts) => Err(Error::Unavailable(unknown)),
+            None if prior.is_none() => Err(Error::Unavailable(unknown)),
+            _ => Ok(None),
+        }
     }
 
     /// Records that every row of the batch written at `ts` is stored.
     pub(crate) async fn mark_applied(&self, kind: Kind, key: &str, ts: i64) -> Result<()> {
         let [.., applied] = self.head_statements(kind);
         self.exec(applied, (ts, ts, key), "mark applied").await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(applied: Option<i64>) -> Head {
+        Head {
+            head: 7,
+            prev_head: 4,
+            ts: 100,
+            pending: b"batch".to_vec(),
+            applied,
+        }
+    }
+
+    #[test]
+    fn readers_see_only_applied_batches() {
+        assert_eq!(head(Some(100)).visible(), Some(7));
+        assert_eq!(head(Some(101)).visible(), Some(7));
+        assert_eq!(head(Some(99)).visible(), Some(4), "in flight: the head before it");
+        assert_eq!(head(None).visible(), None, "the creating batch is in flight");
+        assert!(head(Some(100)).is_applied() && !head(Some(99)).is_applied());
+    }
+
+    #[test]
+    fn recognises_its_own_claim() {
+        let h = head(None);
+        assert!(h.is_claim_of(b"batch", 4, 7));
+        assert!(!h.is_claim_of(b"other", 4, 7));
+        assert!(!h.is_claim_of(b"batch", 5, 7));
+        assert!(!h.is_claim_of(b"batch", 4, 8));
+    }
+
+    #[test]
+    fn timestamps_are_microseconds() {
+        let t = now_us();
+        assert!(t > 1_600_000_000_000_000 && t < 10_000_000_000_000_000);
     }
 }

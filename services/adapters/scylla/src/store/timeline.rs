@@ -42,7 +42,7 @@ impl Inner {
         let fenced = |why: String| Err(Error::Fenced(format!("timeline of {user}: {why}")));
         let prior = self.read_head(Kind::Timeline, key, true).await?;
         match &prior {
-            Some(head) if head.is_claim_of(&bytes, expected, new_head) => {
+            Some(head) if !head.is_applied() && head.is_claim_of(&bytes, expected, new_head) => {
                 return self.finish_timeline(&user, head).await;
             }
             Some(head) if head.head != expected => {
