@@ -4,12 +4,19 @@
 //!
 //! - every transmission of a message carries the same client id;
 //! - `prev` names the message this device sent before it to the same
-//!   conversation and that is still pending or was sequenced (a refused one
-//!   drops out of the chain), so the server can keep sender order (G5);
+//!   conversation and that is still pending or was processed by the
+//!   sequencer (acked, or refused for good: the sequencer records refusals as
+//!   the device's last command too), so the server can keep sender order (G5);
+//!   a message the gateway rejected before sequencing, or one given up on,
+//!   drops out of the chain;
 //! - within a conversation a message is transmitted only after every earlier
 //!   one, so a resend never overtakes its predecessor;
 //! - `out_of_order` resends the conversation from its first unacked message,
 //!   once per chain generation (the other nacks of the same burst are stale);
+//!   when that first message already named a settled predecessor, the server
+//!   knows another last message (an unknown-outcome send that was sequenced
+//!   after all), and the first message goes again with no `prev`: every
+//!   earlier one is settled, so nothing can overtake it;
 //! - a message that has used `max_attempts` transmissions gives up.
 
 use seqline_core::ids::{ClientMsgId, ConversationId};
@@ -54,14 +61,29 @@ struct Entry {
     msg: Pending,
     attempts: u32,
     state: State,
+    /// Its last transmission named a settled predecessor (or none).
+    prev_settled: bool,
 }
 
 #[derive(Debug, Default)]
 struct Chain {
-    /// The latest (in send order) message of this conversation that was sequenced.
-    last_sequenced: Option<(u64, ClientMsgId)>,
+    /// The latest (in send order) message of this conversation the
+    /// sequencer processed (acked or refused for good).
+    last_settled: Option<(u64, ClientMsgId)>,
     /// Bumped by every resend-from-first-unacked.
     generation: u64,
+    /// The server refused our idea of the last settled message: send the
+    /// first pending one without `prev`.
+    free_first: bool,
+}
+
+impl Chain {
+    fn settle(&mut self, order: u64, id: ClientMsgId) {
+        if self.last_settled.is_none_or(|(o, _)| o < order) {
+            self.last_settled = Some((order, id));
+        }
+        self.free_first = false;
+    }
 }
 
 /// What one pass over the outbox decided.
@@ -132,6 +154,7 @@ impl Outbox {
             Entry {
                 msg,
                 attempts: 0,
+                prev_settled: true,
                 state: State::Queued { due: now },
             },
         );
@@ -144,14 +167,15 @@ impl Outbox {
     /// before each transmission (a rate limiter); a `false` ends the pass.
     pub fn due(&mut self, now: Instant, mut allow: impl FnMut() -> bool) -> Due {
         let mut out = Due::default();
-        let mut prev: HashMap<ConversationId, Option<ClientMsgId>> = HashMap::new();
+        // Per conversation: the predecessor so far, and whether it is settled.
+        let mut prev: HashMap<ConversationId, (Option<ClientMsgId>, bool)> = HashMap::new();
         let mut blocked: HashSet<ConversationId> = HashSet::new();
         let mut dropped = Vec::new();
         for (order, e) in self.entries.iter_mut() {
             let chain = self.chains.entry(e.msg.conv.clone()).or_default();
             let before = prev
                 .entry(e.msg.conv.clone())
-                .or_insert_with(|| chain.last_sequenced.map(|(_, id)| id));
+                .or_insert_with(|| (chain.last_settled.map(|(_, id)| id), true));
             let ready = match e.state {
                 State::Queued { due } => due <= now,
                 State::InFlight { sent_at, .. } => sent_at + self.ack_timeout <= now,
@@ -160,7 +184,7 @@ impl Outbox {
                 if matches!(e.state, State::Queued { .. }) {
                     blocked.insert(e.msg.conv.clone());
                 }
-                *before = Some(e.msg.id);
+                *before = (Some(e.msg.id), false);
                 continue;
             }
             if e.attempts >= self.max_attempts {
@@ -175,12 +199,14 @@ impl Outbox {
                 sent_at: now,
                 generation: chain.generation,
             };
+            let (named, settled) = *before;
+            e.prev_settled = settled;
             out.transmit.push(Transmit {
                 msg: e.msg.clone(),
-                prev: *before,
+                prev: if settled && chain.free_first { None } else { named },
                 attempt: e.attempts,
             });
-            *before = Some(e.msg.id);
+            *before = (Some(e.msg.id), false);
         }
         for order in dropped {
             if let Some(e) = self.remove(order) {
@@ -195,17 +221,27 @@ impl Outbox {
     pub fn ack(&mut self, id: &ClientMsgId) -> Option<Pending> {
         let order = *self.index.get(id)?;
         let e = self.remove(order)?;
-        let chain = self.chains.entry(e.msg.conv.clone()).or_default();
-        if chain.last_sequenced.is_none_or(|(o, _)| o < order) {
-            chain.last_sequenced = Some((order, e.msg.id));
-        }
+        self.chains
+            .entry(e.msg.conv.clone())
+            .or_default()
+            .settle(order, e.msg.id);
         Some(e.msg)
     }
 
-    /// A final refusal: the message leaves the outbox and the chain.
-    pub fn refuse(&mut self, id: &ClientMsgId) -> Option<Pending> {
+    /// A final refusal: the message leaves the outbox. `processed`: the
+    /// sequencer refused it (a nack) and so counts it as the device's last
+    /// command, the predecessor of what follows; otherwise (the gateway
+    /// rejected the frame) it leaves the chain.
+    pub fn refuse(&mut self, id: &ClientMsgId, processed: bool) -> Option<Pending> {
         let order = *self.index.get(id)?;
-        self.remove(order).map(|e| e.msg)
+        let e = self.remove(order)?;
+        if processed {
+            self.chains
+                .entry(e.msg.conv.clone())
+                .or_default()
+                .settle(order, e.msg.id);
+        }
+        Some(e.msg)
     }
 
     /// `out_of_order` for `id`: resend its conversation from the first
@@ -222,6 +258,9 @@ impl Outbox {
             _ => return false,
         }
         chain.generation += 1;
+        if e.prev_settled {
+            chain.free_first = true;
+        }
         for e in self.entries.values_mut().filter(|e| e.msg.conv == conv) {
             e.state = State::Queued { due: now };
         }

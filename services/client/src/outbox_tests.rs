@@ -63,15 +63,56 @@ fn acks_out_of_order_never_move_the_chain_back() {
 }
 
 #[test]
-fn refused_messages_leave_the_chain() {
+fn refused_messages_stay_in_the_chain_unless_never_sequenced() {
     let now = Instant::now();
     let mut o = Outbox::new(10, 3, T);
-    let (a1, a2) = (msg("a"), msg("a"));
+    let (a1, a2, a3) = (msg("a"), msg("a"), msg("a"));
     o.push(a1.clone(), now).unwrap();
     o.due(now, || true);
-    assert!(o.refuse(&a1.id).is_some());
+    // The sequencer refused it: it is the device's last command there.
+    assert!(o.refuse(&a1.id, true).is_some());
     o.push(a2.clone(), now).unwrap();
-    assert_eq!(o.due(now, || true).transmit[0].prev, None);
+    assert_eq!(o.due(now, || true).transmit[0].prev, Some(a1.id));
+    // The gateway rejected it before sequencing: it leaves the chain.
+    assert!(o.refuse(&a2.id, false).is_some());
+    o.push(a3.clone(), now).unwrap();
+    assert_eq!(o.due(now, || true).transmit[0].prev, Some(a1.id));
+}
+
+#[test]
+fn a_refused_settled_predecessor_frees_the_first_message() {
+    let now = Instant::now();
+    let mut o = Outbox::new(10, 5, T);
+    let (a1, a2, a3) = (msg("a"), msg("a"), msg("a"));
+    o.push(a1.clone(), now).unwrap();
+    o.due(now, || true);
+    o.ack(&a1.id);
+    o.push(a2.clone(), now).unwrap();
+    o.push(a3.clone(), now).unwrap();
+    let d = o.due(now, || true);
+    assert_eq!(d.transmit[0].prev, Some(a1.id));
+    // The server's last message is another one (say a send given up on that
+    // was sequenced after all): a2 goes again unconstrained, a3 after it.
+    assert!(o.out_of_order(&a2.id, now));
+    let d = o.due(now, || true);
+    assert_eq!(
+        d.transmit.iter().map(|t| t.prev).collect::<Vec<_>>(),
+        vec![None, Some(a2.id)]
+    );
+    // Once a2 is acked the chain is ordinary again.
+    o.ack(&a2.id);
+    o.disconnected(now);
+    assert_eq!(o.due(now, || true).transmit[0].prev, Some(a2.id));
+    // A nack for a message whose predecessor was pending is the ordinary case.
+    let a4 = msg("a");
+    o.push(a4.clone(), now).unwrap();
+    o.due(now, || true);
+    assert!(o.out_of_order(&a4.id, now));
+    let d = o.due(now, || true);
+    assert_eq!(
+        d.transmit.iter().map(|t| t.prev).collect::<Vec<_>>(),
+        vec![Some(a2.id), Some(a3.id)]
+    );
 }
 
 #[test]

@@ -25,11 +25,13 @@
 //! - `setup`: tokens, conversations over HTTP, connections (with retries).
 //! - `device`: per device, the event recorder and the sender (closed/open loop).
 //! - `stats`: the shared history writer, counters and latency histograms.
+//! - `churn`: membership changes while messages flow (F12).
 //! - `finale`: heal, convergence, final timeline reads.
 //! - [`procstat`]: server RSS and CPU from /proc, progress line.
 //! - [`report`]: [`RunReport`] (table and JSON).
 //! - `run`: [`run`], the whole sequence.
 
+mod churn;
 mod device;
 mod finale;
 pub mod options;

@@ -98,6 +98,9 @@ pub struct RunOptions {
     pub settle_timeout: Duration,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// Group workloads: every this often, each group's admin removes a
+    /// random member and adds them back (F12). Off when `None`.
+    pub churn: Option<Duration>,
     /// Prefix of user ids (fresh per run when `None`, so runs never share users).
     pub run_id: Option<String>,
 }
@@ -117,6 +120,7 @@ impl RunOptions {
             server_pid: None,
             settle_timeout: Duration::from_secs(60),
             progress: false,
+            churn: None,
             run_id: None,
         }
     }

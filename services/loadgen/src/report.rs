@@ -85,6 +85,8 @@ pub struct RunReport {
     pub reconnects: u64,
     /// Resets answered by the server.
     pub resets: u64,
+    /// Membership changes made while messages flowed.
+    pub member_changes: u64,
     /// Accepted commands per second (sends handed to the SDK).
     pub accepted_per_sec: f64,
     /// Committed (acknowledged) messages per second.
@@ -158,8 +160,8 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(
             f,
-            "  refused {}, unknown outcome {}, pulled {}, reconnects {}, resets {}",
-            self.failed, self.unknown, self.pulled, self.reconnects, self.resets
+            "  refused {}, unknown outcome {}, pulled {}, reconnects {}, resets {}, member changes {}",
+            self.failed, self.unknown, self.pulled, self.reconnects, self.resets, self.member_changes
         )?;
         writeln!(
             f,

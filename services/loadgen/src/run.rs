@@ -2,13 +2,13 @@
 //! phase, checker, report.
 
 use crate::device::{Pace, Sender};
-use crate::finale;
 use crate::options::{Mode, RunOptions, Workload};
 use crate::plan::{self, Plan};
 use crate::procstat::Sampler;
 use crate::report::{CatchUp, LatencySummary, RunReport};
 use crate::setup::{self, LiveDevice, Tokens};
 use crate::stats::{Counters, Stats};
+use crate::{churn, finale};
 use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -45,7 +45,25 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
     setup::create_conversations(&opts.http, &tokens, &plan, setup_deadline).await?;
     let mut live = setup::connect_all(&opts.url, &tokens, &stats, &plan, setup_deadline).await?;
 
+    let (stop_churn, churn_stopped) = tokio::sync::watch::channel(false);
+    let mut churn = match opts.churn {
+        Some(every) => churn::start(
+            &opts.http,
+            &tokens,
+            &plan,
+            every,
+            opts.seed,
+            stats.clone(),
+            churn_stopped,
+        )?,
+        None => JoinSet::new(),
+    };
     let (send_secs, mut senders) = send_phase(&opts, &plan, &live, &stats, &run_id).await;
+    let _ = stop_churn.send(true);
+    let mut member_changes = 0;
+    while let Some(done) = churn.join_next().await {
+        member_changes += done.unwrap_or(0);
+    }
     let catch_up = match plan.devices.iter().find(|d| d.late) {
         Some(late) => {
             let deadline = Instant::now() + opts.settle_timeout;
@@ -106,6 +124,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         pulled: Counters::get(&c.pulled),
         reconnects: Counters::get(&c.connects).saturating_sub(plan.devices.len() as u64),
         resets: Counters::get(&c.resets),
+        member_changes,
         accepted_per_sec: per_sec(invoked),
         committed_per_sec: per_sec(acked),
         deliveries_per_sec: per_sec(pushed),

@@ -27,7 +27,7 @@ impl Driver {
             } => {
                 if code == RefusalCode::OutOfOrder {
                     self.outbox.out_of_order(&id, now());
-                } else if self.outbox.refuse(&id).is_some() {
+                } else if self.outbox.refuse(&id, true).is_some() {
                     self.settle(id, conv, SendState::Failed(FailReason::Refused { code, message }))
                         .await;
                 }
@@ -176,7 +176,7 @@ impl Driver {
         }
         match id {
             Some(id) => {
-                if let Some(msg) = self.outbox.refuse(&id) {
+                if let Some(msg) = self.outbox.refuse(&id, false) {
                     let reason = FailReason::Rejected { code, message };
                     self.settle(id, msg.conv, SendState::Failed(reason)).await;
                 }

@@ -55,6 +55,10 @@ struct Args {
     /// How long each final step may take, e.g. "60s".
     #[arg(long, default_value = "60s", value_parser = seqline_core::duration::parse)]
     settle: Duration,
+    /// Group workloads: remove and re-add a random member of each group this
+    /// often while messages flow (F12), e.g. "500ms".
+    #[arg(long, value_parser = seqline_core::duration::parse)]
+    churn: Option<Duration>,
     /// Write the history (JSON lines) here.
     #[arg(long)]
     history: Option<PathBuf>,
@@ -129,6 +133,7 @@ async fn main() -> Result<()> {
     opts.history = args.history.clone();
     opts.server_pid = args.server_pid;
     opts.seed = args.seed;
+    opts.churn = args.churn;
     opts.progress = !args.quiet;
     let report = run(opts).await?;
     if args.json {
