@@ -176,13 +176,15 @@ impl HttpApi {
 }
 
 /// Splits an HTTP/1.1 answer into status and body (length-delimited,
-/// chunked, or up to the end of the stream).
+/// chunked, or up to the end of the stream). An answer cut short (the server
+/// went away mid-answer) is `Disconnected`, so callers may retry it.
 pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
     let bad = |why: &str| ClientError::Protocol(format!("bad HTTP answer: {why}"));
+    let cut = |why: &str| ClientError::Disconnected(format!("the HTTP answer was cut short: {why}"));
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
+        .ok_or_else(|| cut("no end of headers"))?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("headers are not UTF-8"))?;
     let body = &raw[end + 4..];
     let mut lines = head.split("\r\n");
@@ -207,12 +209,12 @@ pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
     }
     if chunked {
         return dechunk(body)
-            .ok_or_else(|| bad("broken chunked body"))
+            .ok_or_else(|| cut("incomplete chunked body"))
             .map(|b| (status, b));
     }
     let body = match length {
         Some(n) if n <= body.len() => body[..n].to_vec(),
-        Some(_) => return Err(bad("body shorter than content-length")),
+        Some(_) => return Err(cut("body shorter than content-length")),
         None => body.to_vec(),
     };
     Ok((status, body))
@@ -243,7 +245,9 @@ mod tests {
         assert_eq!(parse_response(raw).unwrap(), (201, b"{}".to_vec()));
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse_response(raw).unwrap(), (200, b"abcde".to_vec()));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err_and(|e| e.is_retryable()));
+        assert!(parse_response(b"").is_err_and(|e| e.is_retryable()));
+        assert!(parse_response(b"garbage\r\n\r\n").is_err_and(|e| !e.is_retryable()));
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nab").is_err());
     }
 
