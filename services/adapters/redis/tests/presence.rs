@@ -110,12 +110,20 @@ async fn dead_gateway_entries_expire_without_unregister() {
         }
     })
     .await;
-    // Alice's key is kept alive by her live entry, with a bounded TTL.
-    let alice_ttl: i64 = raw.pttl(format!("presence:{}:{alice}", opts.key_prefix)).await.unwrap();
+    // Alice's key lives as long as her latest entry; the dead gateway's
+    // field was pruned by the heartbeat.
+    presence
+        .register(&alice, &laptop, &live, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let alice_key = format!("presence:{}:{alice}", opts.key_prefix);
+    let alice_ttl: i64 = raw.pttl(&alice_key).await.unwrap();
     assert!(
-        (1..=400).contains(&alice_ttl),
+        (4000..=5000).contains(&alice_ttl),
         "alice's key expires with her latest entry, pttl {alice_ttl}"
     );
+    let fields: usize = raw.hlen(&alice_key).await.unwrap();
+    assert_eq!(fields, 1, "the dead gateway's entry is gone from the hash");
 }
 
 /// While the server is down every call fails as unavailable (promptly); once
