@@ -109,7 +109,7 @@ async fn invalid_ids_are_invalid_field() {
         "invalid_field",
     )
     .await;
-    let long = "c".repeat(129);
+    let long = "c".repeat(161);
     refused(
         &json!({"type": "history", "req": 1, "conv": long}).to_string(),
         "invalid_field",
