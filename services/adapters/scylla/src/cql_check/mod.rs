@@ -5,6 +5,7 @@
 //! No ScyllaDB server runs here; this is what can be checked without one.
 
 mod parse;
+mod rows;
 
 use crate::cql::ALL;
 use crate::schema::{statements, SCHEMA};

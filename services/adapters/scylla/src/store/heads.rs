@@ -15,7 +15,7 @@ pub(crate) enum Kind {
 }
 
 #[derive(DeserializeRow)]
-struct HeadRow {
+pub(crate) struct HeadRow {
     head: Option<i64>,
     prev_head: Option<i64>,
     ts: Option<i64>,

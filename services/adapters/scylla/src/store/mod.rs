@@ -25,7 +25,7 @@
 //! makes the claim atomic with what it claims.
 
 mod conversation;
-mod heads;
+pub(crate) mod heads;
 mod reads;
 mod statements;
 mod timeline;
