@@ -19,6 +19,10 @@
 //!
 //! Readers clamp every range to the visible head: `head` once applied, else
 //! `prev_head`, so they never see a head whose rows are not all written.
+//! Point reads (dedup, members, settings) may see a claimed batch's rows
+//! while it is being applied: a claimed batch is final (whoever loads or
+//! commits next rolls it forward), so that is an early view, never one that
+//! is taken back.
 //! Writing the rows before the LWT instead would let a losing writer's rows
 //! overwrite the winner's at the same keys, and a loser's dedup and
 //! membership rows would be visible; keeping the batch in the head row
