@@ -253,3 +253,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn membership_commands_from_a_device_do_not_break_its_send_chain() {
+    let mut s = create_group(&["bob"]);
+    let m1 = ClientMsgId::random();
+    assert_eq!(seq_of(&apply(&mut s, send("admin", "d", m1, None), 0, &LIMITS)), Some(2));
+    let add = Command::ChangeMembers(MembersCommand {
+        origin: origin("admin", "d"),
+        conv: conv(),
+        client_msg_id: ClientMsgId::random(),
+        add: vec![user("carol")],
+        remove: vec![],
+    });
+    assert_eq!(seq_of(&apply(&mut s, add, 0, &LIMITS)), Some(3));
+    // The next chat message names m1, its previous *send*: accepted.
+    assert_eq!(seq_of(&apply(&mut s, send("admin", "d", ClientMsgId::random(), Some(m1)), 0, &LIMITS)), Some(4));
+}

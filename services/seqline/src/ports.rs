@@ -64,8 +64,9 @@ fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline
             }
             "session_timeout" => o.session_timeout = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?,
             "client_id" => o.client_id = v.to_string(),
+            "fetch_wait" => o.fetch_wait = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?,
             other => bail!(
-                "unknown kafka:// parameter {other:?} (prefix, replication, partitions, session_timeout, client_id)"
+                "unknown kafka:// parameter {other:?} (prefix, replication, partitions, session_timeout, fetch_wait, client_id)"
             ),
         }
     }

@@ -38,6 +38,11 @@ pub struct KafkaOptions {
     pub linger: Duration,
     /// Records a consumer fetches ahead of its `poll` calls.
     pub consumer_buffer: usize,
+    /// Longest a fetch waits at the broker for new records
+    /// (`fetch.wait.max.ms`). Brokers that answer a fetch as soon as data
+    /// arrives make this irrelevant; brokers that do not (the local test
+    /// broker) add up to this much latency per hop.
+    pub fetch_wait: Duration,
     /// Extra librdkafka settings for every client (producer, consumer, admin),
     /// applied last.
     pub extra: Vec<(String, String)>,
@@ -59,6 +64,7 @@ impl Default for KafkaOptions {
             message_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(5),
             consumer_buffer: 4096,
+            fetch_wait: Duration::from_millis(20),
             extra: Vec::new(),
         }
     }
@@ -175,7 +181,8 @@ impl KafkaOptions {
             .set("enable.partition.eof", "false")
             .set("partition.assignment.strategy", "range,roundrobin")
             .set("session.timeout.ms", millis(self.session_timeout))
-            .set("heartbeat.interval.ms", millis(heartbeat));
+            .set("heartbeat.interval.ms", millis(heartbeat))
+            .set("fetch.wait.max.ms", millis(self.fetch_wait));
         self.finish(config)
     }
 

@@ -121,6 +121,9 @@ pub fn apply(state: &mut Option<ConvState>, cmd: Command, now_ms: u64, limits: &
     };
     let origin = cmd.origin();
     let (user, device) = (origin.user.clone(), origin.device.clone());
+    // Only chat sends form a device's sender-order chain: creating a group or
+    // changing members (HTTP) from a device must not break its `prev` chain.
+    let is_send = matches!(cmd, Command::Send(_));
     let applied = match cmd {
         Command::Create(c) => {
             if s.meta.kind == ConversationKind::Direct && c.kind == ConversationKind::Direct {
@@ -132,12 +135,13 @@ pub fn apply(state: &mut Option<ConvState>, cmd: Command, now_ms: u64, limits: &
         Command::Send(c) => send(s, c, now_ms, limits),
         Command::ChangeMembers(c) => change_members(s, &c, now_ms, limits),
     };
-    record(s, &user, &device, id, &applied);
+    record(s, is_send.then_some((&user, &device)), id, &applied);
     applied
 }
 
-/// Remembers the outcome and moves the device's sender order forward.
-fn record(s: &mut ConvState, user: &UserId, device: &DeviceId, id: ClientMsgId, applied: &Applied) {
+/// Remembers the outcome and, for a send, moves the device's sender order
+/// forward.
+fn record(s: &mut ConvState, sender: Option<(&UserId, &DeviceId)>, id: ClientMsgId, applied: &Applied) {
     let outcome = match applied {
         Applied::Sequenced { outcome, .. } => outcome,
         Applied::Refused {
@@ -147,6 +151,7 @@ fn record(s: &mut ConvState, user: &UserId, device: &DeviceId, id: ClientMsgId, 
         _ => return,
     };
     s.window.insert(id, outcome.clone());
+    let Some((user, device)) = sender else { return };
     match s.device_last.get_mut(user) {
         Some(devices) => match devices.get_mut(device) {
             Some(last) => *last = id,
@@ -286,7 +291,7 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
         changes,
         removed: Vec::new(),
     };
-    record(&mut s, &c.origin.user, &c.origin.device, c.client_msg_id, &applied);
+    record(&mut s, None, c.client_msg_id, &applied);
     *state = Some(s);
     applied
 }

@@ -18,6 +18,15 @@ use std::sync::Arc;
 /// compare-and-set).
 pub static FENCE_REFUSALS: AtomicU64 = AtomicU64::new(0);
 
+/// A send moves its device's sender-order chain (the state machine did the
+/// same in memory); HTTP commands do not.
+fn sender_chain(w: &mut ConversationBatch, cmd: &Command) {
+    if let Command::Send(c) = cmd {
+        w.device_last
+            .push(((c.origin.user.clone(), c.origin.device.clone()), c.client_msg_id));
+    }
+}
+
 /// A delivery to send, or a stored message whose deliveries are read back.
 enum Pending {
     Ready(LogRecord),
@@ -169,9 +178,7 @@ impl Handler for SequencerHandler {
                     Applied::Refused { outcome, remember } => {
                         if remember {
                             w.dedup.push((cmd.client_msg_id(), outcome.clone()));
-                            let o = cmd.origin();
-                            w.device_last
-                                .push(((o.user.clone(), o.device.clone()), cmd.client_msg_id()));
+                            sender_chain(&mut w, cmd);
                         }
                         outcome
                     }
@@ -196,9 +203,7 @@ impl Handler for SequencerHandler {
                         w.messages.extend(messages);
                         w.members.extend(changes);
                         w.dedup.push((cmd.client_msg_id(), outcome.clone()));
-                        let o = cmd.origin();
-                        w.device_last
-                            .push(((o.user.clone(), o.device.clone()), cmd.client_msg_id()));
+                        sender_chain(&mut w, cmd);
                         outcome
                     }
                 };
@@ -246,7 +251,10 @@ impl Handler for SequencerHandler {
             match d {
                 Pending::Ready(r) => ready.push(r),
                 Pending::Replay(conv, seq, head) => {
-                    ready.extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, head).await?)
+                    // Members are read as stored after this whole batch, so
+                    // undo every join and leave up to the batch's final head.
+                    let last = self.cache.get(&conv).and_then(Option::as_ref).map_or(head, |s| s.head);
+                    ready.extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, last).await?)
                 }
             }
         }
