@@ -14,11 +14,13 @@
 //! - [`token`] — signed device tokens (HS256, algorithm pinned).
 //! - [`algo`] — pure algorithms, unit- and property-tested.
 //! - [`error`] — the one error type of the ports.
+//! - [`failpoint`] — named failure points, counted, pausable by tests.
 //! - [`duration`] — `"250ms"` durations for configuration.
 
 pub mod algo;
 pub mod duration;
 pub mod error;
+pub mod failpoint;
 pub mod ids;
 pub mod model;
 pub mod ports;
