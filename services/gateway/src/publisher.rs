@@ -107,6 +107,9 @@ async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
     }
     let n = records.len() as u64;
     let result = log.append(&Topic::Inbound, records).await;
+    if result.is_ok() {
+        seqline_core::failpoint::hit(seqline_core::failpoint::names::GATEWAY_AFTER_APPEND).await;
+    }
     metrics.publish_batches.inc();
     match &result {
         Ok(()) => metrics.commands_published.add(n),
