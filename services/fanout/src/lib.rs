@@ -15,7 +15,7 @@ mod route;
 
 pub use route::route;
 
-use seqline_core::ports::{Log, Polled, Presence};
+use seqline_core::ports::{Consumed, Log, Polled, Presence};
 use seqline_core::records::{LogRecord, Topic};
 use seqline_core::Result;
 use serde::{Deserialize, Serialize};
@@ -68,26 +68,7 @@ pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken
         let Some(next) = records.last().map(|r| r.offset + 1) else {
             continue;
         };
-        let events: Vec<_> = records
-            .into_iter()
-            .filter_map(|c| match c.record {
-                Ok(LogRecord::UserEvent(e)) => Some(e),
-                _ => None,
-            })
-            .collect();
-        let mut users: Vec<_> = events.iter().map(|e| e.user.clone()).collect();
-        users.sort();
-        users.dedup();
-        let located = ports.presence.lookup(&users).await?;
-        let outputs = route(&events, &located, &mut next_package, config.package_max_entries);
-        let topics: Vec<(Topic, Vec<LogRecord>)> = outputs.into_iter().map(|(g, p)| (Topic::Gateway(g), p)).collect();
-        let results = futures_util::future::join_all(topics.iter().map(|(t, p)| ports.log.append(t, p.clone()))).await;
-        for r in results {
-            if let Err(e) = r {
-                // A lost push is not a lost message: devices pull what they miss.
-                tracing::warn!(error = %e, partition, "dropping pushes");
-            }
-        }
+        deliver(&config, &ports, partition, records, &mut next_package).await?;
         match consumer.commit(partition, next).await {
             Ok(()) => {}
             // The partition moved to another member while we worked: our
@@ -99,6 +80,41 @@ pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Routes one batch of user events to the gateways of their devices.
+#[tracing::instrument(skip_all, fields(topic = "user-events", partition = partition, records = records.len()))]
+async fn deliver(
+    config: &FanoutConfig,
+    ports: &Ports,
+    partition: u32,
+    records: Vec<Consumed>,
+    next_package: &mut u64,
+) -> Result<()> {
+    let events: Vec<_> = records
+        .into_iter()
+        .filter_map(|c| match c.record {
+            Ok(LogRecord::UserEvent(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let mut users: Vec<_> = events.iter().map(|e| e.user.clone()).collect();
+    users.sort();
+    users.dedup();
+    let located = ports.presence.lookup(&users).await?;
+    let outputs = route(&events, &located, next_package, config.package_max_entries);
+    let topics: Vec<(Topic, Vec<LogRecord>)> = outputs.into_iter().map(|(g, p)| (Topic::Gateway(g), p)).collect();
+    let results = futures_util::future::join_all(topics.iter().map(|(t, p)| ports.log.append(t, p.clone()))).await;
+    let mut routed = 0;
+    for ((_, packages), r) in topics.iter().zip(results) {
+        match r {
+            Ok(()) => routed += packages.len() as u64,
+            // A lost push is not a lost message: devices pull what they miss.
+            Err(e) => tracing::warn!(error = %e, "dropping pushes"),
+        }
+    }
+    seqline_telemetry::emit(seqline_telemetry::events::PackagesRouted { count: routed });
+    Ok(())
 }
 
 /// A start for package ids that differs between restarts, so a gateway's

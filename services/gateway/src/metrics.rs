@@ -1,4 +1,6 @@
-//! A handful of counters, rendered as Prometheus text at `GET /metrics`.
+//! A handful of counters, rendered as Prometheus text at `GET /metrics`,
+//! followed by the process-wide series of `seqline_telemetry` (commands
+//! accepted, messages committed, deliveries, dedup hits, latency, …).
 
 use seqline_core::protocol::ErrorCode;
 use std::fmt::Write;
@@ -133,6 +135,7 @@ impl Metrics {
                 c.get()
             );
         }
+        seqline_telemetry::Metrics::global().render_prometheus(&mut out);
         out
     }
 }
@@ -150,5 +153,28 @@ mod tests {
         assert!(text.contains("seqline_gateway_acks_total 3"));
         assert!(text.contains("seqline_gateway_errors_total{code=\"rate_limited\"} 1"));
         assert_eq!(m.errors(ErrorCode::RateLimited), 1);
+    }
+
+    #[test]
+    fn appends_the_process_series() {
+        use seqline_telemetry::events::{emit, RectifierTimedOut};
+        emit(RectifierTimedOut);
+        let text = Metrics::default().render();
+        assert!(
+            text.contains("# TYPE seqline_commands_accepted_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE seqline_e2e_latency_ms histogram\n"), "{text}");
+        assert!(text.contains("seqline_e2e_latency_ms_bucket{stage=\"push\",le=\"+Inf\"}"));
+        let timeouts = text
+            .lines()
+            .find_map(|l| l.strip_prefix("seqline_rectifier_timeouts_total "))
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(timeouts.is_some_and(|n| n >= 1), "{text}");
+        let own = text.find("seqline_gateway_acks_total 0\n");
+        assert!(
+            own.is_some() && own < text.find("seqline_commands_accepted_total"),
+            "the gateway's own series come first"
+        );
     }
 }

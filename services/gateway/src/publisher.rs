@@ -112,7 +112,10 @@ async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
     }
     metrics.publish_batches.inc();
     match &result {
-        Ok(()) => metrics.commands_published.add(n),
+        Ok(()) => {
+            metrics.commands_published.add(n);
+            seqline_telemetry::emit(seqline_telemetry::events::CommandsAccepted { count: n });
+        }
         Err(e) => {
             metrics.publish_failures.add(n);
             warn!(error = %e, "appending commands to the inbound topic failed");

@@ -8,7 +8,10 @@ use crate::ratelimit::TokenBucket;
 use crate::state::Shared;
 use axum::extract::ws::{Message, WebSocket};
 use seqline_core::algo::rectifier::{Rectifier, Release};
+use seqline_core::model::now_ms;
 use seqline_core::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use seqline_telemetry::emit;
+use seqline_telemetry::events::{EntryPushed, RectifierTimedOut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -90,6 +93,9 @@ impl Session {
                 Some(out) = rx.recv() => self.outbound(socket, out).await,
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let releases = self.rectifier.poll(Instant::now());
+                    for _ in releases.iter().filter(|r| matches!(r, Release::Pull { .. })) {
+                        emit(RectifierTimedOut);
+                    }
                     self.release(socket, releases).await
                 }
                 msg = socket.recv() => match msg {
@@ -135,6 +141,15 @@ impl Session {
                 Release::Pull { after } => ServerFrame::Pull { after },
             };
             self.write(socket, &frame).await?;
+            if let ServerFrame::Push { entries, .. } = &frame {
+                let now_ms = now_ms();
+                for e in entries {
+                    emit(EntryPushed {
+                        server_ts_ms: e.message.server_ts_ms,
+                        now_ms,
+                    });
+                }
+            }
         }
         Ok(())
     }

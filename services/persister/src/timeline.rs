@@ -66,7 +66,7 @@ impl Handler for TimelineHandler {
         self.cache.clear();
     }
 
-    #[tracing::instrument(skip_all, fields(partition, records = batch.len()))]
+    #[tracing::instrument(skip_all, fields(topic = "deliveries", partition = partition, records = batch.len()))]
     async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
         let mut order: Vec<(UserId, Vec<&Delivery>)> = Vec::new();
         let mut index: HashMap<&UserId, usize> = HashMap::new();

@@ -28,6 +28,7 @@ pub(crate) trait Handler: Send {
 const MAX_ATTEMPTS: u32 = 8;
 
 /// Consumes `topic` as `group` until `shutdown`.
+#[tracing::instrument(skip_all, fields(group = group, topic = %topic.name()))]
 pub(crate) async fn consume<H: Handler>(
     log: &dyn Log,
     group: &str,

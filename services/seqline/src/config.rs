@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use seqline_fanout::FanoutConfig;
 use seqline_gateway::GatewayConfig;
 use seqline_persister::PersisterConfig;
+use seqline_telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub fanout: FanoutConfig,
     /// Health endpoint of roles without the gateway.
     pub health: HealthConfig,
+    /// Trace and metric export over OTLP (off unless `otlp_endpoint` is set).
+    pub telemetry: TelemetryConfig,
 }
 
 /// A small `/healthz` + `/readyz` server for the persister and fanout roles.
@@ -171,6 +174,10 @@ impl Config {
             .validate()
             .map_err(anyhow::Error::msg)
             .context("[persister]")?;
+        self.telemetry
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("[telemetry]")?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("[log] format must be \"text\" or \"json\", not {:?}", self.log.format);
         }
@@ -248,6 +255,33 @@ mod tests {
         assert_eq!(c.persister.batch_max, 9, "env beats file");
         assert_eq!(c.gateway.listen.to_string(), "127.0.0.1:2", "flag beats file");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn telemetry_section_from_the_environment() {
+        let c = load(None, std::iter::empty(), &Overrides::default()).unwrap();
+        assert_eq!(c.telemetry, TelemetryConfig::default(), "nothing exported by default");
+        let env = vec![
+            (
+                "SEQLINE__TELEMETRY__OTLP_ENDPOINT".to_string(),
+                "http://otel-collector:4317".to_string(),
+            ),
+            ("SEQLINE__TELEMETRY__SAMPLE_RATIO".to_string(), "0.5".to_string()),
+            ("SEQLINE__TELEMETRY__EXPORT_INTERVAL".to_string(), "2s".to_string()),
+        ];
+        let c = load(None, env.into_iter(), &Overrides::default()).unwrap();
+        c.validate(false).unwrap();
+        assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://otel-collector:4317"));
+        assert_eq!(c.telemetry.sample_ratio, 0.5);
+        assert_eq!(c.telemetry.export_interval, std::time::Duration::from_secs(2));
+        assert_eq!(c.telemetry.service_name("gateway"), "seqline-gateway");
+        let env = vec![("SEQLINE__TELEMETRY__SAMPLE_RATIO".to_string(), "2".to_string())];
+        let err = load(None, env.into_iter(), &Overrides::default())
+            .and_then(|c| c.validate(false))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("[telemetry]"), "{err:#}");
+        let env = vec![("SEQLINE__TELEMETRY__ENDPOINT".to_string(), "x".to_string())];
+        assert!(load(None, env.into_iter(), &Overrides::default()).is_err());
     }
 
     #[test]

@@ -103,18 +103,26 @@ fn serve(
     };
     let config = config::load(cli_config.as_deref(), std::env::vars(), &flags)?;
     config.validate(roles.gateway)?;
-    supervisor::init_tracing(&config.log);
-    if dev && config.gateway.token_secret == DEV_SECRET {
-        tracing::warn!(
-            "using the built-in development token secret; set --secret or SEQLINE_SECRET outside development"
-        );
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("seqline")
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(supervisor::run(config, roles))
+    // The OTLP exporter's connection lives on the runtime: made inside it,
+    // and flushed (the guard dropped) after every role has stopped and the
+    // stores are closed, while the runtime still runs.
+    let telemetry = {
+        let _inside = runtime.enter();
+        supervisor::init_telemetry(&config.log, &config.telemetry, roles)
+    };
+    if dev && config.gateway.token_secret == DEV_SECRET {
+        tracing::warn!(
+            "using the built-in development token secret; set --secret or SEQLINE_SECRET outside development"
+        );
+    }
+    let result = runtime.block_on(supervisor::run(config, roles));
+    drop(telemetry);
+    result
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {

@@ -2,11 +2,13 @@
 //! fail fast (a task that fails cancels the rest and sets the exit code; the
 //! orchestrator restarts, not an in-process loop). The first SIGINT/SIGTERM
 //! drains in order with a deadline — gateway, then fanout, then persister,
-//! then the stores close — and a second one aborts.
+//! then the stores close, telemetry flushes last (its guard outlives
+//! [`run`]) — and a second one aborts.
 
 use crate::config::{Config, LogConfig};
 use crate::ports;
 use anyhow::Context;
+use seqline_telemetry::TelemetryConfig;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,19 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Installs the `tracing` subscriber (`RUST_LOG` wins over the config).
-pub fn init_tracing(cfg: &LogConfig) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cfg.format == "json" {
-        // JSON output needs the `json` feature; fall back to compact text.
-        builder.compact().with_ansi(false).init();
-    } else {
-        builder.init();
-    }
+/// Installs logging (`RUST_LOG` wins over the config) and, when
+/// `[telemetry] otlp_endpoint` is set, trace and metric export. Call it
+/// inside the runtime; keep the guard until [`run`] has returned.
+pub fn init_telemetry(log: &LogConfig, telemetry: &TelemetryConfig, roles: Roles) -> seqline_telemetry::Guard {
+    let settings = seqline_telemetry::LogSettings {
+        level: &log.level,
+        json: log.format == "json",
+    };
+    seqline_telemetry::init(&settings, telemetry, roles.name())
 }
 
 struct Task {
@@ -84,6 +82,17 @@ impl Roles {
         persister: true,
         fanout: true,
     };
+
+    /// How the process is named in telemetry (`seqline-<name>`).
+    pub fn name(self) -> &'static str {
+        match (self.gateway, self.persister, self.fanout) {
+            (true, true, true) => "dev",
+            (true, false, false) => "gateway",
+            (false, true, false) => "persister",
+            (false, false, true) => "fanout",
+            _ => "mixed",
+        }
+    }
 }
 
 /// Runs `roles` until a signal or a failure.

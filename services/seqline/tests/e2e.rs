@@ -1,6 +1,6 @@
 //! End to end over real WebSocket and HTTP connections against the real
 //! `seqline dev` process: delivery to every device, order, dedup, refusal,
-//! and survival of SIGKILL.
+//! survival of SIGKILL, and the metrics of every hop.
 
 #![allow(clippy::unwrap_used)]
 
@@ -278,4 +278,69 @@ async fn sigterm_drains_and_exits_cleanly() {
     let (_ws, _) = connect(&server, "alice", "phone").await;
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn metrics_count_every_hop_while_the_collector_is_down() {
+    // OTLP export on, towards a loopback port nothing listens on: the
+    // process runs, counts and drains as usual, export errors are only logged.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = format!("http://{closed}");
+    let mut server = Server::start_with(
+        &temp_dir("e2e-metrics"),
+        "127.0.0.1:0",
+        &[
+            ("SEQLINE__TELEMETRY__OTLP_ENDPOINT", &endpoint),
+            ("SEQLINE__TELEMETRY__EXPORT_INTERVAL", "200ms"),
+        ],
+    );
+    let (mut alice, _) = connect(&server, "alice", "phone").await;
+    let (mut bob, _) = connect(&server, "bob", "phone").await;
+    let conv = create_dm(&server, "alice", "bob").await;
+    let id = ClientMsgId::random();
+    send(&mut alice, &send_frame(&conv, id, None, "counted")).await;
+    let first = ack_of(&mut alice, id).await.expect("acked");
+    send(&mut alice, &send_frame(&conv, id, None, "counted")).await;
+    assert_eq!(ack_of(&mut alice, id).await, Ok(first));
+    let pushed = pushed_texts(&mut bob, 1).await;
+    assert_eq!(pushed.last().map(|e| e.message.conv_seq.0), Some(first));
+
+    // The counters move after the frames leave: poll for them.
+    let expected: [(&str, u64); 8] = [
+        ("seqline_commands_accepted_total", 3),
+        ("seqline_messages_committed_total", 2),
+        ("seqline_dedup_hits_total", 1),
+        ("seqline_resends_total", 1),
+        ("seqline_deliveries_total", 2),
+        ("seqline_fanout_packages_total", 1),
+        ("seqline_e2e_latency_ms_count{stage=\"push\"}", 2),
+        ("seqline_e2e_latency_ms_count{stage=\"ack\"}", 2),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    for (name, at_least) in expected {
+        loop {
+            let value = metric(&server.addr, name).await.unwrap_or(0);
+            if value >= at_least {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} = {value}, expected at least {at_least}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(metric(&server.addr, "seqline_fence_refusals_total").await, Some(0));
+
+    let stopping = std::time::Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(15),
+        "draining with an unreachable collector took {:?}",
+        stopping.elapsed()
+    );
 }

@@ -10,13 +10,10 @@ use seqline_core::model::{now_ms, Outcome};
 use seqline_core::ports::ConversationBatch;
 use seqline_core::records::{Command, Delivery, GatewayRecord, LogRecord, Receipt, Topic};
 use seqline_core::{Error, GatewayId, Result};
+use seqline_telemetry::emit;
+use seqline_telemetry::events::{CommandDeduplicated, FenceRefused, MessagesCommitted, ReceiptEmitted};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Fence refusals seen by sequencers in this process (a stale writer lost a
-/// compare-and-set).
-pub static FENCE_REFUSALS: AtomicU64 = AtomicU64::new(0);
 
 /// A send moves its device's sender-order chain (the state machine did the
 /// same in memory); HTTP commands do not.
@@ -135,8 +132,8 @@ impl Handler for SequencerHandler {
         self.cache.clear();
     }
 
-    #[tracing::instrument(skip_all, fields(partition, records = batch.len()))]
-    async fn handle(&mut self, _partition: u32, batch: &[Input]) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(topic = "inbound", partition = partition, records = batch.len()))]
+    async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
         let (convs, dead) = group_by_conv(batch);
         if let Err(e) = self.prepare(&convs).await {
             self.cache.clear();
@@ -148,6 +145,9 @@ impl Handler for SequencerHandler {
         // timeline before any later message of its conversation.
         let mut deliveries: Vec<Pending> = Vec::new();
         let mut receipts: HashMap<GatewayId, Vec<LogRecord>> = HashMap::new();
+        // Counted once the outputs are durable: a failed batch is retried.
+        let mut duplicates: Vec<bool> = Vec::new();
+        let mut accepted_ms: Vec<u64> = Vec::new();
         for (conv, cmds) in &convs {
             let Some(state) = self.cache.get_mut(conv) else {
                 continue;
@@ -168,6 +168,7 @@ impl Handler for SequencerHandler {
                 let applied = apply(state, (*cmd).clone(), now, &self.limits);
                 let outcome = match applied {
                     Applied::Duplicate(o) => {
+                        duplicates.push(matches!(cmd, Command::Send(_)));
                         if let (Outcome::Sequenced { conv_seq }, Some(s)) = (&o, state.as_ref()) {
                             if s.head.0.saturating_sub(conv_seq.0) <= self.batch_max {
                                 deliveries.push(Pending::Replay(conv.clone(), *conv_seq, s.head));
@@ -207,6 +208,9 @@ impl Handler for SequencerHandler {
                         outcome
                     }
                 };
+                if let Command::Send(send) = cmd {
+                    accepted_ms.push(send.sent_ms);
+                }
                 let o = cmd.origin();
                 receipts
                     .entry(o.gateway.clone())
@@ -224,6 +228,7 @@ impl Handler for SequencerHandler {
             }
         }
         let touched: Vec<ConversationId> = writes.iter().map(|w| w.conv.clone()).collect();
+        let committed: usize = writes.iter().map(|w| w.messages.len()).sum();
         let store = Arc::clone(&self.ports.store);
         let results = join_all(writes.into_iter().map(|w| store.commit_conversation(w))).await;
         let mut failure = None;
@@ -232,7 +237,7 @@ impl Handler for SequencerHandler {
                 // The cached state ran ahead of the store: reload it next time.
                 self.cache.remove(conv);
                 if matches!(e, Error::Fenced(_)) {
-                    FENCE_REFUSALS.fetch_add(1, Ordering::Relaxed);
+                    emit(FenceRefused);
                     tracing::warn!(conversation_id = %conv, "fenced: another sequencer owns this conversation");
                 }
                 failure.get_or_insert(e);
@@ -271,6 +276,16 @@ impl Handler for SequencerHandler {
         }
         for r in join_all(appends).await {
             r?;
+        }
+        emit(MessagesCommitted {
+            count: committed as u64,
+        });
+        for resend in duplicates {
+            emit(CommandDeduplicated { resend });
+        }
+        let now_ms = now_ms();
+        for accepted_ms in accepted_ms {
+            emit(ReceiptEmitted { accepted_ms, now_ms });
         }
         Ok(())
     }

@@ -32,11 +32,17 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 impl Server {
     /// Starts on `listen` (use `127.0.0.1:0` for a free port) with `data`.
     pub fn start(data: &PathBuf, listen: &str) -> Server {
+        Self::start_with(data, listen, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (`SEQLINE__…`).
+    pub fn start_with(data: &PathBuf, listen: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seqline"))
             .args(["dev", "--listen", listen, "--data"])
             .arg(data)
             .args(["--secret", SECRET])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,253 @@
+//! The process's metrics: plain atomics, bumped only by [`crate::events`],
+//! rendered as Prometheus text (the gateway's `/metrics`) and, when OTLP is
+//! configured, mirrored to the exporter on the same emit path.
+//!
+//! One registry per process, like the `metrics` crate's recorder behind
+//! vector's `emit!`: every role of a process (all three in `seqline dev`)
+//! counts into it, so the series are process totals.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The counters, each one series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// Commands the gateway appended to the inbound topic.
+    CommandsAccepted,
+    /// Messages the sequencer stored with their `conv_seq`.
+    MessagesCommitted,
+    /// Timeline entries pushed to a device.
+    Deliveries,
+    /// Commands the sequencer had already decided (answered from the dedup window or store).
+    DedupHits,
+    /// Gaps that outlived the rectifier's timeout and became a `pull`.
+    RectifierTimeouts,
+    /// Sends that were dedup hits: a client resent a message.
+    Resends,
+    /// Conversation commits refused because another sequencer owns the head.
+    FenceRefusals,
+    /// Package fragments fanout sent to gateways.
+    FanoutPackages,
+}
+
+impl Counter {
+    /// Every counter, in rendering order.
+    pub const ALL: [Counter; 8] = [
+        Counter::CommandsAccepted,
+        Counter::MessagesCommitted,
+        Counter::Deliveries,
+        Counter::DedupHits,
+        Counter::RectifierTimeouts,
+        Counter::Resends,
+        Counter::FenceRefusals,
+        Counter::FanoutPackages,
+    ];
+
+    /// The series name (the same in Prometheus text and over OTLP).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::CommandsAccepted => "seqline_commands_accepted_total",
+            Counter::MessagesCommitted => "seqline_messages_committed_total",
+            Counter::Deliveries => "seqline_deliveries_total",
+            Counter::DedupHits => "seqline_dedup_hits_total",
+            Counter::RectifierTimeouts => "seqline_rectifier_timeouts_total",
+            Counter::Resends => "seqline_resends_total",
+            Counter::FenceRefusals => "seqline_fence_refusals_total",
+            Counter::FanoutPackages => "seqline_fanout_packages_total",
+        }
+    }
+
+    /// One line of help.
+    pub const fn help(self) -> &'static str {
+        match self {
+            Counter::CommandsAccepted => "Commands appended to the inbound topic by the gateway.",
+            Counter::MessagesCommitted => "Messages stored with their conv_seq by the sequencer.",
+            Counter::Deliveries => "Timeline entries pushed to devices.",
+            Counter::DedupHits => "Commands answered from the dedup window or store.",
+            Counter::RectifierTimeouts => "Push gaps that outlived the rectifier timeout and became a pull.",
+            Counter::Resends => "Sends that were dedup hits (client resends).",
+            Counter::FenceRefusals => "Conversation commits refused: another sequencer owns the head.",
+            Counter::FanoutPackages => "Package fragments sent by fanout to gateways.",
+        }
+    }
+}
+
+/// What an end-to-end latency measures (the `stage` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// From the message's `server_ts_ms` (sequenced) to its push to a device,
+    /// measured at the gateway.
+    Push,
+    /// From the command's arrival at the gateway (`sent_ms`) to its receipt
+    /// (ack or nack) being emitted by the sequencer.
+    Ack,
+}
+
+impl Stage {
+    /// Every stage, in rendering order.
+    pub const ALL: [Stage; 2] = [Stage::Push, Stage::Ack];
+
+    /// The label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Stage::Push => "push",
+            Stage::Ack => "ack",
+        }
+    }
+}
+
+/// Name of the latency histogram.
+pub const LATENCY: &str = "seqline_e2e_latency_ms";
+const LATENCY_HELP: &str =
+    "End-to-end latency in milliseconds: stage=push (sequenced to pushed), stage=ack (accepted to receipt).";
+
+/// Upper bounds of the latency buckets, in milliseconds (shared with OTLP).
+pub const LATENCY_BOUNDS_MS: [u64; 14] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000];
+
+const N_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// A histogram with fixed buckets; the last bucket is `+Inf`.
+#[derive(Debug)]
+struct Histogram {
+    buckets: [AtomicU64; N_BUCKETS],
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; N_BUCKETS],
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, v: u64) {
+        let i = LATENCY_BOUNDS_MS.partition_point(|b| *b < v);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The process's counters and histograms.
+#[derive(Debug)]
+pub struct Metrics {
+    counters: [AtomicU64; Counter::ALL.len()],
+    latency: [Histogram; Stage::ALL.len()],
+}
+
+static GLOBAL: Metrics = Metrics::new();
+
+impl Metrics {
+    const fn new() -> Self {
+        Self {
+            counters: [const { AtomicU64::new(0) }; Counter::ALL.len()],
+            latency: [const { Histogram::new() }; Stage::ALL.len()],
+        }
+    }
+
+    /// The process's registry.
+    pub fn global() -> &'static Metrics {
+        &GLOBAL
+    }
+
+    /// The current value of `counter`.
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.counters[counter as usize].load(Ordering::Relaxed)
+    }
+
+    /// How many latencies of `stage` were observed.
+    pub fn latency_count(&self, stage: Stage) -> u64 {
+        self.latency[stage as usize].count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(&self, stage: Stage, ms: u64) {
+        self.latency[stage as usize].observe(ms);
+    }
+
+    /// Appends every series to `out` in the Prometheus text format.
+    pub fn render_prometheus(&self, out: &mut String) {
+        for c in Counter::ALL {
+            let name = c.name();
+            let _ = writeln!(
+                out,
+                "# HELP {name} {}\n# TYPE {name} counter\n{name} {}",
+                c.help(),
+                self.counter(c)
+            );
+        }
+        let _ = writeln!(out, "# HELP {LATENCY} {LATENCY_HELP}\n# TYPE {LATENCY} histogram");
+        for stage in Stage::ALL {
+            let h = &self.latency[stage as usize];
+            let label = stage.label();
+            let mut cumulative = 0;
+            for (i, bucket) in h.buckets.iter().enumerate() {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let le = LATENCY_BOUNDS_MS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_string(), u64::to_string);
+                let _ = writeln!(out, "{LATENCY}_bucket{{stage=\"{label}\",le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(
+                out,
+                "{LATENCY}_sum{{stage=\"{label}\"}} {}\n{LATENCY}_count{{stage=\"{label}\"}} {cumulative}",
+                h.sum.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let m = Metrics::new();
+        m.add(Counter::Resends, 2);
+        m.observe(Stage::Push, 0);
+        m.observe(Stage::Push, 7);
+        m.observe(Stage::Push, 60_000);
+        let mut text = String::new();
+        m.render_prometheus(&mut text);
+        assert!(
+            text.contains("# TYPE seqline_resends_total counter\nseqline_resends_total 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("seqline_commands_accepted_total 0\n"));
+        assert!(text.contains("# TYPE seqline_e2e_latency_ms histogram\n"));
+        assert!(
+            text.contains("seqline_e2e_latency_ms_bucket{stage=\"push\",le=\"1\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("seqline_e2e_latency_ms_bucket{stage=\"push\",le=\"5\"} 1\n"));
+        assert!(text.contains("seqline_e2e_latency_ms_bucket{stage=\"push\",le=\"10\"} 2\n"));
+        assert!(text.contains("seqline_e2e_latency_ms_bucket{stage=\"push\",le=\"30000\"} 2\n"));
+        assert!(text.contains("seqline_e2e_latency_ms_bucket{stage=\"push\",le=\"+Inf\"} 3\n"));
+        assert!(text.contains("seqline_e2e_latency_ms_sum{stage=\"push\"} 60007\n"));
+        assert!(text.contains("seqline_e2e_latency_ms_count{stage=\"push\"} 3\n"));
+        assert!(text.contains("seqline_e2e_latency_ms_count{stage=\"ack\"} 0\n"));
+        // Every sample line is `name{labels} value`, names unique per TYPE line.
+        let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(types, Counter::ALL.len() + 1);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<u64>().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_bound_is_inclusive() {
+        let h = Histogram::new();
+        h.observe(1);
+        h.observe(2);
+        assert_eq!(h.buckets[0].load(Ordering::Relaxed), 1);
+        assert_eq!(h.buckets[1].load(Ordering::Relaxed), 1);
+    }
+}
