@@ -5,6 +5,7 @@
 use crate::worker::{consume, unexpected, Handler, Input};
 use crate::{PersisterConfig, Ports};
 use futures_util::future::join_all;
+use seqline_core::failpoint;
 use seqline_core::ids::UserId;
 use seqline_core::model::TimelineEntry;
 use seqline_core::ports::{TimelineBatch, TimelineState};
@@ -147,6 +148,7 @@ impl Handler for TimelineHandler {
         if !dead.is_empty() {
             self.ports.log.append(&Topic::DeadLetter, dead).await?;
         }
+        failpoint::hit(failpoint::names::TIMELINE_AFTER_STORE).await;
         self.ports.log.append(&Topic::UserEvents, events).await
     }
 }

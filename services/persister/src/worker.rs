@@ -66,6 +66,7 @@ pub(crate) async fn consume<H: Handler>(
                         Err(e) => return Err(e),
                     }
                 }
+                seqline_core::failpoint::hit(seqline_core::failpoint::names::WORKER_BEFORE_OFFSET_COMMIT).await;
                 match consumer.commit(partition, next).await {
                     Ok(()) => {}
                     // The partition moved to another member while we worked: our

@@ -258,7 +258,10 @@ proptest! {
 fn membership_commands_from_a_device_do_not_break_its_send_chain() {
     let mut s = create_group(&["bob"]);
     let m1 = ClientMsgId::random();
-    assert_eq!(seq_of(&apply(&mut s, send("admin", "d", m1, None), 0, &LIMITS)), Some(2));
+    assert_eq!(
+        seq_of(&apply(&mut s, send("admin", "d", m1, None), 0, &LIMITS)),
+        Some(2)
+    );
     let add = Command::ChangeMembers(MembersCommand {
         origin: origin("admin", "d"),
         conv: conv(),
@@ -268,5 +271,13 @@ fn membership_commands_from_a_device_do_not_break_its_send_chain() {
     });
     assert_eq!(seq_of(&apply(&mut s, add, 0, &LIMITS)), Some(3));
     // The next chat message names m1, its previous *send*: accepted.
-    assert_eq!(seq_of(&apply(&mut s, send("admin", "d", ClientMsgId::random(), Some(m1)), 0, &LIMITS)), Some(4));
+    assert_eq!(
+        seq_of(&apply(
+            &mut s,
+            send("admin", "d", ClientMsgId::random(), Some(m1)),
+            0,
+            &LIMITS
+        )),
+        Some(4)
+    );
 }

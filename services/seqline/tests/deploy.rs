@@ -15,12 +15,23 @@ fn repo() -> PathBuf {
 #[test]
 fn the_compose_file_is_valid() {
     let file = repo().join("deploy/docker-compose.yml");
-    let out = Command::new("docker-compose").arg("-f").arg(&file).args(["config", "-q"]).output();
+    let out = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&file)
+        .args(["config", "-q"])
+        .output();
     let out = match out {
         Ok(o) => o,
-        Err(e) => panic!("docker-compose is needed to validate {}: {e} (run `make test-tools`)", file.display()),
+        Err(e) => panic!(
+            "docker-compose is needed to validate {}: {e} (run `make test-tools`)",
+            file.display()
+        ),
     };
-    assert!(out.status.success(), "docker-compose config failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker-compose config failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `SEQLINE__…=value` pairs written in a deployment file.
@@ -36,7 +47,11 @@ fn settings(text: &str) -> Vec<(String, String)> {
         }
         // helm: `- name: SEQLINE__X__Y` then `value: …`
         if let Some(k) = line.strip_prefix("- name: SEQLINE__") {
-            let v = lines.get(i + 1).and_then(|n| n.strip_prefix("value:")).unwrap_or("x").trim();
+            let v = lines
+                .get(i + 1)
+                .and_then(|n| n.strip_prefix("value:"))
+                .unwrap_or("x")
+                .trim();
             out.push((format!("SEQLINE__{k}"), v.trim_matches('"').to_string()));
         }
     }
@@ -46,7 +61,11 @@ fn settings(text: &str) -> Vec<(String, String)> {
 #[test]
 fn every_setting_in_the_deployment_files_is_a_known_key() {
     let mut all = Vec::new();
-    for f in ["deploy/docker-compose.yml", "deploy/helm/seqline/templates/_helpers.tpl", "deploy/helm/seqline/templates/gateway.yaml"] {
+    for f in [
+        "deploy/docker-compose.yml",
+        "deploy/helm/seqline/templates/_helpers.tpl",
+        "deploy/helm/seqline/templates/gateway.yaml",
+    ] {
         all.extend(settings(&std::fs::read_to_string(repo().join(f)).unwrap()));
     }
     assert!(all.len() >= 4, "found too few settings: {all:?}");
@@ -62,7 +81,15 @@ fn every_setting_in_the_deployment_files_is_a_known_key() {
         } else {
             value
         };
-        let out = Command::new(env!("CARGO_BIN_EXE_seqline")).arg("config").env(&key, &value).output().unwrap();
-        assert!(out.status.success(), "{key}={value} is refused: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(env!("CARGO_BIN_EXE_seqline"))
+            .arg("config")
+            .env(&key, &value)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{key}={value} is refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

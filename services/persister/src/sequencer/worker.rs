@@ -5,6 +5,7 @@ use super::state::{apply, Applied, ConvState, Limits};
 use crate::worker::{unexpected, Handler, Input};
 use crate::{PersisterConfig, Ports};
 use futures_util::future::join_all;
+use seqline_core::failpoint;
 use seqline_core::ids::{ConvSeq, ConversationId};
 use seqline_core::model::{now_ms, Outcome};
 use seqline_core::ports::ConversationBatch;
@@ -230,6 +231,7 @@ impl Handler for SequencerHandler {
         let touched: Vec<ConversationId> = writes.iter().map(|w| w.conv.clone()).collect();
         let committed: usize = writes.iter().map(|w| w.messages.len()).sum();
         let store = Arc::clone(&self.ports.store);
+        failpoint::hit(failpoint::names::SEQUENCER_BEFORE_STORE).await;
         let results = join_all(writes.into_iter().map(|w| store.commit_conversation(w))).await;
         let mut failure = None;
         for (conv, r) in touched.iter().zip(results) {
@@ -264,6 +266,7 @@ impl Handler for SequencerHandler {
             }
         }
         let deliveries = ready;
+        failpoint::hit(failpoint::names::SEQUENCER_AFTER_STORE).await;
         let log = &self.ports.log;
         if !dead.is_empty() {
             log.append(&Topic::DeadLetter, dead).await?;
