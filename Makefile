@@ -6,7 +6,7 @@ DATA ?= ./seqline-data
 SECRET ?= seqline-dev-secret-change-me
 URL ?= ws://$(LISTEN)/v1/ws
 
-.PHONY: run build test test-tools static bench traffic fmt clean-data
+.PHONY: run build test test-tools static bench traffic fmt clean-data up down
 
 ## Build and start `seqline dev` (embedded, one process) on $(LISTEN).
 run:
@@ -54,6 +54,13 @@ bench:
 ## Drive realistic load (W1) against a running instance: make traffic URL=ws://host:port/v1/ws
 traffic:
 	$(CARGO) run --release -p seqline-loadgen -- w1 --url $(URL) --secret $(SECRET) --users 200 --messages 20000 --window 8
+
+## Cluster mode on one machine with Docker: Kafka, ScyllaDB, Redis, the roles, observability.
+up:
+	docker compose -f deploy/docker-compose.yml up -d --build
+
+down:
+	docker compose -f deploy/docker-compose.yml down -v
 
 clean-data:
 	rm -rf $(DATA)
