@@ -23,7 +23,10 @@ impl Broker {
     /// The broker of `SEQLINE_TEST_KAFKA`, or a fresh tansu.
     pub fn start() -> Self {
         match std::env::var("SEQLINE_TEST_KAFKA") {
-            Ok(bootstrap) if !bootstrap.is_empty() => Self { bootstrap, process: None },
+            Ok(bootstrap) if !bootstrap.is_empty() => Self {
+                bootstrap,
+                process: None,
+            },
             _ => Self::tansu(),
         }
     }
@@ -31,7 +34,10 @@ impl Broker {
     /// Always a fresh tansu of our own (for tests that stop the broker).
     pub fn tansu() -> Self {
         let process = seqline_testkit::servers::tansu();
-        Self { bootstrap: process.addr.clone(), process: Some(process) }
+        Self {
+            bootstrap: process.addr.clone(),
+            process: Some(process),
+        }
     }
 
     /// The PID of the tansu process this fixture started.
@@ -41,7 +47,10 @@ impl Broker {
 
     /// Sends `signal` (e.g. "STOP", "CONT") to our own tansu process.
     pub fn signal(&self, signal: &str) {
-        let process = self.process.as_ref().expect("only a broker started by the test can be signalled");
+        let process = self
+            .process
+            .as_ref()
+            .expect("only a broker started by the test can be signalled");
         assert!(process.signal(signal), "kill -{signal} {:?}", process.pid());
     }
 }
