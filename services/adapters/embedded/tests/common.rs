@@ -32,6 +32,8 @@ impl Drop for TempDir {
 pub fn test_options() -> LogOptions {
     LogOptions {
         gateway: 4,
+        // The suites use gateway topics for isolation: test them durable.
+        volatile_gateway_topics: false,
         ..LogOptions::default()
     }
 }

@@ -51,7 +51,9 @@ pub(super) async fn append_encoded(
         let writer = Arc::clone(&state);
         let db = Arc::clone(&inner);
         let (ends, ticket) = blocking(move || write(&db, &writer, encoded)).await?;
-        inner.engine.durable(ticket).await?;
+        if !state.volatile {
+            inner.engine.durable(ticket).await?;
+        }
         for &(partition, end) in &ends {
             state.advance_durable(partition, end);
         }

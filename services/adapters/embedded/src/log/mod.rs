@@ -38,6 +38,11 @@ pub struct LogOptions {
     pub dead_letter: u32,
     /// At most this many records are trimmed per commit.
     pub trim_batch: usize,
+    /// Appends to `gw.<id>` topics (receipts and pushes) return without
+    /// waiting for their fsync. Both are best effort by design: a lost
+    /// receipt makes the client resend (and get the original `conv_seq`), a
+    /// lost push is pulled. Everything else is always durable.
+    pub volatile_gateway_topics: bool,
 }
 
 impl Default for LogOptions {
@@ -49,6 +54,7 @@ impl Default for LogOptions {
             gateway: 1,
             dead_letter: 1,
             trim_batch: 4096,
+            volatile_gateway_topics: true,
         }
     }
 }
@@ -118,6 +124,8 @@ impl LogInner {
         let loaded_name = name.clone();
         let loaded =
             blocking(move || TopicState::load(&this.records, &this.offsets, &this.meta, &loaded_name, count)).await?;
+        let mut loaded = loaded;
+        loaded.volatile = self.options.volatile_gateway_topics && matches!(topic, Topic::Gateway(_));
         let mut topics = lock(&self.topics);
         Ok(Arc::clone(topics.entry(name).or_insert_with(|| Arc::new(loaded))))
     }

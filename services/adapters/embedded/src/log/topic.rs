@@ -38,6 +38,8 @@ pub(crate) struct TopicState {
     /// became durable or a group changed hands.
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) groups: Mutex<HashMap<String, GroupState>>,
+    /// Appends do not wait for their fsync (see `LogOptions`).
+    pub(crate) volatile: bool,
 }
 
 impl TopicState {
@@ -125,6 +127,7 @@ impl TopicState {
             partitions,
             changed: watch::Sender::new(0),
             groups: Mutex::new(groups),
+            volatile: false,
         })
     }
 
