@@ -1,4 +1,4 @@
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use crate::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
 use async_trait::async_trait;
@@ -50,6 +50,38 @@ pub struct ConversationBatch {
     pub device_last: Vec<((UserId, DeviceId), ClientMsgId)>,
 }
 
+impl ConversationBatch {
+    /// Checks that the batch adds up: `new_head` is `expected_head` plus the
+    /// messages, which are numbered contiguously in this conversation, and
+    /// a creating batch starts at 0. Stores call it before writing.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |why: String| Err(Error::Invalid(format!("conversation batch for {}: {why}", self.conv)));
+        if self.new_head.0 != self.expected_head.0 + self.messages.len() as u64 {
+            return invalid(format!(
+                "head {} + {} messages is not {}",
+                self.expected_head,
+                self.messages.len(),
+                self.new_head
+            ));
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            let want = self.expected_head.0 + 1 + i as u64;
+            if m.conv_seq.0 != want || m.conv != self.conv {
+                return invalid(format!(
+                    "message {i} is {}#{}, expected {}#{want}",
+                    m.conv, m.conv_seq, self.conv
+                ));
+            }
+        }
+        if let Some(meta) = &self.create {
+            if meta.conv != self.conv || self.expected_head.0 != 0 {
+                return invalid("a creating batch must start at head 0 with matching settings".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the timeline writer reloads for a user it takes over.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TimelineState {
@@ -73,6 +105,32 @@ pub struct TimelineBatch {
     pub entries: Vec<TimelineEntry>,
     /// New last applied conv_seq per conversation.
     pub applied: Vec<(ConversationId, ConvSeq)>,
+}
+
+impl TimelineBatch {
+    /// Checks that the batch adds up: `new_head` is `expected_head` plus the
+    /// entries, numbered contiguously. Stores call it before writing.
+    pub fn validate(&self) -> Result<()> {
+        if self.new_head.0 != self.expected_head.0 + self.entries.len() as u64 {
+            return Err(Error::Invalid(format!(
+                "timeline batch for {}: head {} + {} entries is not {}",
+                self.user,
+                self.expected_head,
+                self.entries.len(),
+                self.new_head
+            )));
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            let want = self.expected_head.0 + 1 + i as u64;
+            if e.user_seq.0 != want {
+                return Err(Error::Invalid(format!(
+                    "timeline batch for {}: entry {i} is #{}, expected #{want}",
+                    self.user, e.user_seq
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Messages, timelines and the state of conversations and users.

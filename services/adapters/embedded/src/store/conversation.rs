@@ -16,7 +16,7 @@ use tracing::instrument;
 /// Writes a sequencer batch durably (see [`seqline_core::ports::Store`]).
 #[instrument(skip_all, fields(conversation_id = %batch.conv, from = batch.expected_head.0, to = batch.new_head.0))]
 pub(super) async fn commit(inner: &Arc<StoreInner>, batch: ConversationBatch) -> Result<()> {
-    validate(&batch)?;
+    batch.validate()?;
     let inner = Arc::clone(inner);
     // Detached: once the batch is written, its pending marker must be
     // cleared after the fsync even if the caller stops waiting.
@@ -31,33 +31,6 @@ pub(super) async fn commit(inner: &Arc<StoreInner>, batch: ConversationBatch) ->
         Ok(())
     })
     .await
-}
-
-fn validate(b: &ConversationBatch) -> Result<()> {
-    let invalid = |why: String| Err(Error::Invalid(format!("conversation batch for {}: {why}", b.conv)));
-    if b.new_head.0 != b.expected_head.0 + b.messages.len() as u64 {
-        return invalid(format!(
-            "head {} + {} messages is not {}",
-            b.expected_head,
-            b.messages.len(),
-            b.new_head
-        ));
-    }
-    for (i, m) in b.messages.iter().enumerate() {
-        let want = b.expected_head.0 + 1 + i as u64;
-        if m.conv_seq.0 != want || m.conv != b.conv {
-            return invalid(format!(
-                "message {i} is {}#{}, expected {}#{want}",
-                m.conv, m.conv_seq, b.conv
-            ));
-        }
-    }
-    if let Some(meta) = &b.create {
-        if meta.conv != b.conv || b.expected_head.0 != 0 {
-            return invalid("a creating batch must start at head 0 with matching settings".into());
-        }
-    }
-    Ok(())
 }
 
 /// Checks the head and writes the batch (blocking, under the stripe lock).

@@ -17,7 +17,7 @@ use tracing::instrument;
 /// Writes a timeline batch durably; `Error::Fenced` on a head mismatch.
 #[instrument(skip_all, fields(user_id = %batch.user, from = batch.expected_head.0, to = batch.new_head.0))]
 pub(super) async fn commit(inner: &Arc<StoreInner>, batch: TimelineBatch) -> Result<()> {
-    validate(&batch)?;
+    batch.validate()?;
     let inner = Arc::clone(inner);
     detached(async move {
         let pending_key = layout::pending_user(&batch.user);
@@ -30,28 +30,6 @@ pub(super) async fn commit(inner: &Arc<StoreInner>, batch: TimelineBatch) -> Res
         Ok(())
     })
     .await
-}
-
-fn validate(b: &TimelineBatch) -> Result<()> {
-    if b.new_head.0 != b.expected_head.0 + b.entries.len() as u64 {
-        return Err(Error::Invalid(format!(
-            "timeline batch for {}: head {} + {} entries is not {}",
-            b.user,
-            b.expected_head,
-            b.entries.len(),
-            b.new_head
-        )));
-    }
-    for (i, e) in b.entries.iter().enumerate() {
-        let want = b.expected_head.0 + 1 + i as u64;
-        if e.user_seq.0 != want {
-            return Err(Error::Invalid(format!(
-                "timeline batch for {}: entry {i} is #{}, expected #{want}",
-                b.user, e.user_seq
-            )));
-        }
-    }
-    Ok(())
 }
 
 pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<Ticket, EngineError> {

@@ -14,33 +14,6 @@ use seqline_core::{Error, Result};
 use std::collections::BTreeMap;
 use tracing::instrument;
 
-fn validate(b: &ConversationBatch) -> Result<()> {
-    let invalid = |why: String| Err(Error::Invalid(format!("conversation batch for {}: {why}", b.conv)));
-    if b.new_head.0 != b.expected_head.0 + b.messages.len() as u64 {
-        return invalid(format!(
-            "head {} + {} messages is not {}",
-            b.expected_head,
-            b.messages.len(),
-            b.new_head
-        ));
-    }
-    for (i, m) in b.messages.iter().enumerate() {
-        let want = b.expected_head.0 + 1 + i as u64;
-        if m.conv_seq.0 != want || m.conv != b.conv {
-            return invalid(format!(
-                "message {i} is {}#{}, expected {}#{want}",
-                m.conv, m.conv_seq, b.conv
-            ));
-        }
-    }
-    if let Some(meta) = &b.create {
-        if meta.conv != b.conv || b.expected_head.0 != 0 {
-            return invalid("a creating batch must start at head 0 with matching settings".into());
-        }
-    }
-    Ok(())
-}
-
 /// What the batch writes; member changes reduced to their net effect.
 fn pending_of(b: ConversationBatch) -> PendingConversation {
     let members: BTreeMap<_, _> = b.members.into_iter().map(|c| (c.user, c.role)).collect();
@@ -56,7 +29,7 @@ fn pending_of(b: ConversationBatch) -> PendingConversation {
 impl Inner {
     #[instrument(skip_all, fields(conversation_id = %batch.conv, from = batch.expected_head.0, to = batch.new_head.0))]
     pub(super) async fn commit_conversation(&self, batch: ConversationBatch) -> Result<()> {
-        validate(&batch)?;
+        batch.validate()?;
         let (conv, expected, new_head) = (batch.conv.clone(), batch.expected_head.0, batch.new_head.0);
         let has_rows = !batch.messages.is_empty() || !batch.members.is_empty();
         let pending = pending_of(batch);
@@ -221,7 +194,7 @@ mod tests {
     fn inconsistent_batches_are_invalid() {
         let mut b = batch();
         b.new_head = ConvSeq(4);
-        assert!(matches!(validate(&b), Err(Error::Invalid(_))));
+        assert!(matches!(b.validate(), Err(Error::Invalid(_))));
         let mut b = batch();
         b.create = Some(seqline_core::model::ConversationMeta {
             conv: b.conv.clone(),
@@ -231,7 +204,7 @@ mod tests {
             created_ms: 0,
         });
         assert!(
-            matches!(validate(&b), Err(Error::Invalid(_))),
+            matches!(b.validate(), Err(Error::Invalid(_))),
             "a create must start at head 0"
         );
     }

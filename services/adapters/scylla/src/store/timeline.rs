@@ -9,29 +9,10 @@ use seqline_core::ports::{TimelineBatch, TimelineState};
 use seqline_core::{Error, Result};
 use tracing::instrument;
 
-fn validate(b: &TimelineBatch) -> Result<()> {
-    let invalid = |why: String| Err(Error::Invalid(format!("timeline batch for {}: {why}", b.user)));
-    if b.new_head.0 != b.expected_head.0 + b.entries.len() as u64 {
-        return invalid(format!(
-            "head {} + {} entries is not {}",
-            b.expected_head,
-            b.entries.len(),
-            b.new_head
-        ));
-    }
-    for (i, e) in b.entries.iter().enumerate() {
-        let want = b.expected_head.0 + 1 + i as u64;
-        if e.user_seq.0 != want {
-            return invalid(format!("entry {i} is #{}, expected #{want}", e.user_seq));
-        }
-    }
-    Ok(())
-}
-
 impl Inner {
     #[instrument(skip_all, fields(user_id = %batch.user, from = batch.expected_head.0, to = batch.new_head.0))]
     pub(super) async fn commit_timeline(&self, batch: TimelineBatch) -> Result<()> {
-        validate(&batch)?;
+        batch.validate()?;
         let (user, expected, new_head) = (batch.user, batch.expected_head.0, batch.new_head.0);
         let pending = PendingTimeline {
             entries: batch.entries,
