@@ -3,6 +3,7 @@
 //! started by the test and killed (by its own PID) when dropped. If the
 //! binary is missing the test fails and says how to install it.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +21,14 @@ impl ServerProcess {
     /// The PID of the process (to signal it).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process (SIGKILL) and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to this process only.
@@ -104,10 +113,15 @@ pub fn tansu() -> ServerProcess {
     }
 }
 
-/// Starts a private `redis-server` without persistence.
+/// Starts a private `redis-server` without persistence on a free port.
 pub fn redis() -> ServerProcess {
-    let port = free_port();
-    let mut child = Command::new("redis-server")
+    redis_on(free_port())
+}
+
+/// Starts a private `redis-server` on `port` (a restart reuses the old
+/// one's port) and waits until it answers PING.
+pub fn redis_on(port: u16) -> ServerProcess {
+    let child = Command::new("redis-server")
         .args([
             "--port",
             &port.to_string(),
@@ -118,15 +132,43 @@ pub fn redis() -> ServerProcess {
             "--appendonly",
             "no",
         ])
+        .args(["--protected-mode", "no", "--loglevel", "warning"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting redis-server: {e} (run `make test-tools`: Debian package redis-server)"));
-    let addr = format!("127.0.0.1:{port}");
-    wait_listening("redis-server", &addr, &mut child);
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("redis-server is not installed: run `make test-tools` (Debian package redis-server)")
+        }
+        Err(e) => panic!("could not start redis-server: {e}"),
+    };
+    let deadline = Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redis-server on port {port} exited at start-up: {status}");
+        }
+        if ping(port) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on port {port} did not answer PING within {START_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     ServerProcess {
-        addr,
+        addr: format!("127.0.0.1:{port}"),
         child: Some(child),
     }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
