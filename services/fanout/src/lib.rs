@@ -16,7 +16,7 @@ mod route;
 pub use route::route;
 
 use seqline_core::ports::{Consumed, Log, Polled, Presence};
-use seqline_core::records::{LogRecord, Topic};
+use seqline_core::records::{DeadLetter, LogRecord, Topic};
 use seqline_core::Result;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -91,13 +91,31 @@ async fn deliver(
     records: Vec<Consumed>,
     next_package: &mut u64,
 ) -> Result<()> {
-    let events: Vec<_> = records
-        .into_iter()
-        .filter_map(|c| match c.record {
-            Ok(LogRecord::UserEvent(e)) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let mut events = Vec::with_capacity(records.len());
+    let mut dead = Vec::new();
+    for c in records {
+        match c.record {
+            Ok(LogRecord::UserEvent(e)) => events.push(e),
+            // Never dropped in silence, never blocking the partition.
+            other => {
+                let reason = match other {
+                    Err(reason) => reason,
+                    Ok(_) => "not a user event".to_string(),
+                };
+                tracing::warn!(partition, offset = c.offset, %reason, "dead-lettering a record");
+                dead.push(LogRecord::DeadLetter(DeadLetter {
+                    topic: Topic::UserEvents.name(),
+                    partition,
+                    offset: c.offset,
+                    reason,
+                    raw: Vec::new(),
+                }));
+            }
+        }
+    }
+    if !dead.is_empty() {
+        ports.log.append(&Topic::DeadLetter, dead).await?;
+    }
     let mut users: Vec<_> = events.iter().map(|e| e.user.clone()).collect();
     users.sort();
     users.dedup();
