@@ -3,7 +3,6 @@
 
 use super::layout;
 use super::StoreInner;
-use crate::engine::{blocking, detached};
 use crate::error::EngineError;
 use crate::keys::u64_value;
 use crate::sync::Ticket;
@@ -17,20 +16,8 @@ use tracing::instrument;
 #[instrument(skip_all, fields(conversation_id = %batch.conv, from = batch.expected_head.0, to = batch.new_head.0))]
 pub(super) async fn commit(inner: &Arc<StoreInner>, batch: ConversationBatch) -> Result<()> {
     batch.validate()?;
-    let inner = Arc::clone(inner);
-    // Detached: once the batch is written, its pending marker must be
-    // cleared after the fsync even if the caller stops waiting.
-    detached(async move {
-        let pending_key = layout::pending_conv(&batch.conv);
-        let new_head = batch.new_head.0;
-        let writer = Arc::clone(&inner);
-        let key = pending_key.clone();
-        let ticket = blocking(move || write(&writer, &key, batch)).await?;
-        inner.engine.durable(ticket).await?;
-        inner.pending.finish(&pending_key, Some(new_head));
-        Ok(())
-    })
-    .await
+    let (pending_key, new_head) = (layout::pending_conv(&batch.conv), batch.new_head.0);
+    super::commit_durably(inner, pending_key, new_head, batch, write).await
 }
 
 /// Checks the head and writes the batch (blocking, under the stripe lock).

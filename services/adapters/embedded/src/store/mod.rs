@@ -151,5 +151,27 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// Writes a batch under its pending marker, waits for its fsync, then
+/// publishes `new_head` as durable. Detached: once the batch is written, its
+/// marker must be cleared after the fsync even if the caller stops waiting.
+async fn commit_durably<B: Send + 'static>(
+    inner: &Arc<StoreInner>,
+    pending_key: Vec<u8>,
+    new_head: u64,
+    batch: B,
+    write: fn(&StoreInner, &[u8], B) -> std::result::Result<crate::sync::Ticket, EngineError>,
+) -> Result<()> {
+    let inner = Arc::clone(inner);
+    crate::engine::detached(async move {
+        let writer = Arc::clone(&inner);
+        let key = pending_key.clone();
+        let ticket = crate::engine::blocking(move || write(&writer, &key, batch)).await?;
+        inner.engine.durable(ticket).await?;
+        inner.pending.finish(&pending_key, Some(new_head));
+        Ok(())
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests;

@@ -18,18 +18,8 @@ use tracing::instrument;
 #[instrument(skip_all, fields(user_id = %batch.user, from = batch.expected_head.0, to = batch.new_head.0))]
 pub(super) async fn commit(inner: &Arc<StoreInner>, batch: TimelineBatch) -> Result<()> {
     batch.validate()?;
-    let inner = Arc::clone(inner);
-    detached(async move {
-        let pending_key = layout::pending_user(&batch.user);
-        let new_head = batch.new_head.0;
-        let writer = Arc::clone(&inner);
-        let key = pending_key.clone();
-        let ticket = blocking(move || write(&writer, &key, batch)).await?;
-        inner.engine.durable(ticket).await?;
-        inner.pending.finish(&pending_key, Some(new_head));
-        Ok(())
-    })
-    .await
+    let (pending_key, new_head) = (layout::pending_user(&batch.user), batch.new_head.0);
+    super::commit_durably(inner, pending_key, new_head, batch, write).await
 }
 
 pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<Ticket, EngineError> {
