@@ -11,8 +11,18 @@ use seqline_core::ports::{Log, LogConsumer};
 use seqline_core::records::{LogRecord, Topic};
 use seqline_core::{Error, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
+
+/// The live member of each (bootstrap, group, topic) subscribed in this
+/// process, whichever [`KafkaLog`] subscribed it. A new subscriber waits
+/// until the old member has left the group, even when the old one belonged
+/// to a log that was closed and reopened: otherwise the new member would
+/// join while the old one is still leaving, and the group would wait out
+/// a session timeout before assigning anything.
+static MEMBERS: LazyLock<Mutex<HashMap<MemberKey, Member>>> = LazyLock::new(Mutex::default);
+
+type MemberKey = (String, String, String);
 use tracing::instrument;
 
 /// The Kafka [`Log`]. Cheap to clone.
@@ -26,8 +36,6 @@ struct Inner {
     codec: Arc<Codec>,
     producer: Producer,
     admin: Admin,
-    /// The live member of each (group, topic) subscribed through this log.
-    members: Mutex<HashMap<(String, String), Member>>,
 }
 
 impl KafkaLog {
@@ -46,7 +54,6 @@ impl KafkaLog {
                 codec,
                 producer,
                 admin,
-                members: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -107,9 +114,8 @@ impl Log for KafkaLog {
         let inner = &self.inner;
         inner.admin.ensure(topic).await?;
         let name = inner.options.topic_name(topic);
-        let key = (group.to_string(), name.clone());
-        let previous = inner
-            .members
+        let key = (inner.options.bootstrap.clone(), group.to_string(), name.clone());
+        let previous = MEMBERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
@@ -121,11 +127,7 @@ impl Log for KafkaLog {
                 .await;
         }
         let (consumer, member) = consumer::join(&inner.options, Arc::clone(&inner.codec), group, &name)?;
-        inner
-            .members
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, member);
+        MEMBERS.lock().unwrap_or_else(PoisonError::into_inner).insert(key, member);
         Ok(Box::new(consumer))
     }
 
