@@ -51,6 +51,23 @@ pub struct Message {
     /// The author's vector clock, when the client sent one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vclock: VectorClock,
+    /// The sender's display name when the message was sent (from the
+    /// token's `name` claim), so a device can show it without fetching a
+    /// member list. Empty when the token had none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sender_name: String,
+    /// The conversation's mode after this message: `true` when later
+    /// messages are not written to members' timelines but pulled by
+    /// conversation cursor (read diffusion, huge groups). A message where
+    /// this flips is the recorded boundary of the switch: it and everything
+    /// before it reached timelines in the old mode.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_diffusion: bool,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One entry of a user's timeline: a message of one of their conversations.

@@ -9,7 +9,23 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Frame types a client may send; anything else is `unknown_type`.
-pub const CLIENT_FRAME_TYPES: &[&str] = &["hello", "send", "sync", "history", "cursor", "ping"];
+pub const CLIENT_FRAME_TYPES: &[&str] = &[
+    "hello",
+    "send",
+    "sync",
+    "history",
+    "cursor",
+    "ping",
+    "sync_conv",
+    "poll",
+    "read",
+    "unread",
+];
+
+/// Most conversations one `poll` may name.
+pub const MAX_POLL_CONVS: usize = 1000;
+/// Longest a `poll` may wait, milliseconds.
+pub const MAX_POLL_WAIT_MS: u64 = 30_000;
 
 /// A frame from a client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +91,76 @@ pub enum ClientFrame {
         #[serde(default)]
         req: Option<u64>,
     },
+    /// Page a read-diffusion conversation forward from the device's
+    /// conversation cursor: messages with `conv_seq > after`.
+    SyncConv {
+        /// Request id echoed in the answer.
+        req: u64,
+        /// The conversation.
+        conv: ConversationId,
+        /// The last conv_seq the device has.
+        after: u64,
+        /// Page size (clamped to the server maximum).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Long-poll: answer as soon as any of `convs` has a head above its
+    /// cursor, or after `wait_ms` (bounded by the server) with nothing.
+    /// The connection also follows these conversations: it gets `notice`
+    /// and `priority` pushes for them while it stays open.
+    Poll {
+        /// Request id echoed in the answer.
+        req: u64,
+        /// Conversations with the device's cursor in each.
+        convs: Vec<ConvCursor>,
+        /// How long to wait, milliseconds (server default when absent).
+        #[serde(default)]
+        wait_ms: Option<u64>,
+    },
+    /// Everything up to `conv_seq` of `conv` has been read by the user.
+    Read {
+        /// The conversation.
+        conv: ConversationId,
+        /// The new read position (positions only move forward).
+        conv_seq: u64,
+    },
+    /// Unread counts of every conversation of the user.
+    Unread {
+        /// Request id echoed in the answer.
+        req: u64,
+    },
+}
+
+/// A conversation and a device's cursor in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvCursor {
+    /// The conversation.
+    pub conv: ConversationId,
+    /// The last conv_seq the device has.
+    pub after: u64,
+}
+
+/// A conversation and its committed head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvHead {
+    /// The conversation.
+    pub conv: ConversationId,
+    /// Its committed head.
+    pub head: u64,
+}
+
+/// Unread state of one conversation for one user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadCount {
+    /// The conversation.
+    pub conv: ConversationId,
+    /// Its committed head.
+    pub head: u64,
+    /// The user's read position (0 when never set).
+    pub read: u64,
+    /// Messages after the read position: `head - read`.
+    pub unread: u64,
 }
 
 /// Limits the server announces in `welcome`.
@@ -171,6 +257,55 @@ pub enum ServerFrame {
         messages: Vec<Message>,
         /// Committed head of the conversation.
         head: u64,
+    },
+    /// A page of a read-diffusion conversation after a cursor.
+    ConvPage {
+        /// Echoed request id.
+        req: u64,
+        /// The conversation.
+        conv: ConversationId,
+        /// Messages, ascending conv_seq, contiguous from `after + 1`.
+        messages: Vec<Message>,
+        /// Committed head of the conversation.
+        head: u64,
+        /// More messages follow this page.
+        more: bool,
+    },
+    /// Answer to `poll`: the conversations whose head is above the cursor
+    /// the poll named (empty when the wait ran out).
+    Polled {
+        /// Echoed request id.
+        req: u64,
+        /// Advanced conversations with their heads.
+        advanced: Vec<ConvHead>,
+    },
+    /// A followed conversation advanced to `head`: pull with `sync_conv`.
+    /// Coalesced and throttled; may be dropped under load.
+    Notice {
+        /// The conversation.
+        conv: ConversationId,
+        /// Its committed head.
+        head: u64,
+    },
+    /// A high-priority message of a followed conversation, pushed in full
+    /// ahead of other traffic. It still arrives in order through pulls.
+    Priority {
+        /// The message.
+        message: Message,
+    },
+    /// Another device of the user moved a read position.
+    ReadMark {
+        /// The conversation.
+        conv: ConversationId,
+        /// The read position.
+        conv_seq: u64,
+    },
+    /// Answer to `unread`.
+    UnreadPage {
+        /// Echoed request id.
+        req: u64,
+        /// Every conversation of the user.
+        convs: Vec<UnreadCount>,
     },
     /// Answer to ping.
     Pong {

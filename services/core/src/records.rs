@@ -1,7 +1,7 @@
 //! Records that travel on the log between the roles, and the topics they
 //! travel on. Adapters choose the wire encoding; services see these types.
 
-use crate::ids::{ClientMsgId, ConversationId, DeviceId, GatewayId, UserId};
+use crate::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, GatewayId, UserId};
 use crate::model::{ConversationKind, Message, Outcome, TimelineEntry, VectorClock};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,10 @@ pub struct Origin {
     /// Gateway-local id of an HTTP request waiting for the receipt (0 for a
     /// WebSocket send, whose receipt is matched by client message id).
     pub request: u64,
+    /// The user's display name from the token (empty when none); the
+    /// sequencer copies it into the message as `sender_name`.
+    #[serde(default)]
+    pub name: String,
 }
 
 /// A command for the sequencer; key = conversation.
@@ -159,6 +163,43 @@ pub struct Package {
     pub entries: Vec<TimelineEntry>,
 }
 
+/// A message of a conversation in read-diffusion mode (or the boundary
+/// message of a switch out of it), for fanout; key = conversation. One
+/// event per message, whatever the number of members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvEvent {
+    /// The sequenced message (`conv_seq` is the conversation's new head).
+    pub message: Message,
+}
+
+/// For one gateway: a read-diffusion conversation advanced. Ordinary
+/// messages are coalesced into "advanced to `head`" (throttled per
+/// conversation); a high-priority message (announcement, membership event)
+/// travels in full in `message` and is never throttled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The conversation.
+    pub conv: ConversationId,
+    /// Its committed head.
+    pub head: ConvSeq,
+    /// The high-priority message, pushed in full to the online members.
+    pub message: Option<Message>,
+}
+
+/// A user's read position in a conversation moved; pushed to the user's
+/// other devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMark {
+    /// The user.
+    pub user: UserId,
+    /// The device that moved it (it is not told again).
+    pub device: DeviceId,
+    /// The conversation.
+    pub conv: ConversationId,
+    /// The new read position (everything up to it is read).
+    pub conv_seq: ConvSeq,
+}
+
 /// What a gateway consumes from its own topic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GatewayRecord {
@@ -166,6 +207,10 @@ pub enum GatewayRecord {
     Receipt(Receipt),
     /// Entries to push.
     Package(Package),
+    /// A read-diffusion conversation advanced.
+    Notice(Notice),
+    /// A read position moved.
+    ReadMark(ReadMark),
 }
 
 /// A record that could not be decoded or handled, set aside with its reason.
@@ -192,6 +237,8 @@ pub enum Topic {
     Deliveries,
     /// Timeline appends, key = user.
     UserEvents,
+    /// Messages of read-diffusion conversations, key = conversation.
+    ConvEvents,
     /// Receipts and packages for one gateway.
     Gateway(GatewayId),
     /// Records that failed.
@@ -205,6 +252,7 @@ impl Topic {
             Topic::Inbound => "inbound".into(),
             Topic::Deliveries => "deliveries".into(),
             Topic::UserEvents => "user-events".into(),
+            Topic::ConvEvents => "conv-events".into(),
             Topic::Gateway(g) => format!("gw.{g}"),
             Topic::DeadLetter => "dead-letter".into(),
         }
@@ -220,6 +268,8 @@ pub enum LogRecord {
     Delivery(Delivery),
     /// For fanout.
     UserEvent(UserEvent),
+    /// For fanout's conversation lane.
+    ConvEvent(ConvEvent),
     /// For a gateway.
     Gateway(GatewayRecord),
     /// Set aside.
@@ -234,8 +284,11 @@ impl LogRecord {
             LogRecord::Command(c) => c.conv().as_str(),
             LogRecord::Delivery(d) => d.user.as_str(),
             LogRecord::UserEvent(e) => e.user.as_str(),
+            LogRecord::ConvEvent(e) => e.message.conv.as_str(),
             LogRecord::Gateway(GatewayRecord::Receipt(r)) => r.conv.as_str(),
             LogRecord::Gateway(GatewayRecord::Package(p)) => p.user.as_str(),
+            LogRecord::Gateway(GatewayRecord::Notice(n)) => n.conv.as_str(),
+            LogRecord::Gateway(GatewayRecord::ReadMark(r)) => r.user.as_str(),
             LogRecord::DeadLetter(d) => &d.topic,
         }
     }

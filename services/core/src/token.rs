@@ -13,6 +13,8 @@ use sha2::Sha256;
 pub const MAX_TOKEN_BYTES: usize = 4096;
 /// The audience every token must name.
 pub const AUDIENCE: &str = "seqline";
+/// Longest display name a token may carry, bytes.
+pub const MAX_NAME_BYTES: usize = 128;
 
 /// What a token says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +34,9 @@ pub struct Claims {
     pub nbf: Option<u64>,
     /// Audience; must be `seqline`.
     pub aud: String,
+    /// Display name, copied into the messages this user sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -97,6 +102,19 @@ impl TokenKey {
 
     /// Mints a token for `user`/`device` valid for `ttl_secs` from `now_secs`.
     pub fn sign(&self, user: &UserId, device: &DeviceId, now_secs: u64, ttl_secs: u64) -> String {
+        self.sign_named(user, device, None, now_secs, ttl_secs)
+    }
+
+    /// Like [`TokenKey::sign`], with a display name for the user's messages
+    /// (at most [`MAX_NAME_BYTES`]).
+    pub fn sign_named(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        name: Option<&str>,
+        now_secs: u64,
+        ttl_secs: u64,
+    ) -> String {
         let header = r#"{"alg":"HS256","typ":"JWT"}"#;
         let claims = Claims {
             sub: user.clone(),
@@ -105,6 +123,7 @@ impl TokenKey {
             iat: now_secs,
             nbf: None,
             aud: AUDIENCE.into(),
+            name: name.map(str::to_string),
         };
         let payload = serde_json::to_vec(&claims).unwrap_or_default();
         self.sign_parts(header.as_bytes(), &payload)
@@ -152,6 +171,9 @@ impl TokenKey {
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.aud != AUDIENCE {
             return Err(TokenError::Audience);
+        }
+        if claims.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
+            return Err(TokenError::Malformed);
         }
         if now_secs > claims.exp + self.leeway_secs {
             return Err(TokenError::Expired);

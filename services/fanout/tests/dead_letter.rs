@@ -18,6 +18,8 @@ fn event(user: &UserId) -> LogRecord {
         entry: TimelineEntry {
             user_seq: UserSeq(1),
             message: Message {
+                read_diffusion: false,
+                sender_name: String::new(),
                 conv: ConversationId::parse("g:x").unwrap(),
                 conv_seq: ConvSeq(1),
                 client_msg_id: ClientMsgId::random(),

@@ -182,6 +182,7 @@ async fn submit(
 ) -> Result<Committed, ApiError> {
     let (ticket, receipt) = shared.pending.register(id);
     let origin = Origin {
+        name: String::new(),
         gateway: shared.config.id.clone(),
         user: auth.0.sub.clone(),
         device: auth.0.dev.clone(),

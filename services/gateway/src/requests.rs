@@ -87,6 +87,7 @@ impl Session {
         // The sender is the token's user and device, whatever the frame says:
         // a frame cannot even name another sender (unknown fields are refused).
         let origin = Origin {
+            name: String::new(),
             gateway: self.shared.config.id.clone(),
             user: self.key.user.clone(),
             device: self.key.device.clone(),

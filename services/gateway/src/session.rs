@@ -211,6 +211,11 @@ impl Session {
             } => self.history(socket, req, conv, before, after, limit).await,
             ClientFrame::Cursor { user_seq } => self.cursor(socket, user_seq).await,
             ClientFrame::Ping { req } => self.ping(socket, req).await,
+            ClientFrame::SyncConv { req, .. } | ClientFrame::Poll { req, .. } | ClientFrame::Unread { req } => {
+                let e = ServerFrame::error(Some(req), ErrorCode::Internal, "read diffusion is being built");
+                self.write(socket, &e).await
+            }
+            ClientFrame::Read { .. } => Ok(()),
         }
     }
 

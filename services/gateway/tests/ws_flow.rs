@@ -17,7 +17,7 @@ use std::time::Instant;
 
 fn receipt(gw: &Gw, u: &str, d: &str, conv: &str, id: uuid::Uuid, outcome: Outcome) -> GatewayRecord {
     GatewayRecord::Receipt(Receipt {
-        origin: Origin {
+        origin: Origin { name: String::new(),
             gateway: gw.id.clone(),
             user: user(u),
             device: device(d),
@@ -93,7 +93,7 @@ async fn send_publishes_a_command_with_the_tokens_identity() {
     let Command::Send(s) = inbound.next().await else {
         panic!("not a send")
     };
-    let want = Origin {
+    let want = Origin { name: String::new(),
         gateway: gw.id.clone(),
         user: user("alice"),
         device: device("phone"),

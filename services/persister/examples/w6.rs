@@ -20,6 +20,7 @@ fn main() {
         dedup_window: 1024,
     };
     let origin = |u: usize| Origin {
+        name: String::new(),
         gateway: GatewayId::parse("gw").unwrap(),
         user: UserId::parse(format!("u{u}")).unwrap(),
         device: DeviceId::parse("d").unwrap(),

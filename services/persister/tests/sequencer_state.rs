@@ -22,6 +22,7 @@ fn user(u: &str) -> UserId {
 
 fn origin(u: &str, d: &str) -> Origin {
     Origin {
+        name: String::new(),
         gateway: GatewayId::parse("gw").unwrap(),
         user: user(u),
         device: DeviceId::parse(d).unwrap(),

@@ -50,6 +50,8 @@ pub fn meta(conv: &ConversationId, creator: &UserId) -> ConversationMeta {
 /// A text message at `seq`.
 pub fn message(conv: &ConversationId, seq: u64, sender: &UserId) -> Message {
     Message {
+        read_diffusion: false,
+        sender_name: String::new(),
         conv: conv.clone(),
         conv_seq: ConvSeq(seq),
         client_msg_id: ClientMsgId::random(),
@@ -128,6 +130,7 @@ pub fn timeline_batch(
 pub fn keyed_record(key: &str, n: u64, gateway: &GatewayId) -> LogRecord {
     LogRecord::Gateway(GatewayRecord::Receipt(Receipt {
         origin: Origin {
+            name: String::new(),
             gateway: gateway.clone(),
             user: parsed(UserId::parse("sender")),
             device: device("d"),

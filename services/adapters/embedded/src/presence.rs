@@ -2,7 +2,7 @@
 
 use crate::error::lock;
 use async_trait::async_trait;
-use seqline_core::ids::{DeviceId, GatewayId, UserId};
+use seqline_core::ids::{ConversationId, DeviceId, GatewayId, UserId};
 use seqline_core::ports::{DeviceLocation, Presence};
 use seqline_core::Result;
 use std::collections::HashMap;
@@ -29,11 +29,19 @@ impl Devices {
     }
 }
 
+/// Gateways following each read-diffusion conversation, with expiry.
+#[derive(Default)]
+struct Follows {
+    by_conv: HashMap<ConversationId, HashMap<GatewayId, Instant>>,
+    until_sweep: u64,
+}
+
 /// The in-process [`Presence`]: entries expire after their TTL (invisible
 /// at once, swept periodically); the clock is tokio's, so tests may pause it.
 #[derive(Default)]
 pub struct MemoryPresence {
     devices: Mutex<Devices>,
+    follows: Mutex<Follows>,
 }
 
 impl MemoryPresence {
@@ -92,6 +100,56 @@ impl Presence for MemoryPresence {
                 .collect();
             if !live.is_empty() {
                 out.insert(user.clone(), live);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn follow(&self, conv: &ConversationId, gateway: &GatewayId, ttl: Duration) -> Result<()> {
+        let now = Instant::now();
+        let mut follows = lock(&self.follows);
+        if follows.until_sweep == 0 {
+            follows.until_sweep = SWEEP_EVERY;
+            follows.by_conv.retain(|_, gateways| {
+                gateways.retain(|_, expires| *expires > now);
+                !gateways.is_empty()
+            });
+        }
+        follows.until_sweep -= 1;
+        follows
+            .by_conv
+            .entry(conv.clone())
+            .or_default()
+            .insert(gateway.clone(), now + ttl);
+        Ok(())
+    }
+
+    async fn unfollow(&self, conv: &ConversationId, gateway: &GatewayId) -> Result<()> {
+        let mut follows = lock(&self.follows);
+        if let Some(gateways) = follows.by_conv.get_mut(conv) {
+            gateways.remove(gateway);
+            if gateways.is_empty() {
+                follows.by_conv.remove(conv);
+            }
+        }
+        Ok(())
+    }
+
+    async fn followers(&self, convs: &[ConversationId]) -> Result<HashMap<ConversationId, Vec<GatewayId>>> {
+        let now = Instant::now();
+        let follows = lock(&self.follows);
+        let mut out = HashMap::new();
+        for conv in convs {
+            let live: Vec<GatewayId> = follows
+                .by_conv
+                .get(conv)
+                .into_iter()
+                .flatten()
+                .filter(|(_, expires)| **expires > now)
+                .map(|(g, _)| g.clone())
+                .collect();
+            if !live.is_empty() {
+                out.insert(conv.clone(), live);
             }
         }
         Ok(out)

@@ -10,23 +10,31 @@ use crate::error::EngineError;
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{Message, MessageKind, Outcome, RefusalCode, TimelineEntry, VectorClock};
 use seqline_core::records::{
-    Command, DeadLetter, Delivery, GatewayRecord, LogRecord, Origin, Package, Receipt, UserEvent,
+    Command, ConvEvent, DeadLetter, Delivery, GatewayRecord, LogRecord, Notice, Origin, Package, ReadMark, Receipt,
+    UserEvent,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The only format written so far.
-pub(crate) const FORMAT_V1: u8 = 1;
+/// The format written: 2 added the sender's display name and the
+/// read-diffusion mode to messages, and the conversation-event, notice and
+/// read-mark records.
+pub(crate) const FORMAT_V2: u8 = 2;
 
 /// Encodes `value` behind the format byte.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
-    postcard::to_extend(value, vec![FORMAT_V1]).map_err(|e| EngineError::Encode(e.to_string()))
+    postcard::to_extend(value, vec![FORMAT_V2]).map_err(|e| EngineError::Encode(e.to_string()))
 }
 
 /// Decodes a value written by [`encode`]; the error says why not.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| format!("undecodable v1 value: {e}")),
+        Some((&FORMAT_V2, body)) => postcard::from_bytes(body).map_err(|e| format!("undecodable v2 value: {e}")),
+        Some((1, _)) => Err(
+            "format 1 (written by a seqline before 0.2); this version reads format 2: \
+             start with an empty data directory"
+                .into(),
+        ),
         Some((v, _)) => Err(format!("unknown format version {v}")),
         None => Err("empty value".into()),
     }
@@ -50,6 +58,8 @@ pub(crate) struct WireMessage {
     priority: bool,
     server_ts_ms: u64,
     vclock: VectorClock,
+    sender_name: String,
+    read_diffusion: bool,
 }
 
 impl From<Message> for WireMessage {
@@ -66,6 +76,8 @@ impl From<Message> for WireMessage {
             priority,
             server_ts_ms,
             vclock,
+            sender_name,
+            read_diffusion,
         } = m;
         Self {
             conv,
@@ -79,6 +91,8 @@ impl From<Message> for WireMessage {
             priority,
             server_ts_ms,
             vclock,
+            sender_name,
+            read_diffusion,
         }
     }
 }
@@ -97,6 +111,8 @@ impl From<WireMessage> for Message {
             priority,
             server_ts_ms,
             vclock,
+            sender_name,
+            read_diffusion,
         } = m;
         Self {
             conv,
@@ -110,6 +126,8 @@ impl From<WireMessage> for Message {
             priority,
             server_ts_ms,
             vclock,
+            sender_name,
+            read_diffusion,
         }
     }
 }
@@ -189,6 +207,15 @@ pub(crate) enum WireRecord {
         entries: Vec<WireEntry>,
     },
     DeadLetter(DeadLetter),
+    ConvEvent {
+        message: WireMessage,
+    },
+    Notice {
+        conv: ConversationId,
+        head: ConvSeq,
+        message: Option<WireMessage>,
+    },
+    ReadMark(ReadMark),
 }
 
 impl From<LogRecord> for WireRecord {
@@ -233,6 +260,15 @@ impl From<LogRecord> for WireRecord {
                 }
             }
             LogRecord::DeadLetter(d) => Self::DeadLetter(d),
+            LogRecord::ConvEvent(ConvEvent { message }) => Self::ConvEvent {
+                message: message.into(),
+            },
+            LogRecord::Gateway(GatewayRecord::Notice(Notice { conv, head, message })) => Self::Notice {
+                conv,
+                head,
+                message: message.map(WireMessage::from),
+            },
+            LogRecord::Gateway(GatewayRecord::ReadMark(r)) => Self::ReadMark(r),
         }
     }
 }
@@ -279,6 +315,15 @@ impl From<WireRecord> for LogRecord {
                 }))
             }
             WireRecord::DeadLetter(d) => Self::DeadLetter(d),
+            WireRecord::ConvEvent { message } => Self::ConvEvent(ConvEvent {
+                message: message.into(),
+            }),
+            WireRecord::Notice { conv, head, message } => Self::Gateway(GatewayRecord::Notice(Notice {
+                conv,
+                head,
+                message: message.map(Message::from),
+            })),
+            WireRecord::ReadMark(r) => Self::Gateway(GatewayRecord::ReadMark(r)),
         }
     }
 }

@@ -4,7 +4,7 @@ use seqline_core::model::ConversationKind;
 use seqline_core::records::{CreateCommand, SendCommand};
 
 fn message(members: Vec<UserId>) -> Message {
-    Message {
+    Message { read_diffusion: false, sender_name: String::new(),
         conv: ConversationId::parse("g:room").unwrap(),
         conv_seq: ConvSeq(7),
         client_msg_id: ClientMsgId::random(),
@@ -20,7 +20,7 @@ fn message(members: Vec<UserId>) -> Message {
 }
 
 fn origin() -> Origin {
-    Origin {
+    Origin { name: String::new(),
         gateway: GatewayId::parse("gw1").unwrap(),
         user: UserId::parse("alice").unwrap(),
         device: DeviceId::parse("phone").unwrap(),
@@ -104,7 +104,7 @@ fn every_record_kind_roundtrips() {
 fn junk_and_unknown_versions_are_errors() {
     assert!(decode_record(&[]).is_err());
     assert!(decode_record(&[9, 1, 2]).is_err());
-    assert!(decode_record(&[FORMAT_V1, 0xff, 0xff, 0xff]).is_err());
+    assert!(decode_record(&[FORMAT_V2, 0xff, 0xff, 0xff]).is_err());
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub struct KafkaOptions {
     pub deliveries: u32,
     /// Partitions of `user-events`.
     pub user_events: u32,
+    /// Partitions of `conv-events`.
+    pub conv_events: u32,
     /// Partitions of each `gw.<id>` topic.
     pub gateway: u32,
     /// Partitions of `dead-letter`.
@@ -57,6 +59,7 @@ impl Default for KafkaOptions {
             inbound: 8,
             deliveries: 8,
             user_events: 8,
+            conv_events: 8,
             gateway: 1,
             dead_letter: 1,
             replication_factor: 3,
@@ -88,6 +91,7 @@ impl fmt::Debug for KafkaOptions {
             .field("inbound", &self.inbound)
             .field("deliveries", &self.deliveries)
             .field("user_events", &self.user_events)
+            .field("conv_events", &self.conv_events)
             .field("gateway", &self.gateway)
             .field("dead_letter", &self.dead_letter)
             .field("replication_factor", &self.replication_factor)
@@ -107,6 +111,7 @@ impl KafkaOptions {
             Topic::Inbound => self.inbound,
             Topic::Deliveries => self.deliveries,
             Topic::UserEvents => self.user_events,
+            Topic::ConvEvents => self.conv_events,
             Topic::Gateway(_) => self.gateway,
             Topic::DeadLetter => self.dead_letter,
         };

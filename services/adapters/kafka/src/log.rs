@@ -115,10 +115,7 @@ impl Log for KafkaLog {
         inner.admin.ensure(topic).await?;
         let name = inner.options.topic_name(topic);
         let key = (inner.options.bootstrap.clone(), group.to_string(), name.clone());
-        let previous = MEMBERS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
+        let previous = MEMBERS.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
         if let Some(previous) = previous {
             // The newest subscriber wins; the old one leaves the group first,
             // so this one is not kept waiting for a rebalance with it.
@@ -127,7 +124,10 @@ impl Log for KafkaLog {
                 .await;
         }
         let (consumer, member) = consumer::join(&inner.options, Arc::clone(&inner.codec), group, &name)?;
-        MEMBERS.lock().unwrap_or_else(PoisonError::into_inner).insert(key, member);
+        MEMBERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, member);
         Ok(Box::new(consumer))
     }
 

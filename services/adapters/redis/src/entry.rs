@@ -4,12 +4,33 @@
 //! `<gateway>|<expiry_ms>` on the Redis server's clock. Gateway ids never
 //! contain `|`, so the last `|` splits a value.
 
-use seqline_core::ids::{DeviceId, GatewayId, UserId};
+use seqline_core::ids::{ConversationId, DeviceId, GatewayId, UserId};
 use seqline_core::ports::DeviceLocation;
 
 /// The hash holding the devices of `user`.
 pub(crate) fn user_key(prefix: &str, user: &UserId) -> String {
     format!("presence:{prefix}:{user}")
+}
+
+/// The hash of gateways following a conversation: field = gateway, value
+/// `gateway|expiry_ms`, kept by the same scripts as device entries.
+pub(crate) fn follow_key(prefix: &str, conv: &ConversationId) -> String {
+    format!("follows:{prefix}:{conv}")
+}
+
+/// A follow entry: the gateway if it is well formed.
+pub(crate) fn decode_follow(field: &str, value: &str) -> Result<(GatewayId, u64), String> {
+    let (gateway, expiry) = value
+        .rsplit_once('|')
+        .ok_or_else(|| format!("value {value:?} is not gateway|expiry_ms"))?;
+    if gateway != field {
+        return Err(format!("field {field:?} holds another gateway {gateway:?}"));
+    }
+    let gateway = GatewayId::parse(gateway).map_err(|e| format!("value {value:?}: {e}"))?;
+    let expiry_ms = expiry
+        .parse::<u64>()
+        .map_err(|e| format!("value {value:?}: bad expiry: {e}"))?;
+    Ok((gateway, expiry_ms))
 }
 
 /// Records a device and refreshes the hash's own TTL.

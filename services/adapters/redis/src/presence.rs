@@ -18,13 +18,13 @@
 //! user's devices stop heartbeating the key itself disappears. Redis 7.4's
 //! per-field `HPEXPIRE` would do the same natively; 7.0 (Debian 12) has none.
 
-use crate::entry::{self, decode, time_ms, user_key};
+use crate::entry::{self, decode, decode_follow, follow_key, time_ms, user_key};
 use crate::error::port_error;
 use crate::options::RedisOptions;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
-use seqline_core::ids::{DeviceId, GatewayId, UserId};
+use seqline_core::ids::{ConversationId, DeviceId, GatewayId, UserId};
 use seqline_core::ports::{DeviceLocation, Presence};
 use seqline_core::{Error, Result};
 use std::collections::HashMap;
@@ -111,27 +111,102 @@ impl Presence for RedisPresence {
     async fn lookup(&self, users: &[UserId]) -> Result<HashMap<UserId, Vec<DeviceLocation>>> {
         let mut out = HashMap::new();
         for chunk in users.chunks(LOOKUP_CHUNK) {
-            self.lookup_chunk(chunk, &mut out).await?;
+            let keys = chunk.iter().map(|u| user_key(&self.prefix, u));
+            let (now, hashes) = self.hgetall(keys, "lookup").await?;
+            for (user, fields) in chunk.iter().zip(hashes) {
+                live_devices(user, now, &fields, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    #[instrument(skip_all, fields(conversation_id = %conv, gateway_id = %gateway))]
+    async fn follow(&self, conv: &ConversationId, gateway: &GatewayId, ttl: Duration) -> Result<()> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .register
+            .key(follow_key(&self.prefix, conv))
+            .arg(gateway.as_str())
+            .arg(gateway.as_str())
+            .arg(ttl_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| port_error("follow", e))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(conversation_id = %conv, gateway_id = %gateway))]
+    async fn unfollow(&self, conv: &ConversationId, gateway: &GatewayId) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .unregister
+            .key(follow_key(&self.prefix, conv))
+            .arg(gateway.as_str())
+            .arg(gateway.as_str())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| port_error("unfollow", e))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(conversations = convs.len()))]
+    async fn followers(&self, convs: &[ConversationId]) -> Result<HashMap<ConversationId, Vec<GatewayId>>> {
+        let mut out = HashMap::new();
+        for chunk in convs.chunks(LOOKUP_CHUNK) {
+            let keys = chunk.iter().map(|c| follow_key(&self.prefix, c));
+            let (now, hashes) = self.hgetall(keys, "followers").await?;
+            for (conv, fields) in chunk.iter().zip(hashes) {
+                let live: Vec<GatewayId> = fields
+                    .iter()
+                    .filter_map(|(field, value)| match decode_follow(field, value) {
+                        Ok((gateway, expiry_ms)) => (expiry_ms > now).then_some(gateway),
+                        Err(why) => {
+                            warn!(conversation_id = %conv, %why, "skipping an undecodable follow entry");
+                            None
+                        }
+                    })
+                    .collect();
+                if !live.is_empty() {
+                    out.insert(conv.clone(), live);
+                }
+            }
         }
         Ok(out)
     }
 }
 
 impl RedisPresence {
-    /// One pipeline: `TIME`, then `HGETALL` of each user's hash.
-    async fn lookup_chunk(&self, users: &[UserId], out: &mut HashMap<UserId, Vec<DeviceLocation>>) -> Result<()> {
+    /// One pipeline, one round trip: `TIME`, then `HGETALL` of each key.
+    async fn hgetall(
+        &self,
+        keys: impl Iterator<Item = String>,
+        what: &str,
+    ) -> Result<(u64, Vec<Vec<(String, String)>>)> {
         let mut pipe = redis::pipe();
         pipe.cmd("TIME");
-        for user in users {
-            pipe.cmd("HGETALL").arg(user_key(&self.prefix, user));
+        let mut n = 0;
+        for key in keys {
+            pipe.cmd("HGETALL").arg(key);
+            n += 1;
         }
         let mut conn = self.conn.clone();
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(|e| port_error("lookup", e))?;
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(|e| port_error(what, e))?;
         let mut replies = replies.into_iter();
         let time: Vec<String> = parse(replies.next(), "TIME")?;
         let now = time_ms(&time).map_err(Error::Corrupt)?;
-        for user in users {
-            let fields: Vec<(String, String)> = parse(replies.next(), "HGETALL")?;
+        let mut hashes = Vec::with_capacity(n);
+        for _ in 0..n {
+            hashes.push(parse(replies.next(), "HGETALL")?);
+        }
+        Ok((now, hashes))
+    }
+}
+
+/// The live devices of one user's hash.
+fn live_devices(user: &UserId, now: u64, fields: &[(String, String)], out: &mut HashMap<UserId, Vec<DeviceLocation>>) {
+    {
+        {
             let live: Vec<DeviceLocation> = fields
                 .iter()
                 .filter_map(|(device, value)| match decode(device, value) {
@@ -148,7 +223,6 @@ impl RedisPresence {
                 out.insert(user.clone(), live);
             }
         }
-        Ok(())
     }
 }
 

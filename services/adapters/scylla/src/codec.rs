@@ -123,6 +123,8 @@ impl MessageRow {
             .map(|(u, n)| Ok((id(UserId::parse(u))?, to_u64(n, "vector clock entry")?)))
             .collect::<Result<_>>()?;
         Ok(Message {
+            read_diffusion: false,
+            sender_name: String::new(),
             conv,
             conv_seq: ConvSeq(to_u64(self.conv_seq, "conv_seq")?),
             client_msg_id: ClientMsgId(self.client_msg_id),

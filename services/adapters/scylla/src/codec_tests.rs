@@ -3,6 +3,8 @@ use seqline_core::ids::UserSeq;
 
 fn message() -> Message {
     Message {
+        read_diffusion: false,
+        sender_name: String::new(),
         conv: ConversationId::parse("g:room").unwrap(),
         conv_seq: ConvSeq(7),
         client_msg_id: ClientMsgId::random(),

@@ -71,6 +71,10 @@ pub(crate) const APPLIED_ALL: &str = "SELECT conv, conv_seq FROM timeline_applie
 pub(crate) const CURSOR_PUT: &str =
     "UPDATE device_cursors USING TIMESTAMP ? SET read_up_to = ? WHERE user_id = ? AND device = ?";
 pub(crate) const CURSOR_GET: &str = "SELECT read_up_to FROM device_cursors WHERE user_id = ? AND device = ?";
+pub(crate) const READ_PUT: &str =
+    "UPDATE read_positions USING TIMESTAMP ? SET read_up_to = ? WHERE user_id = ? AND conv = ?";
+pub(crate) const READ_GET: &str = "SELECT read_up_to FROM read_positions WHERE user_id = ? AND conv = ?";
+pub(crate) const READ_ALL: &str = "SELECT conv, read_up_to FROM read_positions WHERE user_id = ?";
 
 /// Every statement, for the checks; `true` when it is an LWT.
 #[cfg(test)]
@@ -107,4 +111,7 @@ pub(crate) const ALL: &[(&str, bool)] = &[
     (APPLIED_ALL, false),
     (CURSOR_PUT, false),
     (CURSOR_GET, false),
+    (READ_PUT, false),
+    (READ_GET, false),
+    (READ_ALL, false),
 ];

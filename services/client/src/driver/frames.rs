@@ -128,6 +128,18 @@ impl Driver {
                 message,
             } => self.on_send_error(sess, code, message).await,
             ServerFrame::Welcome { .. } => {}
+            frame @ (ServerFrame::ConvPage { .. } | ServerFrame::Polled { .. } | ServerFrame::UnreadPage { .. }) => {
+                let req = match &frame {
+                    ServerFrame::ConvPage { req, .. }
+                    | ServerFrame::Polled { req, .. }
+                    | ServerFrame::UnreadPage { req, .. } => *req,
+                    _ => return,
+                };
+                if let Some(Waiter::Caller(c)) = self.requests.resolve(req) {
+                    let _ = c.reply.send(Ok(frame));
+                }
+            }
+            ServerFrame::Notice { .. } | ServerFrame::Priority { .. } | ServerFrame::ReadMark { .. } => {}
         }
     }
 

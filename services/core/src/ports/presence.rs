@@ -1,5 +1,5 @@
 use crate::error::Result;
-use crate::ids::{DeviceId, GatewayId, UserId};
+use crate::ids::{ConversationId, DeviceId, GatewayId, UserId};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,4 +25,15 @@ pub trait Presence: Send + Sync + 'static {
 
     /// Live locations of the devices of each user (users with none are absent).
     async fn lookup(&self, users: &[UserId]) -> Result<HashMap<UserId, Vec<DeviceLocation>>>;
+
+    /// Records (or refreshes) that `gateway` has connections following the
+    /// read-diffusion conversation `conv`, for `ttl`.
+    async fn follow(&self, conv: &ConversationId, gateway: &GatewayId, ttl: Duration) -> Result<()>;
+
+    /// Removes `gateway` from the followers of `conv`.
+    async fn unfollow(&self, conv: &ConversationId, gateway: &GatewayId) -> Result<()>;
+
+    /// The gateways with live follows of each conversation (conversations
+    /// with none are absent).
+    async fn followers(&self, convs: &[ConversationId]) -> Result<HashMap<ConversationId, Vec<GatewayId>>>;
 }

@@ -199,4 +199,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// How far `device` has read, as last recorded.
     async fn device_cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<UserSeq>>;
+
+    /// Moves `user`'s read position in `conv` forward to `conv_seq` (never
+    /// back) and returns the position now stored.
+    async fn set_read_position(&self, user: &UserId, conv: &ConversationId, conv_seq: ConvSeq) -> Result<ConvSeq>;
+
+    /// Every read position of `user`.
+    async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>>;
 }

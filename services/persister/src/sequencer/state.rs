@@ -172,6 +172,8 @@ fn record(s: &mut ConvState, sender: Option<(&UserId, &DeviceId)>, id: ClientMsg
 fn next_message(s: &mut ConvState, o: &Origin, id: ClientMsgId, kind: MessageKind, now_ms: u64) -> Message {
     s.head = s.head.next();
     Message {
+        read_diffusion: false,
+        sender_name: String::new(),
         conv: s.meta.conv.clone(),
         conv_seq: s.head,
         client_msg_id: id,

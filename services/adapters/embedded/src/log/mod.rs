@@ -32,6 +32,8 @@ pub struct LogOptions {
     pub deliveries: u32,
     /// Partitions of `user-events`.
     pub user_events: u32,
+    /// Partitions of `conv-events`.
+    pub conv_events: u32,
     /// Partitions of each `gw.<id>` topic.
     pub gateway: u32,
     /// Partitions of `dead-letter`.
@@ -51,6 +53,7 @@ impl Default for LogOptions {
             inbound: 8,
             deliveries: 8,
             user_events: 8,
+            conv_events: 8,
             gateway: 1,
             dead_letter: 1,
             trim_batch: 4096,
@@ -66,6 +69,7 @@ impl LogOptions {
             Topic::Inbound => self.inbound,
             Topic::Deliveries => self.deliveries,
             Topic::UserEvents => self.user_events,
+            Topic::ConvEvents => self.conv_events,
             Topic::Gateway(_) => self.gateway,
             Topic::DeadLetter => self.dead_letter,
         };

@@ -49,6 +49,9 @@ pub(super) fn pending_user(user: &UserId) -> Vec<u8> {
 pub(super) fn pending_cursor(user: &UserId, device: &DeviceId) -> Vec<u8> {
     Key::new().bytes(b"d").str(user.as_str()).str(device.as_str()).build()
 }
+pub(super) fn pending_read(user: &UserId, conv: &ConversationId) -> Vec<u8> {
+    Key::new().bytes(b"r").str(user.as_str()).str(conv.as_str()).build()
+}
 
 pub(super) fn role_byte(role: Role) -> [u8; 1] {
     match role {

@@ -48,6 +48,8 @@ pub(crate) struct Spaces {
     applied: Keyspace,
     /// (user, device) → cursor (u64 BE).
     cursors: Keyspace,
+    /// (user, conv) → read position (u64 BE).
+    read_positions: Keyspace,
 }
 
 impl Spaces {
@@ -64,6 +66,7 @@ impl Spaces {
             timeline_head: engine.keyspace("timeline_head")?,
             applied: engine.keyspace("applied")?,
             cursors: engine.keyspace("device_cursors")?,
+            read_positions: engine.keyspace("read_positions")?,
         })
     }
 }
@@ -148,6 +151,12 @@ impl Store for EmbeddedStore {
     }
     async fn device_cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<UserSeq>> {
         self.inner.device_cursor(user, device).await
+    }
+    async fn set_read_position(&self, user: &UserId, conv: &ConversationId, seq: ConvSeq) -> Result<ConvSeq> {
+        timeline::set_read_position(&self.inner, user, conv, seq).await
+    }
+    async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>> {
+        self.inner.read_positions(user).await
     }
 }
 

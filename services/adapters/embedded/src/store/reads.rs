@@ -303,4 +303,32 @@ impl StoreInner {
         })
         .await
     }
+
+    pub(super) async fn read_positions(self: &Arc<Self>, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>> {
+        let key = layout::user(user);
+        let user = user.clone();
+        let positions = self
+            .read(move |s| {
+                let mut out = Vec::new();
+                for kv in s.ks.read_positions.prefix(&key) {
+                    let (k, v) = kv.into_inner()?;
+                    let conv = KeyReader::new(&k).skip(key.len())?.str()?;
+                    out.push((
+                        ConversationId::parse(conv).map_err(corrupt_id)?,
+                        ConvSeq(u64_value(&v)?),
+                    ));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(positions.len());
+        for (conv, seq) in positions {
+            let pending_key = layout::pending_read(&user, &conv);
+            // A position still in flight is reported as it was before it.
+            if let Some(seq) = self.pending.clamp(&pending_key, Some(seq.0)) {
+                out.push((conv, ConvSeq(seq)));
+            }
+        }
+        Ok(out)
+    }
 }

@@ -8,7 +8,7 @@ use crate::error::EngineError;
 use crate::keys::u64_value;
 use crate::sync::Ticket;
 use crate::wire::{encode, WireEntry};
-use seqline_core::ids::{DeviceId, UserId, UserSeq};
+use seqline_core::ids::{ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::ports::TimelineBatch;
 use seqline_core::{Error, Result};
 use std::sync::Arc;
@@ -70,24 +70,55 @@ pub(super) async fn set_cursor(
     device: &DeviceId,
     cursor: UserSeq,
 ) -> Result<()> {
-    let inner = Arc::clone(inner);
     let key = layout::pair(user.as_str(), device.as_str());
     let pending_key = layout::pending_cursor(user, device);
+    advance(inner, |s| &s.cursors, key, pending_key, cursor.0)
+        .await
+        .map(|_| ())
+}
+
+/// Moves `user`'s read position in `conv` forward to `seq` (never back),
+/// durably; returns the position now stored.
+pub(super) async fn set_read_position(
+    inner: &Arc<StoreInner>,
+    user: &UserId,
+    conv: &ConversationId,
+    seq: ConvSeq,
+) -> Result<ConvSeq> {
+    let key = layout::pair(user.as_str(), conv.as_str());
+    let pending_key = layout::pending_read(user, conv);
+    advance(inner, |s| &s.read_positions, key, pending_key, seq.0)
+        .await
+        .map(ConvSeq)
+}
+
+/// A monotonic u64 register: raises the value at `key` of `space` to
+/// `value` unless it is already at least that, durably, and returns the
+/// value now stored.
+async fn advance(
+    inner: &Arc<StoreInner>,
+    space: fn(&super::Spaces) -> &fjall::Keyspace,
+    key: Vec<u8>,
+    pending_key: Vec<u8>,
+    value: u64,
+) -> Result<u64> {
+    let inner = Arc::clone(inner);
     detached(async move {
         let writer = Arc::clone(&inner);
         let marker = pending_key.clone();
         let written = blocking(move || {
             let writing = writer.engine.enter()?;
             let _stripe = writer.stripes.lock(&marker);
-            let stored = writer.ks.cursors.get(&key)?.map(|v| u64_value(&v)).transpose()?;
-            if stored.is_some_and(|s| s >= cursor.0) {
-                return Ok(None);
+            let ks = space(&writer.ks);
+            let stored = ks.get(&key)?.map(|v| u64_value(&v)).transpose()?;
+            if let Some(s) = stored.filter(|s| *s >= value) {
+                return Ok(Err(s));
             }
             let mut batch = writer.engine.batch();
-            batch.insert(&writer.ks.cursors, key, cursor.0.to_be_bytes());
+            batch.insert(ks, key, value.to_be_bytes());
             writer.pending.begin(&marker, stored);
             match writer.engine.commit(writing, batch) {
-                Ok(ticket) => Ok(Some(ticket)),
+                Ok(ticket) => Ok(Ok(ticket)),
                 Err(e) => {
                     writer.pending.finish(&marker, stored);
                     Err(e)
@@ -96,16 +127,20 @@ pub(super) async fn set_cursor(
         })
         .await?;
         match written {
-            Some(ticket) => {
+            Ok(ticket) => {
                 inner.engine.durable(ticket).await?;
-                inner.pending.finish(&pending_key, Some(cursor.0));
+                inner.pending.finish(&pending_key, Some(value));
+                Ok(value)
             }
-            // Nothing written, but a cursor at least this far may still be
+            // Nothing written, but a value at least this far may still be
             // in flight, and the caller is owed durability.
-            None if inner.pending.is_pending(&pending_key) => inner.engine.sync_inner().await?,
-            None => {}
+            Err(stored) => {
+                if inner.pending.is_pending(&pending_key) {
+                    inner.engine.sync_inner().await?;
+                }
+                Ok(stored)
+            }
         }
-        Ok(())
     })
     .await
 }

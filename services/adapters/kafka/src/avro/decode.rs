@@ -161,6 +161,7 @@ impl TryFrom<AvroValue> for Origin {
     fn try_from(v: AvroValue) -> Decoded<Self> {
         let mut f = Fields::of(v, "Origin")?;
         Ok(Origin {
+            name: String::new(),
             gateway: GatewayId::parse(f.string("gateway")?).map_err(|e| e.to_string())?,
             user: UserId::parse(f.string("user")?).map_err(|e| e.to_string())?,
             device: DeviceId::parse(f.string("device")?).map_err(|e| e.to_string())?,
@@ -186,6 +187,8 @@ impl TryFrom<AvroValue> for Message {
             other => return Err(format!("Message.kind: unknown symbol {other}")),
         };
         Ok(Message {
+            read_diffusion: false,
+            sender_name: String::new(),
             conv,
             conv_seq,
             client_msg_id,

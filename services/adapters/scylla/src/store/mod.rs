@@ -282,4 +282,10 @@ impl Store for ScyllaStore {
     async fn device_cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<UserSeq>> {
         self.inner.device_cursor(user, device).await
     }
+    async fn set_read_position(&self, user: &UserId, conv: &ConversationId, seq: ConvSeq) -> Result<ConvSeq> {
+        self.inner.set_read_position(user, conv, seq).await
+    }
+    async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>> {
+        self.inner.read_positions(user).await
+    }
 }

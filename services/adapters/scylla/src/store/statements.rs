@@ -76,4 +76,7 @@ statements! {
     applied_all = APPLIED_ALL, true;
     cursor_put = CURSOR_PUT, true;
     cursor_get = CURSOR_GET, true;
+    read_put = READ_PUT, true;
+    read_get = READ_GET, true;
+    read_all = READ_ALL, true;
 }

@@ -110,4 +110,37 @@ impl Inner {
             .map(|c| Ok(UserSeq(to_u64(c, "cursor")?)))
             .transpose()
     }
+
+    /// Like the cursor: the position is its own write timestamp. Returns
+    /// the position stored after the write (a higher one may have won).
+    pub(super) async fn set_read_position(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+        seq: ConvSeq,
+    ) -> Result<ConvSeq> {
+        let c = to_i64(seq.0, "read position")?;
+        self.exec(
+            &self.st.read_put,
+            (c, c, user.as_str(), conv.as_str()),
+            "write read position",
+        )
+        .await?;
+        let row: Option<(Option<i64>,)> = self
+            .first(&self.st.read_get, (user.as_str(), conv.as_str()), "read read position")
+            .await?;
+        let stored = row.and_then(|(c,)| c).map(|c| to_u64(c, "read position")).transpose()?;
+        Ok(ConvSeq(stored.unwrap_or(seq.0).max(seq.0)))
+    }
+
+    pub(super) async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>> {
+        let rows: Vec<(String, Option<i64>)> = self.all(&self.st.read_all, (user.as_str(),), "read positions").await?;
+        rows.into_iter()
+            .filter_map(|(conv, seq)| seq.map(|s| (conv, s)))
+            .map(|(conv, s)| {
+                let conv = ConversationId::parse(&conv).map_err(|e| Error::Corrupt(format!("read position: {e}")))?;
+                Ok((conv, ConvSeq(to_u64(s, "read position")?)))
+            })
+            .collect()
+    }
 }
