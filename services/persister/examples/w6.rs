@@ -18,6 +18,7 @@ fn main() {
         max_group_members: 1000,
         max_body_bytes: 65536,
         dedup_window: 1024,
+        read_diffusion_threshold: 500,
     };
     let origin = |u: usize| Origin {
         name: String::new(),

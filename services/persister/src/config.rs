@@ -14,6 +14,10 @@ pub struct PersisterConfig {
     pub dedup_window: usize,
     /// Most members a group may have.
     pub max_group_members: usize,
+    /// Groups with more members than this are in read-diffusion mode: a
+    /// message is stored once and pulled by members' devices instead of
+    /// being written to every member's timeline.
+    pub read_diffusion_threshold: usize,
     /// Largest message body accepted, bytes (the gateway checks first).
     pub max_body_bytes: usize,
     /// Consumer group of the sequencer.
@@ -31,7 +35,8 @@ impl Default for PersisterConfig {
         Self {
             batch_max: 1024,
             dedup_window: 1024,
-            max_group_members: 10_000,
+            max_group_members: 100_000,
+            read_diffusion_threshold: 500,
             max_body_bytes: 65_536,
             sequencer_group: "sequencer".into(),
             timeline_group: "timeline".into(),
@@ -49,6 +54,9 @@ impl PersisterConfig {
         }
         if self.max_group_members < 2 {
             return Err("persister.max_group_members must be at least 2".into());
+        }
+        if self.read_diffusion_threshold < 2 {
+            return Err("persister.read_diffusion_threshold must be at least 2".into());
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ const LIMITS: Limits = Limits {
     max_group_members: 100,
     max_body_bytes: 1000,
     dedup_window: 64,
+    read_diffusion_threshold: 5,
 };
 
 fn user(u: &str) -> UserId {
@@ -281,4 +282,77 @@ fn membership_commands_from_a_device_do_not_break_its_send_chain() {
         )),
         Some(4)
     );
+}
+
+fn members_cmd(add: &[&str], remove: &[&str]) -> Command {
+    Command::ChangeMembers(MembersCommand {
+        origin: origin("admin", "d"),
+        conv: conv(),
+        client_msg_id: ClientMsgId::random(),
+        add: add.iter().map(|u| user(u)).collect(),
+        remove: remove.iter().map(|u| user(u)).collect(),
+    })
+}
+
+/// (mode before, the messages' flags) of a sequenced command.
+fn modes(a: &Applied) -> (bool, Vec<bool>) {
+    match a {
+        Applied::Sequenced {
+            read_before, messages, ..
+        } => (*read_before, messages.iter().map(|m| m.read_diffusion).collect()),
+        other => panic!("not sequenced: {other:?}"),
+    }
+}
+
+#[test]
+fn the_mode_flips_at_the_message_that_crosses_the_threshold_and_back() {
+    // Threshold 5: admin + 4 members is write mode, a sixth member flips it.
+    let mut s = create_group(&["a", "b", "c", "d"]);
+    assert!(!s.as_ref().unwrap().read_diffusion);
+    let text = apply(&mut s, send("a", "p", ClientMsgId::random(), None), 0, &LIMITS);
+    assert_eq!(modes(&text), (false, vec![false]));
+    let grow = apply(&mut s, members_cmd(&["e"], &[]), 0, &LIMITS);
+    assert_eq!(modes(&grow), (false, vec![true]), "the join is the boundary");
+    let text = apply(&mut s, send("e", "p", ClientMsgId::random(), None), 0, &LIMITS);
+    assert_eq!(modes(&text), (true, vec![true]), "read mode from here on");
+    let shrink = apply(&mut s, members_cmd(&[], &["e"]), 0, &LIMITS);
+    assert_eq!(modes(&shrink), (true, vec![false]), "the leave is the way back");
+    assert!(!s.as_ref().unwrap().read_diffusion);
+}
+
+#[test]
+fn a_group_created_above_the_threshold_starts_in_read_mode_and_names_its_sender() {
+    let mut state = None;
+    let mut o = origin("admin", "d");
+    o.name = "The Admin".into();
+    let cmd = Command::Create(CreateCommand {
+        origin: o,
+        conv: conv(),
+        kind: ConversationKind::Group,
+        title: "big".into(),
+        members: ["a", "b", "c", "d", "e", "f"].iter().map(|m| user(m)).collect(),
+        client_msg_id: ClientMsgId::random(),
+    });
+    let created = apply(&mut state, cmd, 0, &LIMITS);
+    assert_eq!(modes(&created), (false, vec![true]), "creation is the boundary");
+    match created {
+        Applied::Sequenced { messages, .. } => assert_eq!(messages[0].sender_name, "The Admin"),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_reloaded_conversation_keeps_its_mode() {
+    let mut s = create_group(&["a", "b", "c", "d", "e"]);
+    assert!(s.as_ref().unwrap().read_diffusion);
+    let st = s.take().unwrap();
+    let stored = seqline_core::ports::ConversationState {
+        meta: st.meta.clone(),
+        head: st.head,
+        members: st.members.clone(),
+        device_last: HashMap::new(),
+    };
+    let mut s = Some(ConvState::from_stored(stored, 64, true));
+    let text = apply(&mut s, send("a", "p", ClientMsgId::random(), None), 0, &LIMITS);
+    assert_eq!(modes(&text), (true, vec![true]));
 }

@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Client ids remembered in memory per conversation.
     pub dedup_window: usize,
+    /// A group with more members than this is in read-diffusion mode.
+    pub read_diffusion_threshold: usize,
 }
 
 /// In-memory state of one conversation.
@@ -35,11 +37,14 @@ pub struct ConvState {
     /// Created by this sequencer: every id it ever saw went through the
     /// window, so while nothing was evicted a miss means a new id.
     pub created_here: bool,
+    /// The mode after the head message: read diffusion (huge group).
+    pub read_diffusion: bool,
 }
 
 impl ConvState {
-    /// State reloaded from the store.
-    pub fn from_stored(s: ConversationState, dedup_window: usize) -> Self {
+    /// State reloaded from the store; `read_diffusion` is the flag of the
+    /// stored head message.
+    pub fn from_stored(s: ConversationState, dedup_window: usize, read_diffusion: bool) -> Self {
         let mut device_last: FxHashMap<UserId, FxHashMap<DeviceId, ClientMsgId>> = FxHashMap::default();
         for ((u, d), id) in s.device_last {
             device_last.entry(u).or_default().insert(d, id);
@@ -51,6 +56,7 @@ impl ConvState {
             device_last,
             window: DedupWindow::new(dedup_window),
             created_here: false,
+            read_diffusion,
         }
     }
 
@@ -83,6 +89,9 @@ pub enum Applied {
     Sequenced {
         /// The outcome (the last message's conv_seq).
         outcome: Outcome,
+        /// The conversation's mode before the first message (each message
+        /// carries the mode after it).
+        read_before: bool,
         /// New messages, in order.
         messages: Vec<Message>,
         /// Membership changes, in order.
@@ -135,8 +144,32 @@ pub fn apply(state: &mut Option<ConvState>, cmd: Command, now_ms: u64, limits: &
         Command::Send(c) => send(s, c, now_ms, limits),
         Command::ChangeMembers(c) => change_members(s, &c, now_ms, limits),
     };
+    let mut applied = applied;
+    set_mode(s, &mut applied, limits);
     record(s, is_send.then_some((&user, &device)), id, &applied);
     applied
+}
+
+/// Whether a conversation of `kind` with `members` members is in read
+/// diffusion: groups above the threshold.
+pub fn reads_by_pull(kind: ConversationKind, members: usize, limits: &Limits) -> bool {
+    kind == ConversationKind::Group && members > limits.read_diffusion_threshold
+}
+
+/// Re-evaluates the mode after a sequenced command and stamps its messages
+/// with it; a message where it flips is the recorded boundary.
+fn set_mode(s: &mut ConvState, applied: &mut Applied, limits: &Limits) {
+    if let Applied::Sequenced {
+        messages, read_before, ..
+    } = applied
+    {
+        *read_before = s.read_diffusion;
+        let after = reads_by_pull(s.meta.kind, s.members.len(), limits);
+        for m in messages.iter_mut() {
+            m.read_diffusion = after;
+        }
+        s.read_diffusion = after;
+    }
 }
 
 /// Remembers the outcome and, for a send, moves the device's sender order
@@ -172,8 +205,7 @@ fn record(s: &mut ConvState, sender: Option<(&UserId, &DeviceId)>, id: ClientMsg
 fn next_message(s: &mut ConvState, o: &Origin, id: ClientMsgId, kind: MessageKind, now_ms: u64) -> Message {
     s.head = s.head.next();
     Message {
-        read_diffusion: false,
-        sender_name: String::new(),
+        read_diffusion: s.read_diffusion,
         conv: s.meta.conv.clone(),
         conv_seq: s.head,
         client_msg_id: id,
@@ -185,6 +217,7 @@ fn next_message(s: &mut ConvState, o: &Origin, id: ClientMsgId, kind: MessageKin
         priority: kind != MessageKind::Text,
         server_ts_ms: now_ms,
         vclock: Default::default(),
+        sender_name: o.name.clone(),
     }
 }
 
@@ -217,6 +250,7 @@ fn send(s: &mut ConvState, c: SendCommand, now_ms: u64, limits: &Limits) -> Appl
     m.vclock = c.vclock;
     Applied::Sequenced {
         outcome: Outcome::Sequenced { conv_seq: m.conv_seq },
+        read_before: false,
         messages: vec![m],
         changes: Vec::new(),
         removed: Vec::new(),
@@ -275,6 +309,7 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
         device_last: FxHashMap::default(),
         window: DedupWindow::new(limits.dedup_window),
         created_here: true,
+        read_diffusion: false,
     };
     let mut m = next_message(&mut s, &c.origin, c.client_msg_id, MessageKind::Created, now_ms);
     m.body = c.title.clone();
@@ -287,12 +322,14 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
         })
         .collect();
     s.members = members;
-    let applied = Applied::Sequenced {
+    let mut applied = Applied::Sequenced {
         outcome: Outcome::Sequenced { conv_seq: m.conv_seq },
+        read_before: false,
         messages: vec![m],
         changes,
         removed: Vec::new(),
     };
+    set_mode(&mut s, &mut applied, limits);
     record(&mut s, None, c.client_msg_id, &applied);
     *state = Some(s);
     applied
@@ -357,6 +394,7 @@ fn change_members(s: &mut ConvState, c: &MembersCommand, now_ms: u64, limits: &L
     }
     Applied::Sequenced {
         outcome: Outcome::Sequenced { conv_seq: s.head },
+        read_before: false,
         messages,
         changes,
         removed: remove,

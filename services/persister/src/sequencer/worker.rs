@@ -1,15 +1,15 @@
 //! The sequencer's batch handler: load, apply, store, then emit.
 
-use super::replay;
 use super::state::{apply, Applied, ConvState, Limits};
+use super::{diffusion, replay};
 use crate::worker::{unexpected, Handler, Input};
 use crate::{PersisterConfig, Ports};
 use futures_util::future::join_all;
 use seqline_core::failpoint;
 use seqline_core::ids::{ConvSeq, ConversationId};
 use seqline_core::model::{now_ms, Outcome};
-use seqline_core::ports::ConversationBatch;
-use seqline_core::records::{Command, Delivery, GatewayRecord, LogRecord, Receipt, Topic};
+use seqline_core::ports::{ConversationBatch, ConversationState, Store};
+use seqline_core::records::{Command, ConvEvent, Delivery, GatewayRecord, LogRecord, Receipt, Topic};
 use seqline_core::{Error, GatewayId, Result};
 use seqline_telemetry::emit;
 use seqline_telemetry::events::{CommandDeduplicated, FenceRefused, MessagesCommitted, ReceiptEmitted};
@@ -47,6 +47,7 @@ impl SequencerHandler {
                 max_group_members: config.max_group_members,
                 max_body_bytes: config.max_body_bytes,
                 dedup_window: config.dedup_window,
+                read_diffusion_threshold: config.read_diffusion_threshold,
             },
             batch_max: config.batch_max as u64,
             cache: HashMap::new(),
@@ -66,9 +67,9 @@ impl SequencerHandler {
             .map(|(c, _)| c)
             .filter(|c| !self.cache.contains_key(*c))
             .collect();
-        let loaded = join_all(missing.iter().map(|c| store.load_conversation(c))).await;
+        let loaded = join_all(missing.iter().map(|c| load(store.as_ref(), c))).await;
         for (c, s) in missing.into_iter().zip(loaded) {
-            let s = s?.map(|s| ConvState::from_stored(s, self.limits.dedup_window));
+            let s = s?.map(|(s, read)| ConvState::from_stored(s, self.limits.dedup_window, read));
             self.cache.insert(c.clone(), s);
         }
         let mut lookups = Vec::new();
@@ -98,6 +99,20 @@ impl SequencerHandler {
         }
         Ok(())
     }
+}
+
+/// A conversation's stored state and its mode (the head message's flag).
+async fn load(store: &dyn Store, conv: &ConversationId) -> Result<Option<(ConversationState, bool)>> {
+    let Some(state) = store.load_conversation(conv).await? else {
+        return Ok(None);
+    };
+    let read = if state.head.0 == 0 {
+        false
+    } else {
+        let last = store.messages_before(conv, ConvSeq(state.head.0 + 1), 1).await?;
+        last.first().is_some_and(|m| m.read_diffusion)
+    };
+    Ok(Some((state, read)))
 }
 
 fn group_by_conv(batch: &[Input]) -> (Vec<(ConversationId, Vec<&Command>)>, Vec<LogRecord>) {
@@ -186,6 +201,7 @@ impl Handler for SequencerHandler {
                     }
                     Applied::Sequenced {
                         outcome,
+                        read_before,
                         messages,
                         changes,
                         removed,
@@ -194,13 +210,19 @@ impl Handler for SequencerHandler {
                         if !existed && w.create.is_none() {
                             w.create = Some(s.meta.clone());
                         }
+                        let mut before = read_before;
                         for m in &messages {
-                            for user in s.members.keys().chain(removed.iter()) {
+                            let members = || s.members.keys().chain(removed.iter());
+                            for user in diffusion::recipients(m, before, members) {
                                 deliveries.push(Pending::Ready(LogRecord::Delivery(Delivery {
                                     user: user.clone(),
                                     message: m.clone(),
                                 })));
                             }
+                            if diffusion::is_conv_event(m, before) {
+                                deliveries.push(Pending::Ready(LogRecord::ConvEvent(ConvEvent { message: m.clone() })));
+                            }
+                            before = m.read_diffusion;
                         }
                         w.messages.extend(messages);
                         w.members.extend(changes);
@@ -265,7 +287,8 @@ impl Handler for SequencerHandler {
                 }
             }
         }
-        let deliveries = ready;
+        let (events, deliveries): (Vec<LogRecord>, Vec<LogRecord>) =
+            ready.into_iter().partition(|r| matches!(r, LogRecord::ConvEvent(_)));
         failpoint::hit(failpoint::names::SEQUENCER_AFTER_STORE).await;
         let log = &self.ports.log;
         if !dead.is_empty() {
@@ -274,6 +297,9 @@ impl Handler for SequencerHandler {
         let (topics, batches): (Vec<Topic>, Vec<Vec<LogRecord>>) =
             receipts.into_iter().map(|(g, r)| (Topic::Gateway(g), r)).unzip();
         let mut appends = vec![log.append(&Topic::Deliveries, deliveries)];
+        if !events.is_empty() {
+            appends.push(log.append(&Topic::ConvEvents, events));
+        }
         for (topic, records) in topics.iter().zip(batches) {
             appends.push(log.append(topic, records));
         }
