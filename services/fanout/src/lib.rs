@@ -11,6 +11,7 @@
 //! - [`route`] — the pure packaging step.
 //! - [`run`] — the consume → route → append → commit loop.
 
+pub mod notices;
 mod route;
 
 pub use route::route;
@@ -32,6 +33,12 @@ pub struct FanoutConfig {
     pub group: String,
     /// Most entries in one package fragment.
     pub package_max_entries: usize,
+    /// Consumer group of the conversation lane (read-diffusion notices).
+    pub conv_group: String,
+    /// At most one ordinary "conversation advanced" notice per conversation
+    /// per this interval; high-priority messages are never throttled.
+    #[serde(with = "seqline_core::duration")]
+    pub notice_interval: std::time::Duration,
 }
 
 impl Default for FanoutConfig {
@@ -40,6 +47,8 @@ impl Default for FanoutConfig {
             batch_max: 1024,
             group: "fanout".into(),
             package_max_entries: 256,
+            conv_group: "fanout-conv".into(),
+            notice_interval: std::time::Duration::from_millis(200),
         }
     }
 }
@@ -53,8 +62,20 @@ pub struct Ports {
     pub presence: Arc<dyn Presence>,
 }
 
-/// Runs fanout until `shutdown`.
+/// Runs fanout until `shutdown`: the user lane (timeline pushes) and the
+/// conversation lane (read-diffusion notices and the priority lane) side
+/// by side; either failing stops both.
 pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
+    let lanes = shutdown.child_token();
+    let _stop_both = lanes.clone().drop_guard();
+    tokio::try_join!(
+        user_lane(config.clone(), ports.clone(), lanes.clone()),
+        notices::run(config, ports, lanes.clone()),
+    )
+    .map(|_| ())
+}
+
+async fn user_lane(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
     let mut consumer = ports.log.subscribe(&config.group, &Topic::UserEvents).await?;
     let mut next_package: u64 = u64::from(rand_seed());
     loop {

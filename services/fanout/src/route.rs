@@ -65,7 +65,9 @@ mod tests {
             user: UserId::parse(user).unwrap(),
             entry: TimelineEntry {
                 user_seq: UserSeq(seq),
-                message: Message { read_diffusion: false, sender_name: String::new(),
+                message: Message {
+                    read_diffusion: false,
+                    sender_name: String::new(),
                     conv,
                     conv_seq: ConvSeq(seq),
                     client_msg_id: ClientMsgId::random(),

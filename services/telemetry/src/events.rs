@@ -138,6 +138,22 @@ impl InternalEvent for PackagesRouted {
     }
 }
 
+/// Fanout sent read-diffusion notices to gateways.
+#[derive(Debug)]
+pub struct NoticesRouted {
+    /// Coalesced "advanced to" notices.
+    pub notices: u64,
+    /// High-priority messages sent in full.
+    pub priority: u64,
+}
+
+impl InternalEvent for NoticesRouted {
+    fn emit(self) {
+        count(Counter::FanoutNotices, self.notices);
+        count(Counter::FanoutPriority, self.priority);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

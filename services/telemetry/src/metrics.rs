@@ -28,11 +28,15 @@ pub enum Counter {
     FenceRefusals,
     /// Package fragments fanout sent to gateways.
     FanoutPackages,
+    /// Coalesced "conversation advanced" notices fanout sent to gateways.
+    FanoutNotices,
+    /// High-priority messages fanout pushed in full to gateways.
+    FanoutPriority,
 }
 
 impl Counter {
     /// Every counter, in rendering order.
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 10] = [
         Counter::CommandsAccepted,
         Counter::MessagesCommitted,
         Counter::Deliveries,
@@ -41,6 +45,8 @@ impl Counter {
         Counter::Resends,
         Counter::FenceRefusals,
         Counter::FanoutPackages,
+        Counter::FanoutNotices,
+        Counter::FanoutPriority,
     ];
 
     /// The series name (the same in Prometheus text and over OTLP).
@@ -54,6 +60,8 @@ impl Counter {
             Counter::Resends => "seqline_resends_total",
             Counter::FenceRefusals => "seqline_fence_refusals_total",
             Counter::FanoutPackages => "seqline_fanout_packages_total",
+            Counter::FanoutNotices => "seqline_fanout_notices_total",
+            Counter::FanoutPriority => "seqline_fanout_priority_total",
         }
     }
 
@@ -68,6 +76,8 @@ impl Counter {
             Counter::Resends => "Sends that were dedup hits (client resends).",
             Counter::FenceRefusals => "Conversation commits refused: another sequencer owns the head.",
             Counter::FanoutPackages => "Package fragments sent by fanout to gateways.",
+            Counter::FanoutNotices => "Coalesced conversation-advanced notices sent by fanout to gateways.",
+            Counter::FanoutPriority => "High-priority messages pushed in full by fanout to gateways.",
         }
     }
 }
