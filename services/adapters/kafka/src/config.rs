@@ -213,6 +213,24 @@ mod tests {
         assert_eq!(options.topic_name(&Topic::UserEvents), "seqline.user-events");
         assert_eq!(options.partitions(&Topic::Inbound), 8);
         assert_eq!(options.partitions(&Topic::DeadLetter), 1);
+        assert_eq!(options.topic_name(&Topic::ConvEvents), "seqline.conv-events");
+        assert_eq!(options.partitions(&Topic::ConvEvents), 8);
+        let conv = KafkaOptions {
+            conv_events: 3,
+            user_events: 5,
+            ..options.clone()
+        };
+        assert_eq!(conv.partitions(&Topic::ConvEvents), 3);
+        assert_eq!(conv.partitions(&Topic::UserEvents), 5);
+        assert_eq!(
+            KafkaOptions {
+                conv_events: 0,
+                ..options.clone()
+            }
+            .partitions(&Topic::ConvEvents),
+            1
+        );
+        assert!(format!("{conv:?}").contains("conv_events: 3"));
         let zero = KafkaOptions { gateway: 0, ..options };
         let gw = Topic::Gateway(seqline_core::ids::GatewayId::parse("g1").unwrap());
         assert_eq!(zero.partitions(&gw), 1);

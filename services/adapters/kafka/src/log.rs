@@ -11,19 +11,26 @@ use seqline_core::ports::{Log, LogConsumer};
 use seqline_core::records::{LogRecord, Topic};
 use seqline_core::{Error, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
+use tracing::instrument;
 
-/// The live member of each (bootstrap, group, topic) subscribed in this
-/// process, whichever [`KafkaLog`] subscribed it. A new subscriber waits
-/// until the old member has left the group, even when the old one belonged
-/// to a log that was closed and reopened: otherwise the new member would
-/// join while the old one is still leaving, and the group would wait out
-/// a session timeout before assigning anything.
-static MEMBERS: LazyLock<Mutex<HashMap<MemberKey, Member>>> = LazyLock::new(Mutex::default);
+/// The members of each (bootstrap, group, topic) subscribed in this
+/// process, with the [`KafkaLog`] that subscribed each. A new subscriber
+/// takes over (and waits until it has left the group) the member of its own
+/// log, and the member of a log that was closed and reopened: otherwise the
+/// new member would join while the old one is still leaving, and the group
+/// would wait out a session timeout before assigning anything. Members of
+/// other live logs stay: each log is a process as far as the group is
+/// concerned, and they share the partitions.
+static MEMBERS: LazyLock<Mutex<HashMap<MemberKey, Vec<Subscribed>>>> = LazyLock::new(Mutex::default);
 
 type MemberKey = (String, String, String);
-use tracing::instrument;
+
+struct Subscribed {
+    log: Weak<Inner>,
+    member: Member,
+}
 
 /// The Kafka [`Log`]. Cheap to clone.
 #[derive(Clone)]
@@ -115,10 +122,19 @@ impl Log for KafkaLog {
         inner.admin.ensure(topic).await?;
         let name = inner.options.topic_name(topic);
         let key = (inner.options.bootstrap.clone(), group.to_string(), name.clone());
-        let previous = MEMBERS.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
-        if let Some(previous) = previous {
-            // The newest subscriber wins; the old one leaves the group first,
-            // so this one is not kept waiting for a rebalance with it.
+        let previous: Vec<Member> = {
+            let mut members = MEMBERS.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = members.entry(key.clone()).or_default();
+            let (replaced, others): (Vec<Subscribed>, Vec<Subscribed>) = std::mem::take(entry)
+                .into_iter()
+                .partition(|s| s.log.strong_count() == 0 || std::ptr::eq(s.log.as_ptr(), Arc::as_ptr(inner)));
+            *entry = others.into_iter().filter(|s| !s.member.has_left()).collect();
+            replaced.into_iter().map(|s| s.member).collect()
+        };
+        for previous in previous {
+            // The newest subscriber of a log wins; the old one leaves the
+            // group first, so this one is not kept waiting for a rebalance
+            // with it.
             previous
                 .take_over(inner.options.session_timeout + Duration::from_secs(5))
                 .await;
@@ -127,7 +143,12 @@ impl Log for KafkaLog {
         MEMBERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, member);
+            .entry(key)
+            .or_default()
+            .push(Subscribed {
+                log: Arc::downgrade(inner),
+                member,
+            });
         Ok(Box::new(consumer))
     }
 

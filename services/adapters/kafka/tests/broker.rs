@@ -124,6 +124,89 @@ async fn records_land_on_their_key_partition_with_a_traceparent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conv_events_get_their_own_partition_count_and_new_records_travel() {
+    let broker = Broker::start();
+    let options = KafkaOptions {
+        conv_events: 3,
+        ..test_options(&broker.bootstrap)
+    };
+    let log = KafkaLog::connect(options.clone()).await.unwrap();
+    assert_eq!(log.partitions(&Topic::ConvEvents), 3);
+    let user = seqline_testkit::fixtures::user("u");
+    let convs: Vec<_> = (0..6).map(|_| seqline_testkit::fixtures::conversation()).collect();
+    let events: Vec<LogRecord> = convs
+        .iter()
+        .map(|conv| {
+            let mut message = seqline_testkit::fixtures::message(conv, 5, &user);
+            message.read_diffusion = true;
+            message.sender_name = "Ünïcode name".into();
+            LogRecord::ConvEvent(seqline_core::records::ConvEvent { message })
+        })
+        .collect();
+    log.append(&Topic::ConvEvents, events.clone()).await.unwrap();
+
+    // The topic was created with the configured count, not another topic's.
+    let raw: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let name = options.topic_name(&Topic::ConvEvents);
+    assert!(name.ends_with("conv-events"), "{name}");
+    let metadata = raw.fetch_metadata(Some(&name), Duration::from_secs(10)).unwrap();
+    let topic = metadata.topics().iter().find(|t| t.name() == name).unwrap();
+    assert_eq!(topic.partitions().len(), 3);
+
+    let mut consumer = log.subscribe(&unique("grp"), &Topic::ConvEvents).await.unwrap();
+    assigned(consumer.as_mut()).await;
+    let mut got = Vec::new();
+    while got.len() < events.len() {
+        if let Polled::Records { partition, records } = poll(consumer.as_mut()).await {
+            for r in records {
+                let record = r.record.unwrap();
+                assert_eq!(partition, partition_for(record.key(), 3), "{}", record.key());
+                got.push(record);
+            }
+        }
+    }
+    for event in &events {
+        assert!(got.contains(event), "{event:?} not read back");
+    }
+
+    // Notices and read marks travel on a gateway topic.
+    let gw = gateway("g");
+    let conv = convs[0].clone();
+    let notices = vec![
+        LogRecord::Gateway(seqline_core::records::GatewayRecord::Notice(
+            seqline_core::records::Notice {
+                conv: conv.clone(),
+                head: seqline_core::ids::ConvSeq(5),
+                message: None,
+            },
+        )),
+        LogRecord::Gateway(seqline_core::records::GatewayRecord::ReadMark(
+            seqline_core::records::ReadMark {
+                user: user.clone(),
+                device: seqline_testkit::fixtures::device("d"),
+                conv,
+                conv_seq: seqline_core::ids::ConvSeq(4),
+            },
+        )),
+    ];
+    log.append(&Topic::Gateway(gw.clone()), notices.clone()).await.unwrap();
+    let mut consumer = log.subscribe(&unique("grp"), &Topic::Gateway(gw)).await.unwrap();
+    assigned(consumer.as_mut()).await;
+    let mut got = Vec::new();
+    while got.len() < notices.len() {
+        if let Polled::Records { records, .. } = poll(consumer.as_mut()).await {
+            got.extend(records.into_iter().map(|r| r.record.unwrap()));
+        }
+    }
+    for notice in &notices {
+        assert!(got.contains(notice), "{notice:?} not read back");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_between_processes_revokes_and_fences_commits() {
     let broker = Broker::start();
     let options = test_options(&broker.bootstrap);
@@ -189,9 +272,9 @@ async fn records_of_the_previous_schema_and_junk_come_through_the_log() {
     let AvroValue(apache_avro::types::Value::Record(mut fields)) = AvroValue::from(&delivery) else {
         unreachable!()
     };
-    // The v1 Message had no `priority`.
+    // The v1 Message had no `priority` (nor the v3 `sender_name`, `read_diffusion`).
     if let apache_avro::types::Value::Record(message) = &mut fields[1].1 {
-        message.retain(|(k, _)| k != "priority");
+        message.retain(|(k, _)| !matches!(k.as_str(), "priority" | "sender_name" | "read_diffusion"));
     }
     let v1 = Codec::encode_value(Kind::Delivery, Version::V1, apache_avro::types::Value::Record(fields)).unwrap();
     let mut unknown = v1.clone();

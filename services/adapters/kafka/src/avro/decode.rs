@@ -7,7 +7,8 @@ use apache_avro::types::Value;
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, GatewayId, UserId, UserSeq};
 use seqline_core::model::{ConversationKind, Message, MessageKind, Outcome, RefusalCode, TimelineEntry, VectorClock};
 use seqline_core::records::{
-    Command, CreateCommand, DeadLetter, Delivery, MembersCommand, Origin, Package, Receipt, SendCommand, UserEvent,
+    Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin, Package, ReadMark,
+    Receipt, SendCommand, UserEvent,
 };
 
 type Decoded<T> = Result<T, String>;
@@ -161,11 +162,11 @@ impl TryFrom<AvroValue> for Origin {
     fn try_from(v: AvroValue) -> Decoded<Self> {
         let mut f = Fields::of(v, "Origin")?;
         Ok(Origin {
-            name: String::new(),
             gateway: GatewayId::parse(f.string("gateway")?).map_err(|e| e.to_string())?,
             user: UserId::parse(f.string("user")?).map_err(|e| e.to_string())?,
             device: DeviceId::parse(f.string("device")?).map_err(|e| e.to_string())?,
             request: f.long("request")?,
+            name: f.string("name")?,
         })
     }
 }
@@ -187,8 +188,6 @@ impl TryFrom<AvroValue> for Message {
             other => return Err(format!("Message.kind: unknown symbol {other}")),
         };
         Ok(Message {
-            read_diffusion: false,
-            sender_name: String::new(),
             conv,
             conv_seq,
             client_msg_id,
@@ -200,6 +199,8 @@ impl TryFrom<AvroValue> for Message {
             priority: f.boolean("priority")?,
             server_ts_ms: f.long("server_ts_ms")?,
             vclock: vclock(&mut f, "vclock")?,
+            sender_name: f.string("sender_name")?,
+            read_diffusion: f.boolean("read_diffusion")?,
         })
     }
 }
@@ -354,6 +355,44 @@ impl TryFrom<AvroValue> for DeadLetter {
             offset: f.long("offset")?,
             reason: f.string("reason")?,
             raw: f.bytes("raw")?,
+        })
+    }
+}
+
+impl TryFrom<AvroValue> for ConvEvent {
+    type Error = String;
+    fn try_from(v: AvroValue) -> Decoded<Self> {
+        let mut f = Fields::of(v, "ConvEvent")?;
+        Ok(ConvEvent {
+            message: f.nested("message")?,
+        })
+    }
+}
+
+impl TryFrom<AvroValue> for Notice {
+    type Error = String;
+    fn try_from(v: AvroValue) -> Decoded<Self> {
+        let mut f = Fields::of(v, "Notice")?;
+        Ok(Notice {
+            conv: ConversationId::parse(f.string("conv")?).map_err(|e| e.to_string())?,
+            head: ConvSeq(f.long("head")?),
+            message: match f.union("message")? {
+                (_, Value::Null) => None,
+                (_, m) => Some(Message::try_from(AvroValue(m)).map_err(|e| format!("Notice.message: {e}"))?),
+            },
+        })
+    }
+}
+
+impl TryFrom<AvroValue> for ReadMark {
+    type Error = String;
+    fn try_from(v: AvroValue) -> Decoded<Self> {
+        let mut f = Fields::of(v, "ReadMark")?;
+        Ok(ReadMark {
+            user: user(f.take("user")?)?,
+            device: DeviceId::parse(f.string("device")?).map_err(|e| e.to_string())?,
+            conv: ConversationId::parse(f.string("conv")?).map_err(|e| e.to_string())?,
+            conv_seq: ConvSeq(f.long("conv_seq")?),
         })
     }
 }

@@ -8,7 +8,8 @@ use apache_avro::types::Value;
 use seqline_core::ids::UserId;
 use seqline_core::model::{ConversationKind, Message, MessageKind, Outcome, RefusalCode, TimelineEntry, VectorClock};
 use seqline_core::records::{
-    Command, CreateCommand, DeadLetter, Delivery, MembersCommand, Origin, Package, Receipt, SendCommand, UserEvent,
+    Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin, Package, ReadMark,
+    Receipt, SendCommand, UserEvent,
 };
 use std::collections::HashMap;
 
@@ -51,6 +52,7 @@ impl From<&Origin> for AvroValue {
             ("user", string(o.user.as_str())),
             ("device", string(o.device.as_str())),
             ("request", long(o.request)),
+            ("name", string(&o.name)),
         ]))
     }
 }
@@ -75,6 +77,8 @@ impl From<&Message> for AvroValue {
             ("server_ts_ms", long(m.server_ts_ms)),
             ("vclock", vclock(&m.vclock)),
             ("priority", Value::Boolean(m.priority)),
+            ("sender_name", string(&m.sender_name)),
+            ("read_diffusion", Value::Boolean(m.read_diffusion)),
         ]))
     }
 }
@@ -214,6 +218,37 @@ impl From<&DeadLetter> for AvroValue {
             ("offset", long(d.offset)),
             ("reason", string(&d.reason)),
             ("raw", Value::Bytes(d.raw.clone())),
+        ]))
+    }
+}
+
+impl From<&ConvEvent> for AvroValue {
+    fn from(e: &ConvEvent) -> Self {
+        AvroValue(record(vec![("message", of(&e.message))]))
+    }
+}
+
+impl From<&Notice> for AvroValue {
+    fn from(n: &Notice) -> Self {
+        let message = match &n.message {
+            None => Value::Union(0, Box::new(Value::Null)),
+            Some(m) => Value::Union(1, Box::new(of(m))),
+        };
+        AvroValue(record(vec![
+            ("conv", string(n.conv.as_str())),
+            ("head", long(n.head.0)),
+            ("message", message),
+        ]))
+    }
+}
+
+impl From<&ReadMark> for AvroValue {
+    fn from(r: &ReadMark) -> Self {
+        AvroValue(record(vec![
+            ("user", string(r.user.as_str())),
+            ("device", string(r.device.as_str())),
+            ("conv", string(r.conv.as_str())),
+            ("conv_seq", long(r.conv_seq.0)),
         ]))
     }
 }

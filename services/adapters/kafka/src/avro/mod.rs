@@ -57,7 +57,7 @@ impl Codec {
         let mut current = HashMap::new();
         let mut writers = HashMap::new();
         for kind in Kind::ALL {
-            for version in Version::ALL {
+            for version in Version::ALL.into_iter().filter(|v| kind.exists_in(*v)) {
                 let c = composed(kind, version).map_err(Error::Config)?;
                 let is_current = version == Version::Current;
                 // A version that did not change this kind has the same
@@ -81,8 +81,11 @@ impl Codec {
             LogRecord::Command(_) => Kind::Command,
             LogRecord::Delivery(_) => Kind::Delivery,
             LogRecord::UserEvent(_) => Kind::UserEvent,
+            LogRecord::ConvEvent(_) => Kind::ConvEvent,
             LogRecord::Gateway(GatewayRecord::Receipt(_)) => Kind::Receipt,
             LogRecord::Gateway(GatewayRecord::Package(_)) => Kind::Package,
+            LogRecord::Gateway(GatewayRecord::Notice(_)) => Kind::Notice,
+            LogRecord::Gateway(GatewayRecord::ReadMark(_)) => Kind::ReadMark,
             LogRecord::DeadLetter(_) => Kind::DeadLetter,
         }
     }
@@ -93,8 +96,11 @@ impl Codec {
             LogRecord::Command(c) => AvroValue::from(c),
             LogRecord::Delivery(d) => AvroValue::from(d),
             LogRecord::UserEvent(e) => AvroValue::from(e),
+            LogRecord::ConvEvent(e) => AvroValue::from(e),
             LogRecord::Gateway(GatewayRecord::Receipt(r)) => AvroValue::from(r),
             LogRecord::Gateway(GatewayRecord::Package(p)) => AvroValue::from(p),
+            LogRecord::Gateway(GatewayRecord::Notice(n)) => AvroValue::from(n),
+            LogRecord::Gateway(GatewayRecord::ReadMark(r)) => AvroValue::from(r),
             LogRecord::DeadLetter(d) => AvroValue::from(d),
         };
         let kind = Self::kind_of(record);
@@ -148,6 +154,9 @@ impl Codec {
             Kind::UserEvent => LogRecord::UserEvent(value.try_into()?),
             Kind::Receipt => LogRecord::Gateway(GatewayRecord::Receipt(value.try_into()?)),
             Kind::Package => LogRecord::Gateway(GatewayRecord::Package(value.try_into()?)),
+            Kind::ConvEvent => LogRecord::ConvEvent(value.try_into()?),
+            Kind::Notice => LogRecord::Gateway(GatewayRecord::Notice(value.try_into()?)),
+            Kind::ReadMark => LogRecord::Gateway(GatewayRecord::ReadMark(value.try_into()?)),
             Kind::DeadLetter => LogRecord::DeadLetter(value.try_into()?),
         };
         Ok(record)

@@ -1,26 +1,42 @@
-//! The record schemas: `schemas/*.avsc` (current) and `schemas/v1/*.avsc`
-//! (what changed in the previous version), composed into one self-contained
-//! schema per top-level record type, so each writer schema has a fingerprint
-//! over its whole Parsing Canonical Form.
+//! The record schemas: `schemas/*.avsc` (current, v3), `schemas/v2/*.avsc`
+//! and `schemas/v1/*.avsc` (the files that differed in the previous
+//! versions), composed into one self-contained schema per top-level record
+//! type, so each writer schema has a fingerprint over its whole Parsing
+//! Canonical Form.
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashSet};
 
+macro_rules! schema_file {
+    ($dir:literal, $name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../../../../schemas/", $dir, $name, ".avsc")),
+        )
+    };
+}
+
 macro_rules! schema_files {
     ($dir:literal; $($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../../../../schemas/", $dir, $name, ".avsc")))),*]
+        &[$(schema_file!($dir, $name)),*]
     };
 }
 
 /// Every named type of the current version, one file each.
 const CURRENT: &[(&str, &str)] = schema_files!("";
     "Origin", "VectorClock", "Message", "TimelineEntry", "Outcome", "SendCommand", "CreateCommand",
-    "MembersCommand", "Command", "Delivery", "UserEvent", "Receipt", "Package", "DeadLetter");
+    "MembersCommand", "Command", "Delivery", "UserEvent", "Receipt", "Package", "DeadLetter", "ConvEvent",
+    "Notice", "ReadMark");
 
-/// The files that differed in version 1 (`Message` had no `priority`).
-const V1: &[(&str, &str)] = schema_files!("v1/"; "Message");
+/// The files that differed in version 2 (`Message` had no `sender_name` nor
+/// `read_diffusion`, `Origin` no `name`).
+const V2: &[(&str, &str)] = schema_files!("v2/"; "Message", "Origin");
+
+/// The files that differed in version 1: `Message` had no `priority` either;
+/// `Origin` was as in version 2.
+const V1: &[(&str, &str)] = &[schema_file!("v1/", "Message"), schema_file!("v2/", "Origin")];
 
 /// A top-level record type: each has its own writer schema and fingerprint,
 /// so the fingerprint alone says what a record is.
@@ -38,17 +54,26 @@ pub enum Kind {
     Package,
     /// `DeadLetter` (topic `dead-letter`).
     DeadLetter,
+    /// `ConvEvent` (topic `conv-events`), since v3.
+    ConvEvent,
+    /// `Notice` (topics `gw.*`), since v3.
+    Notice,
+    /// `ReadMark` (topics `gw.*`), since v3.
+    ReadMark,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Command,
         Kind::Delivery,
         Kind::UserEvent,
         Kind::Receipt,
         Kind::Package,
         Kind::DeadLetter,
+        Kind::ConvEvent,
+        Kind::Notice,
+        Kind::ReadMark,
     ];
 
     /// The schema's name (and file name).
@@ -60,6 +85,18 @@ impl Kind {
             Kind::Receipt => "Receipt",
             Kind::Package => "Package",
             Kind::DeadLetter => "DeadLetter",
+            Kind::ConvEvent => "ConvEvent",
+            Kind::Notice => "Notice",
+            Kind::ReadMark => "ReadMark",
+        }
+    }
+
+    /// Whether writers of `version` had this kind (records of a kind added
+    /// later never carry an older writer schema, so readers do not accept one).
+    pub fn exists_in(self, version: Version) -> bool {
+        match self {
+            Kind::ConvEvent | Kind::Notice | Kind::ReadMark => version == Version::Current,
+            _ => true,
         }
     }
 }
@@ -67,19 +104,24 @@ impl Kind {
 /// A version of the schemas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Version {
-    /// What this code writes and reads into.
+    /// What this code writes and reads into (v3: sender names, the
+    /// read-diffusion flag, conversation events, notices and read marks).
     Current,
-    /// The previous version, still readable.
+    /// The previous version (no `sender_name`, `read_diffusion`,
+    /// `Origin.name`), still readable.
+    V2,
+    /// The version before (no `priority` either), still readable.
     V1,
 }
 
 impl Version {
     /// Every version a reader accepts, newest first.
-    pub const ALL: [Version; 2] = [Version::Current, Version::V1];
+    pub const ALL: [Version; 3] = [Version::Current, Version::V2, Version::V1];
 
     fn overrides(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Version::Current => &[],
+            Version::V2 => V2,
             Version::V1 => V1,
         }
     }
@@ -150,6 +192,10 @@ mod tests {
     use super::*;
     use apache_avro::schema_compatibility::SchemaCompatibility;
 
+    fn fingerprint(kind: Kind, version: Version) -> [u8; 8] {
+        composed(kind, version).unwrap().fingerprint
+    }
+
     #[test]
     fn every_kind_composes_in_every_version() {
         for kind in Kind::ALL {
@@ -163,33 +209,60 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_kinds_and_versions_apart() {
-        let mut seen = HashSet::new();
-        for kind in Kind::ALL {
-            seen.insert(composed(kind, Version::Current).unwrap().fingerprint);
-        }
+        let seen: HashSet<_> = Kind::ALL.iter().map(|k| fingerprint(*k, Version::Current)).collect();
         assert_eq!(seen.len(), Kind::ALL.len());
-        // Message changed between v1 and now, so everything that holds one did.
+        // Message changed in every version, so everything that holds one did.
         for kind in [Kind::Delivery, Kind::UserEvent, Kind::Package] {
-            let (now, v1) = (
-                composed(kind, Version::Current).unwrap(),
-                composed(kind, Version::V1).unwrap(),
-            );
-            assert_ne!(now.fingerprint, v1.fingerprint, "{kind:?}");
+            let [now, v2, v1] = Version::ALL.map(|v| fingerprint(kind, v));
+            assert!(now != v2 && v2 != v1 && now != v1, "{kind:?}");
         }
-        let (now, v1) = (
-            composed(Kind::Receipt, Version::Current),
-            composed(Kind::Receipt, Version::V1),
-        );
-        assert_eq!(now.unwrap().fingerprint, v1.unwrap().fingerprint);
+        // Origin changed in v3 only: what holds one but no Message changed once.
+        for kind in [Kind::Receipt, Kind::Command] {
+            let [now, v2, v1] = Version::ALL.map(|v| fingerprint(kind, v));
+            assert_ne!(now, v2, "{kind:?}");
+            assert_eq!(v2, v1, "{kind:?}");
+        }
+        let [now, v2, v1] = Version::ALL.map(|v| fingerprint(Kind::DeadLetter, v));
+        assert!(now == v2 && v2 == v1);
+    }
+
+    #[test]
+    fn new_kinds_exist_only_in_the_current_version() {
+        for kind in [Kind::ConvEvent, Kind::Notice, Kind::ReadMark] {
+            assert!(kind.exists_in(Version::Current));
+            assert!(!kind.exists_in(Version::V2) && !kind.exists_in(Version::V1), "{kind:?}");
+        }
+        assert!(Kind::Delivery.exists_in(Version::V1));
     }
 
     #[test]
     fn current_readers_read_previous_writers() {
         for kind in Kind::ALL {
             let reader = composed(kind, Version::Current).unwrap().schema;
-            let writer = composed(kind, Version::V1).unwrap().schema;
-            SchemaCompatibility::can_read(&writer, &reader)
-                .unwrap_or_else(|e| panic!("{kind:?}: the current reader cannot read v1: {e}"));
+            for version in [Version::V2, Version::V1] {
+                let writer = composed(kind, version).unwrap().schema;
+                SchemaCompatibility::can_read(&writer, &reader)
+                    .unwrap_or_else(|e| panic!("{kind:?}: the current reader cannot read {version:?}: {e}"));
+            }
         }
+    }
+
+    #[test]
+    fn previous_versions_lack_the_new_fields() {
+        let canonical = |kind, version| composed(kind, version).unwrap().schema.canonical_form();
+        for version in [Version::V2, Version::V1] {
+            let delivery = canonical(Kind::Delivery, version);
+            assert!(
+                !delivery.contains("sender_name") && !delivery.contains("read_diffusion"),
+                "{delivery}"
+            );
+            let receipt = canonical(Kind::Receipt, version);
+            assert!(!receipt.contains("\"name\":\"name\""), "{receipt}");
+        }
+        assert!(canonical(Kind::Delivery, Version::V2).contains("priority"));
+        assert!(!canonical(Kind::Delivery, Version::V1).contains("priority"));
+        let delivery = canonical(Kind::Delivery, Version::Current);
+        assert!(delivery.contains("sender_name") && delivery.contains("read_diffusion"));
+        assert!(canonical(Kind::Receipt, Version::Current).contains("\"name\":\"name\""));
     }
 }

@@ -7,7 +7,8 @@ use proptest::sample::select;
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, GatewayId, UserId, UserSeq};
 use seqline_core::model::{ConversationKind, Message, MessageKind, Outcome, RefusalCode, TimelineEntry};
 use seqline_core::records::{
-    Command, CreateCommand, DeadLetter, Delivery, MembersCommand, Origin, Package, Receipt, SendCommand, UserEvent,
+    Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin, Package, ReadMark,
+    Receipt, SendCommand, UserEvent,
 };
 
 const ID_CHARS: &[char] = &['a', 'Z', '0', '9', '_', '-', 'q', 'M'];
@@ -34,12 +35,15 @@ fn client_id() -> impl Strategy<Value = ClientMsgId> {
 }
 
 fn origin() -> impl Strategy<Value = Origin> {
-    (id_text(ID_CHARS, 16), user(), device(), any::<u64>()).prop_map(|(g, user, device, request)| Origin {
-        gateway: GatewayId::parse(g).unwrap(),
-        user,
-        device,
-        request,
-    })
+    (id_text(ID_CHARS, 16), user(), device(), any::<u64>(), any::<String>()).prop_map(
+        |(g, user, device, request, name)| Origin {
+            gateway: GatewayId::parse(g).unwrap(),
+            user,
+            device,
+            request,
+            name,
+        },
+    )
 }
 
 fn vclock() -> impl Strategy<Value = seqline_core::model::VectorClock> {
@@ -64,9 +68,14 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             vclock(),
         ),
+        (any::<String>(), any::<bool>()),
     )
         .prop_map(
-            |((conv, seq, id, sender, sender_device, kind), (body, members, priority, ts, vclock))| Message {
+            |(
+                (conv, seq, id, sender, sender_device, kind),
+                (body, members, priority, ts, vclock),
+                (sender_name, read_diffusion),
+            )| Message {
                 conv,
                 conv_seq: ConvSeq(seq),
                 client_msg_id: id,
@@ -78,6 +87,8 @@ fn message() -> impl Strategy<Value = Message> {
                 priority,
                 server_ts_ms: ts,
                 vclock,
+                sender_name,
+                read_diffusion,
             },
         )
 }
@@ -201,6 +212,22 @@ fn record() -> impl Strategy<Value = LogRecord> {
                     raw,
                 })
             ),
+        message().prop_map(|message| LogRecord::ConvEvent(ConvEvent { message })),
+        (conv(), any::<u64>(), proptest::option::of(message())).prop_map(|(conv, head, message)| {
+            LogRecord::Gateway(GatewayRecord::Notice(Notice {
+                conv,
+                head: ConvSeq(head),
+                message,
+            }))
+        }),
+        (user(), device(), conv(), any::<u64>()).prop_map(|(user, device, conv, seq)| {
+            LogRecord::Gateway(GatewayRecord::ReadMark(ReadMark {
+                user,
+                device,
+                conv,
+                conv_seq: ConvSeq(seq),
+            }))
+        }),
     ]
 }
 
@@ -232,20 +259,36 @@ fn sample_delivery(priority: bool) -> LogRecord {
     let user = UserId::parse("alice").unwrap();
     LogRecord::Delivery(Delivery {
         user: user.clone(),
-        message: Message {
-            conv: ConversationId::parse("g:team").unwrap(),
-            conv_seq: ConvSeq(7),
-            client_msg_id: ClientMsgId::random(),
-            sender: user.clone(),
-            sender_device: DeviceId::parse("phone").unwrap(),
-            kind: MessageKind::Text,
-            body: "hello".into(),
-            members: Vec::new(),
-            priority,
-            server_ts_ms: 1_700_000_000_000,
-            vclock: [(user, 3)].into_iter().collect(),
-        },
+        message: sample_message(&user, priority),
     })
+}
+
+fn sample_message(user: &UserId, priority: bool) -> Message {
+    Message {
+        conv: ConversationId::parse("g:team").unwrap(),
+        conv_seq: ConvSeq(7),
+        client_msg_id: ClientMsgId::random(),
+        sender: user.clone(),
+        sender_device: DeviceId::parse("phone").unwrap(),
+        kind: MessageKind::Text,
+        body: "hello".into(),
+        members: Vec::new(),
+        priority,
+        server_ts_ms: 1_700_000_000_000,
+        vclock: [(user.clone(), 3)].into_iter().collect(),
+        sender_name: String::new(),
+        read_diffusion: false,
+    }
+}
+
+fn sample_origin() -> Origin {
+    Origin {
+        gateway: GatewayId::parse("gw1").unwrap(),
+        user: UserId::parse("alice").unwrap(),
+        device: DeviceId::parse("phone").unwrap(),
+        request: 42,
+        name: String::new(),
+    }
 }
 
 /// Drops `field` from every record value inside `value`.
@@ -264,13 +307,34 @@ fn without(value: Value, field: &str) -> Value {
     }
 }
 
+/// The value of `record` as a writer of `version` had it: without the fields
+/// added since.
+fn as_written_by(record: &LogRecord, version: Version) -> Value {
+    let value = match record {
+        LogRecord::Command(c) => AvroValue::from(c),
+        LogRecord::Delivery(d) => AvroValue::from(d),
+        LogRecord::UserEvent(e) => AvroValue::from(e),
+        LogRecord::Gateway(GatewayRecord::Receipt(r)) => AvroValue::from(r),
+        LogRecord::Gateway(GatewayRecord::Package(p)) => AvroValue::from(p),
+        other => panic!("no previous version of {other:?}"),
+    }
+    .0;
+    // v1 differed from v2 in Message only (SendCommand always had `priority`).
+    let dropped: &[&str] = match (version, record) {
+        (Version::Current, _) => &[],
+        (Version::V2, _) | (Version::V1, LogRecord::Command(_)) => &["sender_name", "read_diffusion", "name"],
+        (Version::V1, _) => &["sender_name", "read_diffusion", "name", "priority"],
+    };
+    dropped.iter().fold(value, |v, field| without(v, field))
+}
+
 #[test]
 fn previous_writer_is_read_with_defaults() {
     let codec = Codec::new().unwrap();
     let LogRecord::Delivery(delivery) = sample_delivery(false) else {
         unreachable!()
     };
-    let v1_value = without(AvroValue::from(&delivery).0, "priority");
+    let v1_value = as_written_by(&LogRecord::Delivery(delivery.clone()), Version::V1);
     let bytes = Codec::encode_value(Kind::Delivery, Version::V1, v1_value).unwrap();
     let current = codec.encode(&LogRecord::Delivery(delivery.clone())).unwrap();
     assert_ne!(bytes[2..HEADER], current[2..HEADER], "v1 has its own fingerprint");
@@ -279,6 +343,169 @@ fn previous_writer_is_read_with_defaults() {
         Ok(LogRecord::Delivery(delivery)),
         "priority defaults to false"
     );
+}
+
+#[test]
+fn v2_writers_are_read_with_defaults() {
+    let codec = Codec::new().unwrap();
+    let user = UserId::parse("alice").unwrap();
+    // Written before sender names and read diffusion: priority set, the
+    // new fields absent, so they read as empty / false.
+    let message = sample_message(&user, true);
+    let records = [
+        LogRecord::Delivery(Delivery {
+            user: user.clone(),
+            message: message.clone(),
+        }),
+        LogRecord::UserEvent(UserEvent {
+            user: user.clone(),
+            entry: TimelineEntry {
+                user_seq: UserSeq(9),
+                message: message.clone(),
+            },
+        }),
+        LogRecord::Gateway(GatewayRecord::Package(Package {
+            user: user.clone(),
+            device: DeviceId::parse("phone").unwrap(),
+            package_id: 3,
+            index: 0,
+            count: 1,
+            entries: vec![TimelineEntry {
+                user_seq: UserSeq(9),
+                message,
+            }],
+        })),
+        LogRecord::Command(Command::Send(SendCommand {
+            origin: sample_origin(),
+            conv: ConversationId::parse("g:team").unwrap(),
+            client_msg_id: ClientMsgId::random(),
+            prev: None,
+            body: "hi".into(),
+            priority: true,
+            vclock: Default::default(),
+            sent_ms: 5,
+        })),
+        LogRecord::Gateway(GatewayRecord::Receipt(Receipt {
+            origin: sample_origin(),
+            conv: ConversationId::parse("g:team").unwrap(),
+            client_msg_id: ClientMsgId::random(),
+            outcome: Outcome::Sequenced { conv_seq: ConvSeq(4) },
+        })),
+    ];
+    for record in records {
+        let kind = Codec::kind_of(&record);
+        let bytes = Codec::encode_value(kind, Version::V2, as_written_by(&record, Version::V2)).unwrap();
+        let current = codec.encode(&record).unwrap();
+        assert_ne!(
+            bytes[2..HEADER],
+            current[2..HEADER],
+            "{kind:?}: v2 has its own fingerprint"
+        );
+        assert_eq!(codec.decode(&bytes), Ok(record.clone()), "{kind:?}");
+        let old = Codec::encode_value(kind, Version::V1, as_written_by(&record, Version::V1)).unwrap();
+        let expected = match record {
+            // v1 had no priority: it reads as false.
+            LogRecord::Delivery(mut d) => {
+                d.message.priority = false;
+                LogRecord::Delivery(d)
+            }
+            LogRecord::UserEvent(mut e) => {
+                e.entry.message.priority = false;
+                LogRecord::UserEvent(e)
+            }
+            LogRecord::Gateway(GatewayRecord::Package(mut p)) => {
+                p.entries.iter_mut().for_each(|e| e.message.priority = false);
+                LogRecord::Gateway(GatewayRecord::Package(p))
+            }
+            other => other,
+        };
+        assert_eq!(codec.decode(&old), Ok(expected), "{kind:?} (v1)");
+    }
+}
+
+#[test]
+fn new_fields_survive_and_old_writers_cannot_carry_them() {
+    let codec = Codec::new().unwrap();
+    let user = UserId::parse("alice").unwrap();
+    let mut message = sample_message(&user, false);
+    message.sender_name = "Alice Ø".into();
+    message.read_diffusion = true;
+    let delivery = LogRecord::Delivery(Delivery {
+        user: user.clone(),
+        message: message.clone(),
+    });
+    assert_eq!(codec.decode(&codec.encode(&delivery).unwrap()), Ok(delivery.clone()));
+    let LogRecord::Delivery(d) = &delivery else {
+        unreachable!()
+    };
+    assert!(Codec::encode_value(Kind::Delivery, Version::V2, AvroValue::from(d).0).is_err());
+    let mut origin = sample_origin();
+    origin.name = "Alice".into();
+    let receipt = Receipt {
+        origin,
+        conv: message.conv.clone(),
+        client_msg_id: message.client_msg_id,
+        outcome: Outcome::Sequenced { conv_seq: ConvSeq(1) },
+    };
+    let record = LogRecord::Gateway(GatewayRecord::Receipt(receipt.clone()));
+    assert_eq!(codec.decode(&codec.encode(&record).unwrap()), Ok(record));
+    assert!(Codec::encode_value(Kind::Receipt, Version::V2, AvroValue::from(&receipt).0).is_err());
+}
+
+#[test]
+fn new_kinds_round_trip_and_have_no_previous_writer() {
+    let codec = Codec::new().unwrap();
+    let user = UserId::parse("alice").unwrap();
+    let mut message = sample_message(&user, true);
+    message.read_diffusion = true;
+    message.sender_name = "Alice".into();
+    let conv = message.conv.clone();
+    let records = [
+        LogRecord::ConvEvent(ConvEvent {
+            message: message.clone(),
+        }),
+        LogRecord::Gateway(GatewayRecord::Notice(Notice {
+            conv: conv.clone(),
+            head: ConvSeq(7),
+            message: None,
+        })),
+        LogRecord::Gateway(GatewayRecord::Notice(Notice {
+            conv: conv.clone(),
+            head: ConvSeq(7),
+            message: Some(message),
+        })),
+        LogRecord::Gateway(GatewayRecord::ReadMark(ReadMark {
+            user,
+            device: DeviceId::parse("laptop").unwrap(),
+            conv,
+            conv_seq: ConvSeq(u64::MAX),
+        })),
+    ];
+    for record in records {
+        let bytes = codec.encode(&record).unwrap();
+        assert_eq!(codec.decode(&bytes), Ok(record.clone()));
+        // Same shape, older composition: no reader knows such a fingerprint.
+        let kind = Codec::kind_of(&record);
+        if kind != Kind::ReadMark {
+            let old = Codec::encode_value(kind, Version::V2, as_new_kind_written_by_v2(&record)).unwrap();
+            let reason = codec.decode(&old).unwrap_err();
+            assert!(
+                reason.contains("unknown writer schema fingerprint"),
+                "{kind:?}: {reason}"
+            );
+        }
+    }
+}
+
+/// A new kind's value as if composed with the v2 Message (for the refusal).
+fn as_new_kind_written_by_v2(record: &LogRecord) -> Value {
+    let value = match record {
+        LogRecord::ConvEvent(e) => AvroValue::from(e),
+        LogRecord::Gateway(GatewayRecord::Notice(n)) => AvroValue::from(n),
+        other => panic!("not a new kind: {other:?}"),
+    }
+    .0;
+    without(without(value, "sender_name"), "read_diffusion")
 }
 
 #[test]

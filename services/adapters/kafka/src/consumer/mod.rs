@@ -88,6 +88,12 @@ pub(crate) struct Member {
 }
 
 impl Member {
+    /// Whether the member has already left its group (its consumer is gone).
+    pub(crate) fn has_left(&self) -> bool {
+        // A dropped sender means the consumer thread is gone too.
+        *self.finished.borrow() || self.finished.has_changed().is_err()
+    }
+
     /// Makes the member leave its group and waits (bounded) until it has.
     pub(crate) async fn take_over(mut self, deadline: std::time::Duration) {
         self.quit.cancel();
