@@ -4,12 +4,13 @@ use crate::config::ClientConfig;
 use crate::driver::{now, Ask, Call, Control, Driver, SendCmd, Status};
 use crate::error::{ClientError, Result};
 use crate::event::EventStream;
+use crate::follow::Follows;
 use crate::handle::{SendHandle, SendState};
 use crate::outbox::Pending;
 use seqline_core::algo::vclock::causal_sort;
 use seqline_core::ids::{ClientMsgId, ConversationId};
 use seqline_core::model::{Message, TimelineEntry, VectorClock};
-use seqline_core::protocol::ServerFrame;
+use seqline_core::protocol::{ServerFrame, UnreadCount};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,17 @@ pub enum SyncAnswer {
     },
 }
 
+/// A page of a read-diffusion conversation after a cursor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvPage {
+    /// Ascending conv_seq, contiguous from the cursor.
+    pub messages: Vec<Message>,
+    /// The conversation's committed head.
+    pub head: u64,
+    /// More messages follow.
+    pub more: bool,
+}
+
 /// A page of a conversation's history.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistoryPage {
@@ -114,6 +126,7 @@ impl Client {
     /// reconnects) by itself; sends and requests wait for it.
     pub fn start(mut config: ClientConfig) -> Result<(Client, EventStream)> {
         let cursor = config.cursor.load()?;
+        let follows = Follows::new(config.cursor.load_convs()?);
         let (send_tx, send_rx) = mpsc::channel(64);
         let (ctl_tx, ctl_rx) = mpsc::channel(64);
         let (ev_tx, ev_rx) = mpsc::channel(config.event_capacity.max(1));
@@ -122,7 +135,7 @@ impl Client {
             ..Status::default()
         });
         let request_timeout = config.request_timeout;
-        let driver = Driver::new(config, cursor, send_rx, ctl_rx, ev_tx, st_tx);
+        let driver = Driver::new(config, cursor, follows, send_rx, ctl_rx, ev_tx, st_tx);
         tokio::spawn(driver.run());
         let client = Client {
             sends: send_tx,
@@ -188,6 +201,35 @@ impl Client {
                 entries, head, more, ..
             } => Ok(SyncAnswer::Page { entries, head, more }),
             ServerFrame::Reset { head, .. } => Ok(SyncAnswer::Reset { head }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// One page of `conv` after `after` by conversation cursor (`sync_conv`),
+    /// apart from the SDK's own following (nothing is emitted).
+    pub async fn conv_page(&self, conv: ConversationId, after: u64, limit: Option<u32>) -> Result<ConvPage> {
+        match self.ask(Ask::SyncConv { conv, after, limit }).await? {
+            ServerFrame::ConvPage {
+                messages, head, more, ..
+            } => Ok(ConvPage { messages, head, more }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Marks `conv` read up to `conv_seq` for the user (positions only move
+    /// forward; the user's other devices get [`crate::Event::ReadMark`]).
+    /// Sent as soon as the device is connected; nothing is answered.
+    pub async fn mark_read(&self, conv: ConversationId, conv_seq: u64) -> Result<()> {
+        self.control
+            .send(Control::Read(conv, conv_seq))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Unread counts of every conversation of the user.
+    pub async fn unread(&self) -> Result<Vec<UnreadCount>> {
+        match self.ask(Ask::Unread).await? {
+            ServerFrame::UnreadPage { convs, .. } => Ok(convs),
             other => Err(unexpected(&other)),
         }
     }

@@ -43,7 +43,9 @@ mod tests {
     use seqline_core::ids::{ClientMsgId, ConvSeq, DeviceId};
 
     fn message(conv: &ConversationId, sender: &UserId, vclock: VectorClock) -> Message {
-        Message { read_diffusion: false, sender_name: String::new(),
+        Message {
+            read_diffusion: false,
+            sender_name: String::new(),
             conv: conv.clone(),
             conv_seq: ConvSeq(1),
             client_msg_id: ClientMsgId::random(),

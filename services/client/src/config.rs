@@ -53,6 +53,9 @@ pub struct ClientConfig {
     pub vector_clocks: bool,
     /// Page size asked for when syncing (the server clamps it).
     pub sync_page: Option<u32>,
+    /// How long a long-poll over followed conversations waits on the server
+    /// (bounded by the server, at most 30 s).
+    pub poll_wait: Duration,
 }
 
 impl ClientConfig {
@@ -76,6 +79,7 @@ impl ClientConfig {
             outbox_capacity: 1024,
             vector_clocks: false,
             sync_page: None,
+            poll_wait: Duration::from_secs(25),
         }
     }
 

@@ -1,12 +1,26 @@
-//! Where a device keeps its cursor: the last `user_seq` it has contiguously.
-//! The SDK loads it when it starts and stores it now and then (and when it
-//! disconnects or closes), so a restart re-delivers at most the entries that
-//! arrived since the last store.
+//! Where a device keeps its cursor: the last `user_seq` it has contiguously,
+//! and, for read-diffusion conversations (huge groups), the last `conv_seq`
+//! it has of each and whether it follows it. The SDK loads them when it
+//! starts and stores them now and then (and when it disconnects or closes),
+//! so a restart re-delivers at most what arrived since the last store and
+//! resumes following where it was.
 
+use seqline_core::ids::ConversationId;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// The device's position in one read-diffusion conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvPosition {
+    /// The conversation.
+    pub conv: ConversationId,
+    /// Everything up to this conv_seq was delivered.
+    pub seq: u64,
+    /// The device pulls it (it is in read-diffusion mode for the device).
+    pub following: bool,
+}
 
 /// Persistence of the device cursor. Calls are rare and small; the SDK makes
 /// them from its background task.
@@ -15,21 +29,37 @@ pub trait CursorStore: Send + 'static {
     fn load(&mut self) -> io::Result<u64>;
     /// Stores `user_seq`.
     fn store(&mut self, user_seq: u64) -> io::Result<()>;
+    /// The stored conversation positions (none by default).
+    fn load_convs(&mut self) -> io::Result<Vec<ConvPosition>> {
+        Ok(Vec::new())
+    }
+    /// Stores the timeline cursor with every conversation position. The
+    /// default keeps only the cursor: a store that does not override this
+    /// forgets followed conversations across restarts (the device follows
+    /// them again from its next timeline entry of each).
+    fn store_all(&mut self, user_seq: u64, convs: &[ConvPosition]) -> io::Result<()> {
+        let _ = convs;
+        self.store(user_seq)
+    }
 }
 
 /// A cursor in memory; clones share it, so a test or the load generator can
 /// read where a device is.
 #[derive(Clone, Debug, Default)]
-pub struct MemoryCursor(Arc<AtomicU64>);
+pub struct MemoryCursor(Arc<AtomicU64>, Arc<Mutex<Vec<ConvPosition>>>);
 
 impl MemoryCursor {
     /// A cursor starting at `user_seq`.
     pub fn new(user_seq: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(user_seq)))
+        Self(Arc::new(AtomicU64::new(user_seq)), Arc::default())
     }
     /// The stored value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Acquire)
+    }
+    /// The stored conversation positions.
+    pub fn convs(&self) -> Vec<ConvPosition> {
+        self.1.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -41,10 +71,20 @@ impl CursorStore for MemoryCursor {
         self.0.store(user_seq, Ordering::Release);
         Ok(())
     }
+    fn load_convs(&mut self) -> io::Result<Vec<ConvPosition>> {
+        Ok(self.convs())
+    }
+    fn store_all(&mut self, user_seq: u64, convs: &[ConvPosition]) -> io::Result<()> {
+        *self.1.lock().unwrap_or_else(|p| p.into_inner()) = convs.to_vec();
+        self.store(user_seq)
+    }
 }
 
 /// A cursor in a small text file, replaced atomically (write a sibling file,
 /// fsync, rename) so a crash leaves the old or the new value, never half.
+/// The first line is the timeline cursor; each further line is one
+/// conversation position, `<conv> <seq> <following 0|1>`, written in the same
+/// file so the two never disagree after a crash.
 #[derive(Clone, Debug)]
 pub struct FileCursor {
     path: PathBuf,
@@ -59,29 +99,75 @@ impl FileCursor {
     }
 }
 
-impl CursorStore for FileCursor {
-    fn load(&mut self) -> io::Result<u64> {
+impl FileCursor {
+    fn read(&self) -> io::Result<Option<String>> {
         match std::fs::read_to_string(&self.path) {
-            Ok(s) => s.trim().parse().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} holds no cursor", self.path.display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
+    fn invalid(&self, what: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} holds no {what}", self.path.display()),
+        )
+    }
+}
+
+impl CursorStore for FileCursor {
+    fn load(&mut self) -> io::Result<u64> {
+        match self.read()? {
+            Some(s) => s
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .parse()
+                .map_err(|_| self.invalid("cursor")),
+            None => Ok(0),
+        }
+    }
+
     fn store(&mut self, user_seq: u64) -> io::Result<()> {
+        let convs = self.load_convs().unwrap_or_default();
+        self.store_all(user_seq, &convs)
+    }
+
+    fn load_convs(&mut self) -> io::Result<Vec<ConvPosition>> {
+        let Some(s) = self.read()? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for line in s.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            let mut parts = line.split_whitespace();
+            let (Some(conv), Some(seq), Some(following), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(self.invalid("conversation position"));
+            };
+            out.push(ConvPosition {
+                conv: ConversationId::parse(conv).map_err(|_| self.invalid("conversation id"))?,
+                seq: seq.parse().map_err(|_| self.invalid("conversation cursor"))?,
+                following: following == "1",
+            });
+        }
+        Ok(out)
+    }
+
+    fn store_all(&mut self, user_seq: u64, convs: &[ConvPosition]) -> io::Result<()> {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             writeln!(f, "{user_seq}")?;
-            f.sync_all()?;
+            for c in convs {
+                writeln!(f, "{} {} {}", c.conv, c.seq, u8::from(c.following))?;
+            }
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)
     }
@@ -112,6 +198,41 @@ mod tests {
         assert_eq!(FileCursor::new(&path).load().unwrap(), 42);
         std::fs::write(&path, "garbage").unwrap();
         assert_eq!(c.load().unwrap_err().kind(), io::ErrorKind::InvalidData);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn conversation_positions_are_stored_with_the_cursor() {
+        let dir = std::env::temp_dir().join(format!("seqline-client-convs-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cursor");
+        let mut c = FileCursor::new(&path);
+        assert!(c.load_convs().unwrap().is_empty());
+        let convs = vec![
+            ConvPosition {
+                conv: ConversationId::parse("g:huge").unwrap(),
+                seq: 812,
+                following: true,
+            },
+            ConvPosition {
+                conv: ConversationId::parse("g:was-huge").unwrap(),
+                seq: 9,
+                following: false,
+            },
+        ];
+        c.store_all(17, &convs).unwrap();
+        let mut again = FileCursor::new(&path);
+        assert_eq!(again.load().unwrap(), 17);
+        assert_eq!(again.load_convs().unwrap(), convs);
+        again.store(18).unwrap();
+        assert_eq!(
+            again.load_convs().unwrap(),
+            convs,
+            "storing the cursor alone keeps the positions"
+        );
+        let mut m = MemoryCursor::new(0);
+        m.store_all(3, &convs[..1]).unwrap();
+        assert_eq!((m.get(), m.convs()), (3, convs[..1].to_vec()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! What the SDK tells the application, in order, on one bounded stream.
 
 use seqline_core::ids::{ClientMsgId, ConversationId};
-use seqline_core::model::TimelineEntry;
+use seqline_core::model::{Message, TimelineEntry};
 use tokio::sync::mpsc;
 
 use crate::handle::FailReason;
@@ -11,7 +11,7 @@ use crate::handle::FailReason;
 pub enum Via {
     /// Pushed by the server.
     Push,
-    /// Pulled by a sync.
+    /// Pulled by a sync (of the timeline, or of a followed conversation).
     Pull,
 }
 
@@ -34,6 +34,36 @@ pub enum Event {
         entry: TimelineEntry,
         /// How it arrived.
         via: Via,
+    },
+    /// One message of a followed read-diffusion conversation (a huge
+    /// group), pulled by conversation cursor: it has no timeline entry.
+    /// Together with [`Event::Message`], every message of a conversation
+    /// reaches the application exactly once and in conv_seq order.
+    ConvMessage {
+        /// The message.
+        message: Message,
+        /// How it arrived (pulled).
+        via: Via,
+    },
+    /// A conversation page arrived (for observers that record pulls).
+    ConvPulled {
+        /// The conversation.
+        conv: ConversationId,
+        /// The conversation cursor the page was asked from.
+        from: u64,
+        /// The conv_seqs it returned, in order.
+        returned: Vec<u64>,
+    },
+    /// A high-priority message of a followed conversation (an admin's
+    /// announcement), pushed ahead of everything: alert now. It is delivered
+    /// again, in order, as an ordinary message.
+    Priority(Message),
+    /// Another device of the user marked `conv` read up to `conv_seq`.
+    ReadMark {
+        /// The conversation.
+        conv: ConversationId,
+        /// Everything up to here is read.
+        conv_seq: u64,
     },
     /// A sync page arrived (for observers that record pulls).
     Pulled {

@@ -91,7 +91,9 @@ mod tests {
     fn entry(user_seq: u64) -> TimelineEntry {
         TimelineEntry {
             user_seq: UserSeq(user_seq),
-            message: Message { read_diffusion: false, sender_name: String::new(),
+            message: Message {
+                read_diffusion: false,
+                sender_name: String::new(),
                 conv: ConversationId::parse("c").unwrap(),
                 conv_seq: ConvSeq(user_seq),
                 client_msg_id: ClientMsgId::random(),

@@ -4,7 +4,10 @@
 //! exactly once per `user_seq`, in order, across reconnects, from a persisted
 //! cursor. Gaps are noticed (out-of-order pushes, a pong head above the
 //! cursor) and filled by syncing; history pages back to `conv_seq` 1 and can
-//! be ordered causally by vector clocks.
+//! be ordered causally by vector clocks. Huge groups in read-diffusion mode
+//! are followed by conversation cursor (long-poll, notices, pulls), so every
+//! message of every conversation still arrives exactly once, in conv_seq
+//! order; priority announcements are pushed ahead as alerts.
 //!
 //! ```no_run
 //! # async fn demo() -> seqline_client::Result<()> {
@@ -27,6 +30,8 @@
 //! - [`event`]: [`Event`] and the bounded [`EventStream`].
 //! - [`handle`]: [`SendHandle`] and [`SendState`].
 //! - [`cursor`]: [`CursorStore`] with [`MemoryCursor`] and [`FileCursor`].
+//! - [`follow`]: following read-diffusion conversations (huge groups):
+//!   which to pull, how far, which timeline entries wait or repeat.
 //! - [`http`]: [`HttpApi`], the conversation calls over HTTP/1.1.
 //! - [`outbox`], [`inbox`], [`backoff`], [`clocks`]: the pure parts (resend
 //!   rules, exactly-once ordered release, backoff and pacing, vector clocks).
@@ -41,15 +46,16 @@ pub mod cursor;
 mod driver;
 pub mod error;
 pub mod event;
+pub mod follow;
 pub mod handle;
 pub mod http;
 pub mod inbox;
 pub mod outbox;
 
 pub use backoff::Backoff;
-pub use client::{Client, HistoryPage, SendOptions, SyncAnswer};
+pub use client::{Client, ConvPage, HistoryPage, SendOptions, SyncAnswer};
 pub use config::{ClientConfig, ResendPolicy};
-pub use cursor::{CursorStore, FileCursor, MemoryCursor};
+pub use cursor::{ConvPosition, CursorStore, FileCursor, MemoryCursor};
 pub use driver::Status;
 pub use error::{ClientError, Result};
 pub use event::{Event, EventStream, Via};

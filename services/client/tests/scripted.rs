@@ -119,7 +119,9 @@ fn message(conv_seq: u64, vclock_alice: u64) -> Message {
     if vclock_alice > 0 {
         vclock.insert(UserId::parse("alice").unwrap(), vclock_alice);
     }
-    Message { read_diffusion: false, sender_name: String::new(),
+    Message {
+        read_diffusion: false,
+        sender_name: String::new(),
         conv: conv(),
         conv_seq: ConvSeq(conv_seq),
         client_msg_id: ClientMsgId::random(),

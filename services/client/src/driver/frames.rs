@@ -5,9 +5,10 @@ use super::session::Session;
 use super::{now, Driver};
 use crate::error::ClientError;
 use crate::event::{Event, Via};
+use crate::follow::Decision;
 use crate::handle::{FailReason, SendState};
-use seqline_core::ids::ClientMsgId;
-use seqline_core::model::RefusalCode;
+use seqline_core::ids::{ClientMsgId, ConversationId};
+use seqline_core::model::{Message, RefusalCode};
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 
 impl Driver {
@@ -68,6 +69,9 @@ impl Driver {
                     let from = self.inbox.cursor();
                     tracing::info!(from, head, %reason, "the server reset the cursor");
                     self.inbox.reset(head);
+                    // Entries held for a pull belong to the old cursor.
+                    self.staged.clear();
+                    self.delivered = head;
                     self.head = head;
                     self.persist();
                     self.emit(Event::Reset { from, head }).await;
@@ -109,6 +113,22 @@ impl Driver {
                 Some(Waiter::Caller(c)) => {
                     let _ = c.reply.send(Err(ClientError::Server { code, message }));
                 }
+                Some(Waiter::SyncConv { conv, .. }) => {
+                    let for_good = matches!(code, ErrorCode::NotMember | ErrorCode::Forbidden | ErrorCode::NotFound);
+                    tracing::debug!(?code, %message, %conv, for_good, "conversation pull refused");
+                    let delay = self.resend.backoff.delay(self.follows.failures(&conv), &mut self.rng);
+                    self.follows.pull_failed(&conv, for_good, now() + delay);
+                    // A timeline entry held for this pull may go now.
+                    self.release().await;
+                }
+                Some(Waiter::Poll) => {
+                    tracing::debug!(?code, %message, "long-poll refused; retrying later");
+                    if sess.poll.as_ref().is_some_and(|p| p.req == req) {
+                        sess.poll = None;
+                    }
+                    sess.poll_retry_at = now() + self.resend.backoff.delay(sess.poll_failures, &mut self.rng);
+                    sess.poll_failures = sess.poll_failures.saturating_add(1);
+                }
                 Some(Waiter::Sync { .. }) => {
                     if matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable) {
                         tracing::debug!(?code, %message, "sync refused; retrying later");
@@ -128,18 +148,51 @@ impl Driver {
                 message,
             } => self.on_send_error(sess, code, message).await,
             ServerFrame::Welcome { .. } => {}
-            frame @ (ServerFrame::ConvPage { .. } | ServerFrame::Polled { .. } | ServerFrame::UnreadPage { .. }) => {
-                let req = match &frame {
-                    ServerFrame::ConvPage { req, .. }
-                    | ServerFrame::Polled { req, .. }
-                    | ServerFrame::UnreadPage { req, .. } => *req,
-                    _ => return,
-                };
+            ServerFrame::ConvPage {
+                req,
+                conv,
+                messages,
+                head,
+                more,
+            } => match self.requests.resolve(req) {
+                Some(Waiter::Caller(c)) => {
+                    let _ = c.reply.send(Ok(ServerFrame::ConvPage {
+                        req,
+                        conv,
+                        messages,
+                        head,
+                        more,
+                    }));
+                }
+                Some(Waiter::SyncConv { conv, after }) => self.on_conv_page(conv, after, messages, head, more).await,
+                _ => {}
+            },
+            ServerFrame::Polled { req, advanced } => match self.requests.resolve(req) {
+                Some(Waiter::Caller(c)) => {
+                    let _ = c.reply.send(Ok(ServerFrame::Polled { req, advanced }));
+                }
+                Some(Waiter::Poll) => {
+                    if sess.poll.as_ref().is_some_and(|p| p.req == req) {
+                        sess.poll = None;
+                        sess.poll_failures = 0;
+                    }
+                    for a in advanced {
+                        self.follows.on_head(&a.conv, a.head);
+                    }
+                }
+                _ => {}
+            },
+            ServerFrame::UnreadPage { req, convs } => {
                 if let Some(Waiter::Caller(c)) = self.requests.resolve(req) {
-                    let _ = c.reply.send(Ok(frame));
+                    let _ = c.reply.send(Ok(ServerFrame::UnreadPage { req, convs }));
                 }
             }
-            ServerFrame::Notice { .. } | ServerFrame::Priority { .. } | ServerFrame::ReadMark { .. } => {}
+            ServerFrame::Notice { conv, head } => self.follows.on_head(&conv, head),
+            ServerFrame::Priority { message } => {
+                self.follows.on_head(&message.conv, message.conv_seq.0);
+                self.emit(Event::Priority(message)).await;
+            }
+            ServerFrame::ReadMark { conv, conv_seq } => self.emit(Event::ReadMark { conv, conv_seq }).await,
         }
     }
 
@@ -197,14 +250,49 @@ impl Driver {
         }
     }
 
-    /// Emits the entries contiguous with the cursor.
+    /// Emits the entries contiguous with the cursor, except repeats of
+    /// pulled messages, stopping at one that waits for a conversation pull.
     pub(super) async fn release(&mut self) {
-        for (entry, via) in self.inbox.take_ready() {
-            if self.vector_clocks {
-                self.clocks.observe(&entry.message);
+        self.staged.extend(self.inbox.take_ready());
+        while let Some((entry, _)) = self.staged.front() {
+            let decision = self.follows.on_timeline(&entry.message);
+            if decision == Decision::Wait {
+                break;
             }
-            self.emit(Event::Message { entry, via }).await;
+            let Some((entry, via)) = self.staged.pop_front() else {
+                break;
+            };
+            self.delivered = entry.user_seq.0;
+            if decision == Decision::Deliver {
+                if self.vector_clocks {
+                    self.clocks.observe(&entry.message);
+                }
+                self.emit(Event::Message { entry, via }).await;
+            }
         }
+    }
+
+    /// A page of a followed conversation: emits what is new, in order, then
+    /// releases timeline entries that waited for it.
+    async fn on_conv_page(&mut self, conv: ConversationId, after: u64, messages: Vec<Message>, head: u64, more: bool) {
+        let returned = messages.iter().map(|m| m.conv_seq.0).collect();
+        self.emit(Event::ConvPulled {
+            conv: conv.clone(),
+            from: after,
+            returned,
+        })
+        .await;
+        for message in self.follows.on_page(&conv, messages, head, more) {
+            if self.vector_clocks {
+                self.clocks.observe(&message);
+            }
+            self.emit(Event::ConvMessage {
+                message,
+                via: Via::Pull,
+            })
+            .await;
+        }
+        self.release().await;
     }
 }
 

@@ -12,7 +12,8 @@ use crate::clocks::Clocks;
 use crate::config::{ClientConfig, ResendPolicy};
 use crate::cursor::CursorStore;
 use crate::error::ClientError;
-use crate::event::Event;
+use crate::event::{Event, Via};
+use crate::follow::Follows;
 use crate::handle::{FailReason, SendState};
 use crate::inbox::Inbox;
 use crate::outbox::{Outbox, Pending};
@@ -20,9 +21,10 @@ use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use requests::Requests;
-use seqline_core::ids::{ClientMsgId, DeviceId, UserId};
+use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
+use seqline_core::model::TimelineEntry;
 use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -41,6 +43,8 @@ pub struct Status {
     pub synced: bool,
     /// The device cursor: everything up to here was delivered.
     pub cursor: u64,
+    /// Read-diffusion conversations the device follows now.
+    pub following: usize,
     /// The latest timeline head the server reported.
     pub head: u64,
     /// Messages waiting for their ack.
@@ -71,6 +75,8 @@ pub(crate) struct SendCmd {
 /// Anything else handed to the task.
 pub(crate) enum Control {
     Request(Call),
+    /// Move the user's read position (sent when connected).
+    Read(ConversationId, u64),
     Close(oneshot::Sender<()>),
 }
 
@@ -86,6 +92,7 @@ pub(crate) struct Driver {
     cursor_interval: Duration,
     vector_clocks: bool,
     sync_page: Option<u32>,
+    poll_wait: Duration,
     cursor_store: Box<dyn CursorStore>,
     stored_cursor: u64,
     sends: mpsc::Receiver<SendCmd>,
@@ -95,6 +102,14 @@ pub(crate) struct Driver {
     outbox: Outbox,
     handles: HashMap<ClientMsgId, watch::Sender<SendState>>,
     inbox: Inbox,
+    /// Timeline entries taken from the inbox but not delivered yet: held
+    /// behind an entry that waits for a conversation pull.
+    staged: VecDeque<(TimelineEntry, Via)>,
+    /// The last user_seq delivered (or skipped as a repeat).
+    delivered: u64,
+    follows: Follows,
+    /// Read positions to send, highest per conversation.
+    reads: HashMap<ConversationId, u64>,
     clocks: Clocks,
     requests: Requests,
     rng: SmallRng,
@@ -110,10 +125,12 @@ enum ConnectError {
 }
 
 impl Driver {
-    /// Builds the task's state; `cursor` was loaded from the store.
+    /// Builds the task's state; `cursor` and `follows` were loaded from the store.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         mut cfg: ClientConfig,
         cursor: u64,
+        follows: Follows,
         sends: mpsc::Receiver<SendCmd>,
         control: mpsc::Receiver<Control>,
         events: mpsc::Sender<Event>,
@@ -133,6 +150,7 @@ impl Driver {
             cursor_interval: cfg.cursor_interval,
             vector_clocks: cfg.vector_clocks,
             sync_page: cfg.sync_page,
+            poll_wait: cfg.poll_wait,
             cursor_store: store,
             stored_cursor: cursor,
             sends,
@@ -141,6 +159,10 @@ impl Driver {
             status,
             handles: HashMap::new(),
             inbox: Inbox::new(cursor),
+            staged: VecDeque::new(),
+            delivered: cursor,
+            follows,
+            reads: HashMap::new(),
             clocks: Clocks::default(),
             requests: Requests::default(),
             rng: SmallRng::seed_from_u64(seed),
@@ -214,6 +236,10 @@ impl Driver {
                 self.closed = true;
             }
             Some(Control::Request(call)) => self.requests.add(call),
+            Some(Control::Read(conv, seq)) => {
+                let at = self.reads.entry(conv).or_insert(0);
+                *at = (*at).max(seq);
+            }
         }
     }
 
@@ -244,25 +270,37 @@ impl Driver {
         let _ = self.events.send(ev).await;
     }
 
-    /// Stores the cursor if it moved (errors are logged: the next store retries).
+    /// Stores the cursor and the conversation positions if they moved
+    /// (errors are logged: the next store retries).
     fn persist(&mut self) {
-        let cursor = self.inbox.cursor();
-        if cursor != self.stored_cursor {
-            match self.cursor_store.store(cursor) {
-                Ok(()) => self.stored_cursor = cursor,
+        let cursor = self.delivered;
+        if cursor != self.stored_cursor || self.follows.is_dirty() {
+            let stored = if self.follows.is_dirty() {
+                self.cursor_store.store_all(cursor, &self.follows.positions())
+            } else {
+                self.cursor_store.store(cursor)
+            };
+            match stored {
+                Ok(()) => {
+                    self.stored_cursor = cursor;
+                    self.follows.stored();
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot store the cursor"),
             }
         }
     }
 
     fn publish(&mut self) {
-        let (cursor, head, pending, closed) = (self.inbox.cursor(), self.head, self.outbox.len(), self.closed);
+        let (cursor, head, pending, closed) = (self.delivered, self.head, self.outbox.len(), self.closed);
+        let following = self.follows.following().len();
         self.status.send_if_modified(|s| {
-            let changed = (s.cursor, s.head, s.pending, s.closed) != (cursor, head, pending, closed);
+            let changed =
+                (s.cursor, s.head, s.pending, s.closed, s.following) != (cursor, head, pending, closed, following);
             s.cursor = cursor;
             s.head = head;
             s.pending = pending;
             s.closed = closed;
+            s.following = following;
             changed
         });
     }

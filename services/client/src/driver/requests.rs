@@ -4,7 +4,7 @@
 
 use crate::error::{ClientError, Result};
 use seqline_core::ids::ConversationId;
-use seqline_core::protocol::{ClientFrame, ServerFrame};
+use seqline_core::protocol::{ClientFrame, ConvCursor, ServerFrame};
 use std::collections::HashMap;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -23,6 +23,12 @@ pub(crate) enum Ask {
         limit: Option<u32>,
     },
     Ping,
+    SyncConv {
+        conv: ConversationId,
+        after: u64,
+        limit: Option<u32>,
+    },
+    Unread,
 }
 
 /// A caller's request and where its answer goes.
@@ -43,6 +49,13 @@ pub(crate) enum Waiter {
     },
     /// The SDK's own keep-alive.
     Ping,
+    /// The SDK's own pull of a followed conversation from this cursor.
+    SyncConv {
+        conv: ConversationId,
+        after: u64,
+    },
+    /// The SDK's own long-poll.
+    Poll,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +81,13 @@ fn frame(req: u64, ask: &Ask) -> ClientFrame {
             limit,
         },
         Ask::Ping => ClientFrame::Ping { req: Some(req) },
+        Ask::SyncConv { conv, after, limit } => ClientFrame::SyncConv {
+            req,
+            conv,
+            after,
+            limit,
+        },
+        Ask::Unread => ClientFrame::Unread { req },
     }
 }
 
@@ -108,6 +128,31 @@ impl Requests {
         let req = self.next();
         self.sent.insert(req, Waiter::Ping);
         frame(req, &Ask::Ping)
+    }
+
+    /// The SDK's own pull of `conv` after `after`.
+    pub fn sync_conv(&mut self, conv: ConversationId, after: u64, limit: Option<u32>) -> ClientFrame {
+        let req = self.next();
+        self.sent.insert(
+            req,
+            Waiter::SyncConv {
+                conv: conv.clone(),
+                after,
+            },
+        );
+        frame(req, &Ask::SyncConv { conv, after, limit })
+    }
+
+    /// The SDK's own long-poll; returns its req and frame.
+    pub fn poll(&mut self, convs: Vec<ConvCursor>, wait_ms: u64) -> (u64, ClientFrame) {
+        let req = self.next();
+        self.sent.insert(req, Waiter::Poll);
+        let f = ClientFrame::Poll {
+            req,
+            convs,
+            wait_ms: Some(wait_ms),
+        };
+        (req, f)
     }
 
     /// Who waits for the answer to `req`.

@@ -7,7 +7,7 @@ use crate::handle::{FailReason, SendState};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use seqline_core::ids::{ClientMsgId, ConversationId};
-use seqline_core::protocol::{ClientFrame, Limits, ServerFrame};
+use seqline_core::protocol::{ClientFrame, ConvCursor, Limits, ServerFrame};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -28,6 +28,17 @@ pub(super) struct Session {
     pub pacer: Pacer,
     /// Consecutive "slow down" answers (rate_limited, unavailable).
     pub slow_down: u32,
+    /// The long-poll outstanding over followed conversations.
+    pub poll: Option<PollState>,
+    pub poll_retry_at: Instant,
+    pub poll_failures: u32,
+}
+
+/// The long-poll this connection has outstanding.
+pub(super) struct PollState {
+    pub req: u64,
+    pub sent: Instant,
+    pub convs: Vec<ConversationId>,
 }
 
 impl Session {
@@ -47,6 +58,9 @@ impl Session {
             reported: 0,
             pacer: Pacer::new(rate, t),
             slow_down: 0,
+            poll: None,
+            poll_retry_at: t,
+            poll_failures: 0,
         }
     }
 }
@@ -66,6 +80,8 @@ impl Driver {
         };
         let mut sess = Session::new(now(), &limits, self.ping_interval);
         self.head = head;
+        self.follows.set_me(user.clone());
+        self.follows.reconnected();
         self.status.send_modify(|s| {
             s.connected = true;
             s.connects += 1;
@@ -118,6 +134,15 @@ impl Driver {
         if sess.need_sync && sess.sync_inflight.is_none() {
             w = w.min(sess.sync_retry_at);
         }
+        if let Some(r) = self.follows.next_retry() {
+            w = w.min(r);
+        }
+        if !self.follows.following().is_empty() {
+            match &sess.poll {
+                Some(p) => w = w.min(p.sent + self.poll_wait + self.request_timeout),
+                None => w = w.min(sess.poll_retry_at),
+            }
+        }
         if sess.ready {
             if let Some(o) = self.outbox.next_wakeup() {
                 // When only the rate limiter holds a message back, wait for a token.
@@ -143,8 +168,17 @@ impl Driver {
             frames.push(self.requests.ping());
             sess.next_ping = t + self.ping_interval;
         }
+        for (conv, conv_seq) in self.reads.drain() {
+            frames.push(ClientFrame::Read { conv, conv_seq });
+        }
+        for due in self.follows.due(t) {
+            frames.push(self.requests.sync_conv(due.conv, due.after, self.sync_page));
+        }
+        if let Some(f) = self.poll_frame(sess, t) {
+            frames.push(f);
+        }
         if t >= sess.next_cursor {
-            let cursor = self.inbox.cursor();
+            let cursor = self.delivered;
             if cursor > sess.reported {
                 frames.push(ClientFrame::Cursor { user_seq: cursor });
                 sess.reported = cursor;
@@ -184,6 +218,40 @@ impl Driver {
                 .map_err(|e| format!("write: {e}"))?;
         }
         sink.flush().await.map_err(|e| format!("write: {e}"))
+    }
+
+    /// A long-poll over every followed conversation, when one is due: none
+    /// is outstanding (or it names other conversations, or its answer is
+    /// overdue), and no pull is due or in flight (it would be answered at
+    /// once).
+    fn poll_frame(&mut self, sess: &mut Session, t: Instant) -> Option<ClientFrame> {
+        let following = self.follows.following();
+        if following.is_empty() {
+            sess.poll = None;
+            return None;
+        }
+        if self.follows.busy() || t < sess.poll_retry_at {
+            return None;
+        }
+        let convs: Vec<ConversationId> = following.iter().map(|p| p.conv.clone()).collect();
+        if let Some(p) = &sess.poll {
+            let overdue = t >= p.sent + self.poll_wait + self.request_timeout;
+            if p.convs == convs && !overdue {
+                return None;
+            }
+        }
+        let cursors = following
+            .into_iter()
+            .take(seqline_core::protocol::MAX_POLL_CONVS)
+            .map(|p| ConvCursor {
+                conv: p.conv,
+                after: p.after,
+            })
+            .collect();
+        let wait_ms = u64::try_from(self.poll_wait.as_millis()).unwrap_or(u64::MAX);
+        let (req, f) = self.requests.poll(cursors, wait_ms);
+        sess.poll = Some(PollState { req, sent: t, convs });
+        Some(f)
     }
 
     /// A send reached its final state: tell its handle and the stream.
