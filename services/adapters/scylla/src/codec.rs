@@ -1,7 +1,7 @@
 //! Columns ↔ model: enums as stable text, integers range-checked, typed
 //! rows, and the versioned JSON of a pending batch.
 
-use scylla::DeserializeRow;
+use scylla::{DeserializeRow, SerializeRow};
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId};
 use seqline_core::model::{ConversationKind, ConversationMeta, Message, MessageKind, Outcome, RefusalCode, Role};
 use seqline_core::model::{TimelineEntry, VectorClock};
@@ -68,17 +68,19 @@ pub(crate) fn id<T>(parsed: Result<T>) -> Result<T> {
 }
 
 /// The message columns shared by `messages` and `timelines`, as bound.
-pub(crate) type MessageColumns<'a> = (
-    uuid::Uuid,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    Vec<&'a str>,
-    bool,
-    i64,
-    BTreeMap<&'a str, i64>,
-);
+pub(crate) struct MessageColumns<'a> {
+    pub(crate) client_msg_id: uuid::Uuid,
+    pub(crate) sender: &'a str,
+    pub(crate) sender_device: &'a str,
+    pub(crate) kind: &'static str,
+    pub(crate) body: &'a str,
+    pub(crate) members: Vec<&'a str>,
+    pub(crate) priority: bool,
+    pub(crate) server_ts_ms: i64,
+    pub(crate) vclock: BTreeMap<&'a str, i64>,
+    pub(crate) sender_name: &'a str,
+    pub(crate) read_diffusion: bool,
+}
 
 pub(crate) fn message_columns(m: &Message) -> Result<MessageColumns<'_>> {
     let vclock = m
@@ -86,17 +88,118 @@ pub(crate) fn message_columns(m: &Message) -> Result<MessageColumns<'_>> {
         .iter()
         .map(|(u, n)| Ok((u.as_str(), to_i64(*n, "vector clock entry")?)))
         .collect::<Result<_>>()?;
-    Ok((
-        m.client_msg_id.0,
-        m.sender.as_str(),
-        m.sender_device.as_str(),
-        kind_text(m.kind),
-        &m.body,
-        m.members.iter().map(UserId::as_str).collect(),
-        m.priority,
-        to_i64(m.server_ts_ms, "server time")?,
+    Ok(MessageColumns {
+        client_msg_id: m.client_msg_id.0,
+        sender: m.sender.as_str(),
+        sender_device: m.sender_device.as_str(),
+        kind: kind_text(m.kind),
+        body: &m.body,
+        members: m.members.iter().map(UserId::as_str).collect(),
+        priority: m.priority,
+        server_ts_ms: to_i64(m.server_ts_ms, "server time")?,
         vclock,
-    ))
+        sender_name: &m.sender_name,
+        read_diffusion: m.read_diffusion,
+    })
+}
+
+/// The values of `MESSAGE_PUT`, bound in the statement's order.
+#[derive(SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+pub(crate) struct MessagePut<'a> {
+    pub(crate) conv: &'a str,
+    pub(crate) bucket: i64,
+    pub(crate) conv_seq: i64,
+    pub(crate) client_msg_id: uuid::Uuid,
+    pub(crate) sender: &'a str,
+    pub(crate) sender_device: &'a str,
+    pub(crate) kind: &'static str,
+    pub(crate) body: &'a str,
+    pub(crate) members: Vec<&'a str>,
+    pub(crate) priority: bool,
+    pub(crate) server_ts_ms: i64,
+    pub(crate) vclock: BTreeMap<&'a str, i64>,
+    pub(crate) sender_name: &'a str,
+    pub(crate) read_diffusion: bool,
+    /// `USING TIMESTAMP`.
+    pub(crate) ts: i64,
+}
+
+impl<'a> MessagePut<'a> {
+    pub(crate) fn new(conv: &'a str, bucket: i64, conv_seq: i64, m: MessageColumns<'a>, ts: i64) -> Self {
+        Self {
+            conv,
+            bucket,
+            conv_seq,
+            client_msg_id: m.client_msg_id,
+            sender: m.sender,
+            sender_device: m.sender_device,
+            kind: m.kind,
+            body: m.body,
+            members: m.members,
+            priority: m.priority,
+            server_ts_ms: m.server_ts_ms,
+            vclock: m.vclock,
+            sender_name: m.sender_name,
+            read_diffusion: m.read_diffusion,
+            ts,
+        }
+    }
+}
+
+/// The values of `ENTRY_PUT`, bound in the statement's order (more than
+/// the 16 a tuple may hold).
+#[derive(SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+pub(crate) struct EntryPut<'a> {
+    pub(crate) user_id: &'a str,
+    pub(crate) bucket: i64,
+    pub(crate) user_seq: i64,
+    pub(crate) conv: &'a str,
+    pub(crate) conv_seq: i64,
+    pub(crate) client_msg_id: uuid::Uuid,
+    pub(crate) sender: &'a str,
+    pub(crate) sender_device: &'a str,
+    pub(crate) kind: &'static str,
+    pub(crate) body: &'a str,
+    pub(crate) members: Vec<&'a str>,
+    pub(crate) priority: bool,
+    pub(crate) server_ts_ms: i64,
+    pub(crate) vclock: BTreeMap<&'a str, i64>,
+    pub(crate) sender_name: &'a str,
+    pub(crate) read_diffusion: bool,
+    /// `USING TIMESTAMP`.
+    pub(crate) ts: i64,
+}
+
+impl<'a> EntryPut<'a> {
+    pub(crate) fn new(
+        user_id: &'a str,
+        (bucket, user_seq): (i64, i64),
+        (conv, conv_seq): (&'a str, i64),
+        m: MessageColumns<'a>,
+        ts: i64,
+    ) -> Self {
+        Self {
+            user_id,
+            bucket,
+            user_seq,
+            conv,
+            conv_seq,
+            client_msg_id: m.client_msg_id,
+            sender: m.sender,
+            sender_device: m.sender_device,
+            kind: m.kind,
+            body: m.body,
+            members: m.members,
+            priority: m.priority,
+            server_ts_ms: m.server_ts_ms,
+            vclock: m.vclock,
+            sender_name: m.sender_name,
+            read_diffusion: m.read_diffusion,
+            ts,
+        }
+    }
 }
 
 /// A row of `messages` (its key columns come from the query).
@@ -112,6 +215,9 @@ pub(crate) struct MessageRow {
     pub(crate) priority: Option<bool>,
     pub(crate) server_ts_ms: i64,
     pub(crate) vclock: Option<BTreeMap<String, i64>>,
+    /// Null in rows written before the column existed.
+    pub(crate) sender_name: Option<String>,
+    pub(crate) read_diffusion: Option<bool>,
 }
 
 impl MessageRow {
@@ -123,8 +229,6 @@ impl MessageRow {
             .map(|(u, n)| Ok((id(UserId::parse(u))?, to_u64(n, "vector clock entry")?)))
             .collect::<Result<_>>()?;
         Ok(Message {
-            read_diffusion: false,
-            sender_name: String::new(),
             conv,
             conv_seq: ConvSeq(to_u64(self.conv_seq, "conv_seq")?),
             client_msg_id: ClientMsgId(self.client_msg_id),
@@ -141,6 +245,8 @@ impl MessageRow {
             priority: self.priority.unwrap_or(false),
             server_ts_ms: to_u64(self.server_ts_ms, "server time")?,
             vclock,
+            sender_name: self.sender_name.unwrap_or_default(),
+            read_diffusion: self.read_diffusion.unwrap_or(false),
         })
     }
 }
@@ -161,6 +267,8 @@ pub(crate) struct EntryRow {
     pub(crate) priority: Option<bool>,
     pub(crate) server_ts_ms: i64,
     pub(crate) vclock: Option<BTreeMap<String, i64>>,
+    pub(crate) sender_name: Option<String>,
+    pub(crate) read_diffusion: Option<bool>,
 }
 
 impl EntryRow {
@@ -177,6 +285,8 @@ impl EntryRow {
             priority: self.priority,
             server_ts_ms: self.server_ts_ms,
             vclock: self.vclock,
+            sender_name: self.sender_name,
+            read_diffusion: self.read_diffusion,
         }
         .into_message(conv)?;
         Ok(TimelineEntry {

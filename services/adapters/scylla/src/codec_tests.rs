@@ -3,8 +3,8 @@ use seqline_core::ids::UserSeq;
 
 fn message() -> Message {
     Message {
-        read_diffusion: false,
-        sender_name: String::new(),
+        read_diffusion: true,
+        sender_name: "Alice Ø".into(),
         conv: ConversationId::parse("g:room").unwrap(),
         conv_seq: ConvSeq(7),
         client_msg_id: ClientMsgId::random(),
@@ -20,19 +20,21 @@ fn message() -> Message {
 }
 
 fn row_of(m: &Message) -> MessageRow {
-    let (id, sender, device, kind, body, members, priority, ts, vclock) = message_columns(m).unwrap();
+    let c = message_columns(m).unwrap();
     MessageRow {
         conv_seq: m.conv_seq.0 as i64,
-        client_msg_id: id,
-        sender: sender.into(),
-        sender_device: device.into(),
-        kind: kind.into(),
-        body: Some(body.into()),
+        client_msg_id: c.client_msg_id,
+        sender: c.sender.into(),
+        sender_device: c.sender_device.into(),
+        kind: c.kind.into(),
+        body: Some(c.body.into()),
         // Empty collections read back as null.
-        members: (!members.is_empty()).then(|| members.iter().map(|s| s.to_string()).collect()),
-        priority: Some(priority),
-        server_ts_ms: ts,
-        vclock: (!vclock.is_empty()).then(|| vclock.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+        members: (!c.members.is_empty()).then(|| c.members.iter().map(|s| s.to_string()).collect()),
+        priority: Some(c.priority),
+        server_ts_ms: c.server_ts_ms,
+        vclock: (!c.vclock.is_empty()).then(|| c.vclock.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+        sender_name: Some(c.sender_name.into()),
+        read_diffusion: Some(c.read_diffusion),
     }
 }
 
@@ -48,6 +50,79 @@ fn messages_round_trip_through_columns() {
         ..message()
     };
     assert_eq!(row_of(&plain).into_message(plain.conv.clone()).unwrap(), plain);
+    let written = message_columns(&m).unwrap();
+    assert_eq!((written.sender_name, written.read_diffusion), ("Alice Ø", true));
+}
+
+#[test]
+fn rows_written_before_the_new_columns_read_defaults() {
+    let m = message();
+    let row = MessageRow {
+        sender_name: None,
+        read_diffusion: None,
+        ..row_of(&m)
+    };
+    let read = row.into_message(m.conv.clone()).unwrap();
+    assert_eq!((read.sender_name.as_str(), read.read_diffusion), ("", false));
+    assert_eq!(
+        read,
+        Message {
+            sender_name: String::new(),
+            read_diffusion: false,
+            ..m
+        }
+    );
+}
+
+#[test]
+fn timeline_rows_carry_the_new_columns() {
+    let m = message();
+    let r = row_of(&m);
+    let entry = EntryRow {
+        user_seq: 12,
+        conv: m.conv.to_string(),
+        conv_seq: r.conv_seq,
+        client_msg_id: r.client_msg_id,
+        sender: r.sender,
+        sender_device: r.sender_device,
+        kind: r.kind,
+        body: r.body,
+        members: r.members,
+        priority: r.priority,
+        server_ts_ms: r.server_ts_ms,
+        vclock: r.vclock,
+        sender_name: r.sender_name,
+        read_diffusion: r.read_diffusion,
+    }
+    .into_entry()
+    .unwrap();
+    assert_eq!(entry.user_seq, UserSeq(12));
+    assert_eq!(entry.message, m);
+    assert!(entry.message.read_diffusion && entry.message.sender_name == "Alice Ø");
+}
+
+#[test]
+fn pending_batches_keep_the_new_fields() {
+    let batch = PendingConversation {
+        create: None,
+        messages: vec![message()],
+        members: vec![],
+        dedup: vec![],
+        device_last: vec![],
+    };
+    let bytes = encode_pending(&batch).unwrap();
+    assert_eq!(decode_pending::<PendingConversation>(&bytes).unwrap(), batch);
+    // A batch pending from before the fields existed reads with defaults.
+    let text = String::from_utf8(bytes).unwrap();
+    let old = text
+        .replace(r#","sender_name":"Alice Ø""#, "")
+        .replace(r#","read_diffusion":true"#, "");
+    assert_ne!(old, text);
+    let read = decode_pending::<PendingConversation>(old.as_bytes()).unwrap();
+    assert_eq!(
+        (read.messages[0].sender_name.as_str(), read.messages[0].read_diffusion),
+        ("", false)
+    );
 }
 
 #[test]

@@ -25,13 +25,13 @@ pub(crate) const META_PUT: &str = "INSERT INTO conversations (conv, kind, title,
      VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?";
 pub(crate) const META_GET: &str = "SELECT kind, title, created_by, created_ms FROM conversations WHERE conv = ?";
 pub(crate) const MESSAGE_PUT: &str = "INSERT INTO messages (conv, bucket, conv_seq, client_msg_id, sender, \
-     sender_device, kind, body, members, priority, server_ts_ms, vclock) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?";
+     sender_device, kind, body, members, priority, server_ts_ms, vclock, sender_name, read_diffusion) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?";
 pub(crate) const MESSAGES_ASC: &str = "SELECT conv_seq, client_msg_id, sender, sender_device, kind, body, members, \
-     priority, server_ts_ms, vclock FROM messages WHERE conv = ? AND bucket = ? AND conv_seq >= ? AND conv_seq <= ? \
+     priority, server_ts_ms, vclock, sender_name, read_diffusion FROM messages WHERE conv = ? AND bucket = ? AND conv_seq >= ? AND conv_seq <= ? \
      ORDER BY conv_seq ASC LIMIT ?";
 pub(crate) const MESSAGES_DESC: &str = "SELECT conv_seq, client_msg_id, sender, sender_device, kind, body, members, \
-     priority, server_ts_ms, vclock FROM messages WHERE conv = ? AND bucket = ? AND conv_seq >= ? AND conv_seq <= ? \
+     priority, server_ts_ms, vclock, sender_name, read_diffusion FROM messages WHERE conv = ? AND bucket = ? AND conv_seq >= ? AND conv_seq <= ? \
      ORDER BY conv_seq DESC LIMIT ?";
 pub(crate) const DEDUP_PUT: &str = "INSERT INTO dedup (conv, shard, client_msg_id, status, conv_seq, code, reason) \
      VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?";
@@ -60,10 +60,10 @@ pub(crate) const TL_APPLIED: &str = "UPDATE timeline_heads USING TIMESTAMP ? SET
 
 // Timeline rows and cursors.
 pub(crate) const ENTRY_PUT: &str = "INSERT INTO timelines (user_id, bucket, user_seq, conv, conv_seq, \
-     client_msg_id, sender, sender_device, kind, body, members, priority, server_ts_ms, vclock) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?";
+     client_msg_id, sender, sender_device, kind, body, members, priority, server_ts_ms, vclock, sender_name, \
+     read_diffusion) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?";
 pub(crate) const ENTRIES_ASC: &str = "SELECT user_seq, conv, conv_seq, client_msg_id, sender, sender_device, kind, \
-     body, members, priority, server_ts_ms, vclock FROM timelines \
+     body, members, priority, server_ts_ms, vclock, sender_name, read_diffusion FROM timelines \
      WHERE user_id = ? AND bucket = ? AND user_seq >= ? AND user_seq <= ? ORDER BY user_seq ASC LIMIT ?";
 pub(crate) const APPLIED_PUT: &str =
     "INSERT INTO timeline_applied (user_id, conv, conv_seq) VALUES (?, ?, ?) USING TIMESTAMP ?";

@@ -13,6 +13,38 @@ pub(crate) const FORMAT_VERSION: i64 = 1;
 /// Partitions of `dedup` per conversation.
 pub(crate) const DEDUP_SHARDS: i32 = 16;
 
+/// Columns added to tables of the schema file after they were first
+/// released: `(table, column, CQL type)`. `CREATE TABLE IF NOT EXISTS`
+/// leaves an existing table as it is, so `connect` adds these when the
+/// keyspace's table lacks them; older rows read them as null.
+pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("messages", "sender_name", "text"),
+    ("messages", "read_diffusion", "boolean"),
+    ("timelines", "sender_name", "text"),
+    ("timelines", "read_diffusion", "boolean"),
+];
+
+/// The columns of a table, from the schema tables: bind keyspace and table.
+pub(crate) const TABLE_COLUMNS: &str =
+    "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?";
+
+/// `ALTER TABLE` adding each of [`ADDED_COLUMNS`] of `table` that is not
+/// among `existing`.
+pub(crate) fn missing_columns(table: &str, existing: &[String]) -> Vec<String> {
+    ADDED_COLUMNS
+        .iter()
+        .filter(|(t, column, _)| *t == table && !existing.iter().any(|e| e == column))
+        .map(|(t, column, cql_type)| format!("ALTER TABLE {t} ADD {column} {cql_type}"))
+        .collect()
+}
+
+/// The tables named in [`ADDED_COLUMNS`], each once.
+pub(crate) fn altered_tables() -> Vec<&'static str> {
+    let mut tables: Vec<&str> = ADDED_COLUMNS.iter().map(|(t, _, _)| *t).collect();
+    tables.dedup();
+    tables
+}
+
 /// The statements of `text`, `--` comments and blank ones dropped.
 pub(crate) fn statements(text: &str) -> Vec<String> {
     let without_comments: String = text
@@ -81,6 +113,27 @@ mod tests {
             ..options
         });
         assert!(!cassandra.contains("tablets"));
+    }
+
+    #[test]
+    fn missing_columns_are_added_once() {
+        let all = missing_columns("messages", &[]);
+        assert_eq!(
+            all,
+            [
+                "ALTER TABLE messages ADD sender_name text",
+                "ALTER TABLE messages ADD read_diffusion boolean"
+            ]
+        );
+        let have = vec!["conv".to_string(), "sender_name".to_string()];
+        assert_eq!(
+            missing_columns("timelines", &have),
+            ["ALTER TABLE timelines ADD read_diffusion boolean"]
+        );
+        let done: Vec<String> = ["sender_name", "read_diffusion"].map(String::from).to_vec();
+        assert!(missing_columns("messages", &done).is_empty());
+        assert!(missing_columns("members", &[]).is_empty());
+        assert_eq!(altered_tables(), ["messages", "timelines"]);
     }
 
     #[test]

@@ -19,6 +19,7 @@ const BOUNDED_BY: &[(&str, &str)] = &[
     ("device_last", "the sending devices of one conversation's members"),
     ("timeline_applied", "the conversations of one user"),
     ("device_cursors", "the devices of one user"),
+    ("read_positions", "the conversations of one user"),
 ];
 
 /// Columns whose values grow with traffic: a partition clustered by one of

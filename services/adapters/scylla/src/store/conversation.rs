@@ -4,7 +4,7 @@ use super::heads::{Head, Kind};
 use super::Inner;
 use crate::codec::{
     bucket, conv_kind_text, decode_pending, dedup_shard, encode_pending, message_columns, outcome_columns, role_text,
-    to_i64, PendingConversation,
+    to_i64, MessagePut, PendingConversation,
 };
 use crate::schema::DEDUP_SHARDS;
 use futures_util::future::BoxFuture;
@@ -94,11 +94,8 @@ impl Inner {
         }
         for m in &p.messages {
             let seq = to_i64(m.conv_seq.0, "conv_seq")?;
-            let (id, sender, device, kind, body, members, priority, sent, vclock) = message_columns(m)?;
             let b = bucket(m.conv_seq.0, self.bucket_size);
-            let values = (
-                c, b, seq, id, sender, device, kind, body, members, priority, sent, vclock, ts,
-            );
+            let values = MessagePut::new(c, b, seq, message_columns(m)?, ts);
             writes.push(self.write(&st.message_put, values, "write message"));
         }
         for (id, outcome) in &p.dedup {

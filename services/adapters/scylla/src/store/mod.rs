@@ -115,6 +115,25 @@ impl ScyllaStore {
         for table in schema::create_tables() {
             ddl(table).await?;
         }
+        for table in schema::altered_tables() {
+            let what = format!("columns of {table}");
+            let rows = session
+                .query_unpaged(schema::TABLE_COLUMNS, (options.keyspace.as_str(), table))
+                .await
+                .map_err(|e| error::execution(&what, e))?
+                .into_rows_result()
+                .map_err(|e| error::rows(&what, e))?;
+            let existing = rows
+                .rows::<(String,)>()
+                .map_err(|e| error::rows(&what, e))?
+                .map(|r| r.map(|(c,)| c))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| error::rows(&what, e))?;
+            for alter in schema::missing_columns(table, &existing) {
+                tracing::info!(%alter, "adding a column to an existing table");
+                ddl(alter).await?;
+            }
+        }
         let serial_read = match serial {
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
             SerialConsistency::Serial => Consistency::Serial,

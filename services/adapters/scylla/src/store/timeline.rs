@@ -2,7 +2,9 @@
 
 use super::heads::{Head, Kind};
 use super::Inner;
-use crate::codec::{bucket, decode_pending, encode_pending, id, message_columns, to_i64, to_u64, PendingTimeline};
+use crate::codec::{
+    bucket, decode_pending, encode_pending, id, message_columns, to_i64, to_u64, EntryPut, PendingTimeline,
+};
 use futures_util::future::BoxFuture;
 use seqline_core::ids::{ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::ports::{TimelineBatch, TimelineState};
@@ -58,12 +60,8 @@ impl Inner {
         for e in &p.entries {
             let m = &e.message;
             let (seq, conv_seq) = (to_i64(e.user_seq.0, "user_seq")?, to_i64(m.conv_seq.0, "conv_seq")?);
-            let (mid, sender, device, kind, body, members, priority, sent, vclock) = message_columns(m)?;
             let b = bucket(e.user_seq.0, self.bucket_size);
-            let c = m.conv.as_str();
-            let values = (
-                u, b, seq, c, conv_seq, mid, sender, device, kind, body, members, priority, sent, vclock, ts,
-            );
+            let values = EntryPut::new(u, (b, seq), (m.conv.as_str(), conv_seq), message_columns(m)?, ts);
             writes.push(self.write(&st.entry_put, values, "write timeline entry"));
         }
         for (conv, seq) in &p.applied {
