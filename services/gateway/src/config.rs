@@ -74,6 +74,21 @@ pub struct GatewayConfig {
     pub http_receipt_timeout: Duration,
     /// Largest HTTP request body accepted, bytes (larger: 413).
     pub max_http_body_bytes: usize,
+    /// Memory for the hot tails of conversations read by cursor (read
+    /// diffusion), bytes (an estimate; least recently used go first).
+    pub conv_cache_bytes: usize,
+    /// Most recent messages kept per conversation in that cache.
+    pub conv_cache_tail: usize,
+    /// How long a conversation head learned from the store or a notice is
+    /// trusted before `sync_conv` reads it again.
+    #[serde(with = "seqline_core::duration")]
+    pub conv_head_ttl: Duration,
+    /// How long a `poll` waits when it names no `wait_ms`.
+    #[serde(with = "seqline_core::duration")]
+    pub poll_wait: Duration,
+    /// Priority frames waiting to be written to one connection (more are
+    /// dropped; the device still gets the messages by pulling).
+    pub priority_queue: usize,
 }
 
 impl Default for GatewayConfig {
@@ -104,6 +119,11 @@ impl Default for GatewayConfig {
             http_header_timeout: Duration::from_secs(10),
             http_receipt_timeout: Duration::from_secs(10),
             max_http_body_bytes: 65536,
+            conv_cache_bytes: 64 << 20,
+            conv_cache_tail: 256,
+            conv_head_ttl: Duration::from_millis(500),
+            poll_wait: Duration::from_secs(25),
+            priority_queue: 64,
         }
     }
 }
@@ -135,6 +155,11 @@ impl std::fmt::Debug for GatewayConfig {
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_receipt_timeout", &self.http_receipt_timeout)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
+            .field("conv_cache_bytes", &self.conv_cache_bytes)
+            .field("conv_cache_tail", &self.conv_cache_tail)
+            .field("conv_head_ttl", &self.conv_head_ttl)
+            .field("poll_wait", &self.poll_wait)
+            .field("priority_queue", &self.priority_queue)
             .finish()
     }
 }
@@ -161,6 +186,8 @@ impl GatewayConfig {
             ("publish_batch", self.publish_batch),
             ("rectifier_max_buffered", self.rectifier_max_buffered),
             ("max_http_body_bytes", self.max_http_body_bytes),
+            ("conv_cache_tail", self.conv_cache_tail),
+            ("priority_queue", self.priority_queue),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("gateway.{name} must be greater than 0"));
@@ -181,6 +208,12 @@ impl GatewayConfig {
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("gateway.{name} must be longer than 0"));
+        }
+        if self.poll_wait > Duration::from_millis(seqline_core::protocol::MAX_POLL_WAIT_MS) {
+            return Err(format!(
+                "gateway.poll_wait must be at most {} ms",
+                seqline_core::protocol::MAX_POLL_WAIT_MS
+            ));
         }
         if self.heartbeat >= self.presence_ttl {
             return Err("gateway.heartbeat must be shorter than gateway.presence_ttl".into());

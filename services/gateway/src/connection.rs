@@ -3,6 +3,7 @@
 
 use crate::frames;
 use crate::hub::{ConnHandle, DeviceKey};
+use crate::reads::{self, Link};
 use crate::session::Session;
 use crate::state::{Shared, Slot};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -171,6 +172,7 @@ pub(crate) fn socket_error(shared: &Shared, e: axum::Error) -> Exit {
 /// Registers the authenticated connection, welcomes it and runs the session.
 async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, claims: Claims) -> Exit {
     let exp = claims.exp;
+    let name = claims.name.unwrap_or_default();
     let key = DeviceKey {
         user: claims.sub,
         device: claims.dev,
@@ -189,7 +191,19 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
             Err(exit) => exit,
         };
     }
-    let exit = welcome_and_run(shared, socket, &key, exp, tx, &mut rx, &kick).await;
+    let (priority_tx, mut priority_rx) = mpsc::channel(shared.config.priority_queue);
+    let link = Arc::new(Link::new(id, key.clone(), tx.clone(), priority_tx, kick.clone()));
+    shared.links.insert(Arc::clone(&link));
+    let lanes = Lanes {
+        tx,
+        rx: &mut rx,
+        priority: &mut priority_rx,
+        link: Arc::clone(&link),
+        name,
+    };
+    let exit = welcome_and_run(shared, socket, &key, exp, lanes, &kick).await;
+    shared.links.remove(id);
+    reads::drop_link(shared, &link).await;
     if shared.hub.detach(&key, id) {
         let presence = &shared.ports.presence;
         if let Err(e) = presence.unregister(&key.user, &key.device, &shared.config.id).await {
@@ -199,13 +213,21 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
     exit
 }
 
+/// A connection's queues and what its session shares.
+struct Lanes<'a> {
+    tx: mpsc::Sender<crate::hub::Outbound>,
+    rx: &'a mut mpsc::Receiver<crate::hub::Outbound>,
+    priority: &'a mut mpsc::Receiver<ServerFrame>,
+    link: Arc<Link>,
+    name: String,
+}
+
 async fn welcome_and_run(
     shared: &Arc<Shared>,
     socket: &mut WebSocket,
     key: &DeviceKey,
     exp: u64,
-    tx: mpsc::Sender<crate::hub::Outbound>,
-    rx: &mut mpsc::Receiver<crate::hub::Outbound>,
+    lanes: Lanes<'_>,
     kick: &CancellationToken,
 ) -> Exit {
     let c = &shared.config;
@@ -252,7 +274,14 @@ async fn welcome_and_run(
         return exit;
     }
     info!(head = head.0, "connection authenticated");
-    Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx)
-        .run(socket, rx, kick)
+    let Lanes {
+        tx,
+        rx,
+        priority,
+        link,
+        name,
+    } = lanes;
+    Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx, name, link)
+        .run(socket, rx, priority, kick)
         .await
 }

@@ -182,7 +182,7 @@ async fn submit(
 ) -> Result<Committed, ApiError> {
     let (ticket, receipt) = shared.pending.register(id);
     let origin = Origin {
-        name: String::new(),
+        name: auth.0.name.clone().unwrap_or_default(),
         gateway: shared.config.id.clone(),
         user: auth.0.sub.clone(),
         device: auth.0.dev.clone(),

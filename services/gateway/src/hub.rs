@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use seqline_core::protocol::ServerFrame;
 use seqline_core::records::Package;
 use seqline_core::{DeviceId, UserId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,8 @@ pub(crate) struct ConnHandle {
 struct Inner {
     devices: HashMap<DeviceKey, Vec<ConnHandle>>,
     per_user: HashMap<UserId, usize>,
+    /// The devices of each user with a connection here.
+    users: HashMap<UserId, HashSet<DeviceId>>,
 }
 
 /// The registry of authenticated connections.
@@ -80,6 +82,11 @@ impl Hub {
         }
         *count += 1;
         inner.devices.entry(key.clone()).or_default().push(handle);
+        inner
+            .users
+            .entry(key.user.clone())
+            .or_default()
+            .insert(key.device.clone());
         Ok(())
     }
 
@@ -96,6 +103,12 @@ impl Hub {
             last = list.is_empty();
             if last {
                 inner.devices.remove(key);
+                if let Some(set) = inner.users.get_mut(&key.user) {
+                    set.remove(&key.device);
+                    if set.is_empty() {
+                        inner.users.remove(&key.user);
+                    }
+                }
             }
         }
         if removed {
@@ -130,6 +143,15 @@ impl Hub {
             }
         }
         delivered
+    }
+
+    /// The devices of `user` with a connection here.
+    pub fn devices_of(&self, user: &UserId) -> Vec<DeviceId> {
+        self.lock()
+            .users
+            .get(user)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every device with a connection here (for presence heartbeats).
@@ -173,6 +195,12 @@ mod tests {
         assert!(hub.detach(&key("al", "p"), 1));
         assert!(hub.attach(&key("al", "r"), c).is_ok());
         assert_eq!(hub.devices().len(), 2);
+        let mut of_al = hub.devices_of(&UserId::parse("al").unwrap());
+        of_al.sort();
+        assert_eq!(
+            of_al,
+            vec![DeviceId::parse("q").unwrap(), DeviceId::parse("r").unwrap()]
+        );
     }
 
     #[test]

@@ -16,9 +16,13 @@
 //! - `connection`: `hello`, registration, close codes.
 //! - `session`: the per-connection loop (frames in, queue out, rectifier timer).
 //! - `requests`: send, sync, history, cursor and ping.
+//! - `diffusion`: sync_conv, poll, read and unread (read diffusion, see
+//!   `docs/huge-groups.md`); `reads`: the coalesced, cached conversation
+//!   reads, the follows and the notices; `tail`: the hot-tail cache.
 //! - `frames`: parsing client frames into precise error codes.
 //! - `publisher`: the batching appender to the inbound topic.
-//! - `receipts`: the consumer of `gw.<id>` (receipts and packages).
+//! - `receipts`: the consumer of `gw.<id>` (receipts, packages, notices,
+//!   read marks).
 //! - `hub`: connections by device, with bounded queues.
 //! - `http`, `conversations`: the HTTP API and its error shape.
 //! - `state`: [`Ports`] and what the tasks share; `ratelimit`: token bucket.
@@ -27,6 +31,7 @@
 pub mod config;
 mod connection;
 mod conversations;
+mod diffusion;
 mod error;
 mod frames;
 mod http;
@@ -35,11 +40,13 @@ mod listener;
 pub mod metrics;
 mod publisher;
 mod ratelimit;
+mod reads;
 mod receipts;
 mod requests;
 mod server;
 mod session;
 mod state;
+mod tail;
 mod upgrade;
 
 pub use config::GatewayConfig;

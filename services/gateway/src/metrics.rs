@@ -37,6 +37,10 @@ impl Counter {
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    /// Sets the value (gauges only).
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
     /// Takes one away (gauges only).
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -78,6 +82,33 @@ pub struct Metrics {
     pub undeliverable: Counter,
     /// HTTP API requests answered.
     pub http_requests: Counter,
+    /// Conversation pages (`sync_conv`) served from the hot-tail cache
+    /// without a store read of their own.
+    pub conv_cache_hits: Counter,
+    /// Store reads of conversation messages made for `sync_conv`.
+    pub conv_store_reads: Counter,
+    /// Store reads of conversation heads made for read diffusion.
+    pub conv_head_reads: Counter,
+    /// Reads that joined an identical read already in flight.
+    pub conv_reads_coalesced: Counter,
+    /// Bytes held by the hot-tail cache (estimate).
+    pub conv_cache_bytes: Counter,
+    /// Conversations evicted from the hot-tail cache.
+    pub conv_cache_evictions: Counter,
+    /// Conversations followed by connections on this gateway.
+    pub follows: Counter,
+    /// `polled` answers sent.
+    pub polls_answered: Counter,
+    /// `notice` frames queued.
+    pub notices_pushed: Counter,
+    /// `notice` frames dropped because a connection's queue was full.
+    pub notices_dropped: Counter,
+    /// `priority` frames queued.
+    pub priority_pushed: Counter,
+    /// `priority` frames dropped because a connection's priority lane was full.
+    pub priority_dropped: Counter,
+    /// `read_mark` frames queued.
+    pub read_marks_pushed: Counter,
     errors: [Counter; ERROR_CODES.len()],
 }
 
@@ -100,7 +131,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &Counter, &str); 14] = [
+        let counters: [(&str, &Counter, &str); 27] = [
             ("connections_total", &self.connections_total, "counter"),
             ("connections_open", &self.connections_open, "gauge"),
             ("connections_kicked_total", &self.connections_kicked, "counter"),
@@ -115,6 +146,19 @@ impl Metrics {
             ("pulls_total", &self.pulls, "counter"),
             ("undeliverable_total", &self.undeliverable, "counter"),
             ("http_requests_total", &self.http_requests, "counter"),
+            ("conv_cache_hits_total", &self.conv_cache_hits, "counter"),
+            ("conv_store_reads_total", &self.conv_store_reads, "counter"),
+            ("conv_head_reads_total", &self.conv_head_reads, "counter"),
+            ("conv_reads_coalesced_total", &self.conv_reads_coalesced, "counter"),
+            ("conv_cache_bytes", &self.conv_cache_bytes, "gauge"),
+            ("conv_cache_evictions_total", &self.conv_cache_evictions, "counter"),
+            ("follows", &self.follows, "gauge"),
+            ("polls_answered_total", &self.polls_answered, "counter"),
+            ("notices_pushed_total", &self.notices_pushed, "counter"),
+            ("notices_dropped_total", &self.notices_dropped, "counter"),
+            ("priority_pushed_total", &self.priority_pushed, "counter"),
+            ("priority_dropped_total", &self.priority_dropped, "counter"),
+            ("read_marks_pushed_total", &self.read_marks_pushed, "counter"),
         ];
         for (name, c, kind) in counters {
             let _ = writeln!(

@@ -35,7 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     result
 }
 
-async fn consume(shared: &Shared, consumer: &mut dyn LogConsumer) -> Result<(), Error> {
+async fn consume(shared: &Arc<Shared>, consumer: &mut dyn LogConsumer) -> Result<(), Error> {
     let mut backoff = Duration::from_millis(50);
     loop {
         let polled = tokio::select! {
@@ -78,6 +78,8 @@ async fn consume(shared: &Shared, consumer: &mut dyn LogConsumer) -> Result<(), 
                         shared.metrics.undeliverable.inc();
                     }
                 }
+                Ok(LogRecord::Gateway(GatewayRecord::Notice(n))) => crate::reads::notice(shared, n),
+                Ok(LogRecord::Gateway(GatewayRecord::ReadMark(r))) => crate::reads::read_mark(shared, r),
                 Ok(_) => warn!(
                     partition,
                     offset = consumed.offset,

@@ -15,13 +15,14 @@ use tracing::warn;
 /// Most participants a vector clock may name.
 const MAX_VCLOCK: usize = 1024;
 
-fn unavailable(req: Option<u64>, e: &seqline_core::Error) -> ServerFrame {
+pub(crate) fn unavailable(req: Option<u64>, e: &seqline_core::Error) -> ServerFrame {
     warn!(error = %e, "a store read failed");
     ServerFrame::error(req, ErrorCode::Unavailable, "the store is unavailable; retry later")
 }
 
 impl Session {
-    fn page_limit(&self, req: u64, limit: Option<u32>) -> Result<usize, ServerFrame> {
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn page_limit(&self, req: u64, limit: Option<u32>) -> Result<usize, ServerFrame> {
         match limit {
             Some(0) => Err(ServerFrame::error(
                 Some(req),
@@ -87,7 +88,7 @@ impl Session {
         // The sender is the token's user and device, whatever the frame says:
         // a frame cannot even name another sender (unknown fields are refused).
         let origin = Origin {
-            name: String::new(),
+            name: self.name.clone(),
             gateway: self.shared.config.id.clone(),
             user: self.key.user.clone(),
             device: self.key.device.clone(),

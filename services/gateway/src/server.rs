@@ -1,5 +1,5 @@
 //! Starting and stopping the gateway: the router, the background tasks
-//! (publisher, receipt consumer, presence heartbeat) and the drain.
+//! (publisher, receipt consumer, presence and follow heartbeat) and the drain.
 
 use crate::config::GatewayConfig;
 use crate::error::Error;
@@ -132,5 +132,6 @@ async fn heartbeat(shared: Arc<Shared>) {
                 break;
             }
         }
+        crate::reads::refresh_follows(&shared).await;
     }
 }

@@ -5,6 +5,7 @@ use crate::connection::{close, socket_error, Exit};
 use crate::frames;
 use crate::hub::{DeviceKey, Outbound};
 use crate::ratelimit::TokenBucket;
+use crate::reads::Link;
 use crate::state::Shared;
 use axum::extract::ws::{Message, WebSocket};
 use seqline_core::algo::rectifier::{Rectifier, Release};
@@ -15,7 +16,7 @@ use seqline_telemetry::events::{EntryPushed, RectifierTimedOut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// State of one authenticated connection.
 pub(crate) struct Session {
@@ -26,6 +27,12 @@ pub(crate) struct Session {
     pub(crate) requests: TokenBucket,
     /// This connection's own queue, for the publisher to report failures on.
     pub(crate) tx: mpsc::Sender<Outbound>,
+    /// The display name from the token, copied into every command.
+    pub(crate) name: String,
+    /// What the follow index and the long-poll share with this connection.
+    pub(crate) link: Arc<Link>,
+    /// The outstanding long-poll: dropping it makes the poll answer now.
+    pub(crate) poll: Option<DropGuard>,
     kick: CancellationToken,
     /// When the token stops being valid (with the verifier's leeway).
     expires: tokio::time::Instant,
@@ -37,7 +44,15 @@ const TOKEN_LEEWAY_SECS: u64 = 30;
 impl Session {
     /// A session for a device whose pushes start after `head`, with a token
     /// that expires at `exp` (seconds since the Unix epoch).
-    pub fn new(shared: Arc<Shared>, key: DeviceKey, head: u64, exp: u64, tx: mpsc::Sender<Outbound>) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        key: DeviceKey,
+        head: u64,
+        exp: u64,
+        tx: mpsc::Sender<Outbound>,
+        name: String,
+        link: Arc<Link>,
+    ) -> Self {
         let c = &shared.config;
         let now = Instant::now();
         let rectifier = Rectifier::new(head, c.rectifier_timeout, c.rectifier_max_buffered);
@@ -54,6 +69,9 @@ impl Session {
             sends,
             requests,
             tx,
+            name,
+            link,
+            poll: None,
             kick: CancellationToken::new(),
             expires,
         }
@@ -64,6 +82,7 @@ impl Session {
         mut self,
         socket: &mut WebSocket,
         rx: &mut mpsc::Receiver<Outbound>,
+        priority: &mut mpsc::Receiver<ServerFrame>,
         kick: &CancellationToken,
     ) -> Exit {
         self.kick = kick.clone();
@@ -80,8 +99,9 @@ impl Session {
         tokio::pin!(stopped, kicked, expired);
         loop {
             let deadline = self.rectifier.deadline().map(tokio::time::Instant::from_std);
-            // Biased: stopping first, and the outgoing queue before new
-            // frames, so a client that floods cannot starve its own acks.
+            // Biased: stopping first, the priority lane before the outgoing
+            // queue, and that before new frames, so a client that floods
+            // cannot starve its own acks.
             let step = tokio::select! {
                 biased;
                 () = &mut stopped => Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
@@ -90,6 +110,7 @@ impl Session {
                     let e = ServerFrame::error(None, ErrorCode::TokenExpired, "the token has expired");
                     self.write(socket, &e).await.and(Err(Exit::Close(close::POLICY, "token expired")))
                 }
+                Some(frame) = priority.recv() => self.write(socket, &frame).await,
                 Some(out) = rx.recv() => self.outbound(socket, out).await,
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let releases = self.rectifier.poll(Instant::now());
@@ -177,7 +198,11 @@ impl Session {
         };
         if !matches!(frame, ClientFrame::Send { .. }) && !self.requests.try_take(Instant::now()) {
             let req = match &frame {
-                ClientFrame::Sync { req, .. } | ClientFrame::History { req, .. } => Some(*req),
+                ClientFrame::Sync { req, .. }
+                | ClientFrame::History { req, .. }
+                | ClientFrame::SyncConv { req, .. }
+                | ClientFrame::Poll { req, .. }
+                | ClientFrame::Unread { req } => Some(*req),
                 ClientFrame::Ping { req } => *req,
                 _ => None,
             };
@@ -211,11 +236,15 @@ impl Session {
             } => self.history(socket, req, conv, before, after, limit).await,
             ClientFrame::Cursor { user_seq } => self.cursor(socket, user_seq).await,
             ClientFrame::Ping { req } => self.ping(socket, req).await,
-            ClientFrame::SyncConv { req, .. } | ClientFrame::Poll { req, .. } | ClientFrame::Unread { req } => {
-                let e = ServerFrame::error(Some(req), ErrorCode::Internal, "read diffusion is being built");
-                self.write(socket, &e).await
-            }
-            ClientFrame::Read { .. } => Ok(()),
+            ClientFrame::SyncConv {
+                req,
+                conv,
+                after,
+                limit,
+            } => self.sync_conv(socket, req, conv, after, limit).await,
+            ClientFrame::Poll { req, convs, wait_ms } => self.poll(socket, req, convs, wait_ms).await,
+            ClientFrame::Read { conv, conv_seq } => self.read(socket, conv, conv_seq).await,
+            ClientFrame::Unread { req } => self.unread(socket, req).await,
         }
     }
 

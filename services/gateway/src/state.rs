@@ -4,6 +4,8 @@ use crate::config::GatewayConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
+use crate::reads::{Links, Reads};
+use crate::tail::TailCache;
 use seqline_core::ports::{Log, Presence, Store};
 use seqline_core::records::Receipt;
 use seqline_core::token::TokenKey;
@@ -40,6 +42,10 @@ pub(crate) struct Shared {
     pub hub: Hub,
     pub publisher: Publisher,
     pub pending: Arc<Pending>,
+    /// Read diffusion: the hot-tail cache and the follows.
+    pub reads: Reads,
+    /// Every authenticated connection, by id.
+    pub links: Links,
     /// Set once the receipt consumer has joined its group.
     pub ready: AtomicBool,
     /// Cancelled when the gateway stops (asked to, or a task failed).
@@ -54,7 +60,11 @@ impl Shared {
     pub fn new(config: GatewayConfig, ports: Ports, publisher: Publisher, stop: CancellationToken) -> Self {
         let key = TokenKey::new(config.token_secret.as_bytes());
         let hub = Hub::new(config.max_connections_per_user);
+        let cache = TailCache::new(config.conv_cache_bytes, config.conv_cache_tail, config.conv_head_ttl);
+        let reads = Reads::new(cache, config.conv_cache_tail);
         Self {
+            reads,
+            links: Links::default(),
             config,
             ports,
             key,

@@ -1,0 +1,295 @@
+//! What a session does with the read-diffusion frames (huge groups, see
+//! `docs/huge-groups.md`): `sync_conv` pages a conversation by cursor from
+//! the hot-tail cache, `poll` long-polls (in its own task, so the connection
+//! keeps serving other frames) and follows, `read` moves a read position and
+//! tells the user's other devices, `unread` counts.
+
+use crate::connection::Exit;
+use crate::reads::{self, Link, PageError};
+use crate::requests::unavailable;
+use crate::session::Session;
+use crate::state::Shared;
+use axum::extract::ws::WebSocket;
+use seqline_core::protocol::{
+    ConvCursor, ConvHead, ErrorCode, ServerFrame, UnreadCount, MAX_POLL_CONVS, MAX_POLL_WAIT_MS,
+};
+use seqline_core::records::{GatewayRecord, LogRecord, ReadMark, Topic};
+use seqline_core::{ConvSeq, ConversationId, DeviceId, GatewayId, UserId};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+fn not_member(req: Option<u64>, conv: &ConversationId) -> ServerFrame {
+    ServerFrame::error(
+        req,
+        ErrorCode::NotMember,
+        format!("not a member of {conv}, or it does not exist"),
+    )
+}
+
+fn invalid(req: Option<u64>, message: String) -> ServerFrame {
+    ServerFrame::error(req, ErrorCode::InvalidField, message)
+}
+
+/// Whether `link`'s user is a member of `conv`; asked of the store once per
+/// connection (a `left` naming the user makes it ask again).
+async fn member(shared: &Shared, link: &Link, conv: &ConversationId) -> Result<bool, seqline_core::Error> {
+    if link.is_verified(conv) {
+        return Ok(true);
+    }
+    let role = shared.ports.store.member_role(conv, &link.key.user).await?;
+    if role.is_some() {
+        link.verify(conv);
+    }
+    Ok(role.is_some())
+}
+
+impl Session {
+    pub(crate) async fn sync_conv(
+        &mut self,
+        socket: &mut WebSocket,
+        req: u64,
+        conv: ConversationId,
+        after: u64,
+        limit: Option<u32>,
+    ) -> Result<(), Exit> {
+        let limit = match self.page_limit(req, limit) {
+            Ok(l) => l,
+            Err(e) => return self.write(socket, &e).await,
+        };
+        match member(&self.shared, &self.link, &conv).await {
+            Ok(true) => {}
+            Ok(false) => return self.write(socket, &not_member(Some(req), &conv)).await,
+            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        }
+        let frame = match reads::page(&self.shared, &conv, after, limit).await {
+            Ok((messages, head, more)) => ServerFrame::ConvPage {
+                req,
+                conv,
+                messages,
+                head,
+                more,
+            },
+            Err(PageError::Missing) => not_member(Some(req), &conv),
+            Err(PageError::Beyond(head)) => invalid(
+                Some(req),
+                format!("after {after} is beyond the head {head} of {conv}: page from your last conv_seq"),
+            ),
+            Err(PageError::Store(e)) => unavailable(Some(req), &e),
+        };
+        self.write(socket, &frame).await
+    }
+
+    pub(crate) async fn poll(
+        &mut self,
+        socket: &mut WebSocket,
+        req: u64,
+        convs: Vec<ConvCursor>,
+        wait_ms: Option<u64>,
+    ) -> Result<(), Exit> {
+        if convs.len() > MAX_POLL_CONVS {
+            let e = invalid(
+                Some(req),
+                format!(
+                    "a poll names at most {MAX_POLL_CONVS} conversations, not {}",
+                    convs.len()
+                ),
+            );
+            return self.write(socket, &e).await;
+        }
+        if let Some(w) = wait_ms.filter(|w| *w > MAX_POLL_WAIT_MS) {
+            let e = invalid(Some(req), format!("wait_ms {w} is over the maximum {MAX_POLL_WAIT_MS}"));
+            return self.write(socket, &e).await;
+        }
+        let mut seen = HashSet::with_capacity(convs.len());
+        if let Some(dup) = convs.iter().find(|c| !seen.insert(&c.conv)) {
+            let e = invalid(Some(req), format!("conversation {} is named twice", dup.conv));
+            return self.write(socket, &e).await;
+        }
+        let wait = wait_ms.map_or(self.shared.config.poll_wait, Duration::from_millis);
+        // A new poll answers the one before it (now) and replaces its follows.
+        let superseded = CancellationToken::new();
+        self.poll = Some(superseded.clone().drop_guard());
+        let (shared, link) = (Arc::clone(&self.shared), Arc::clone(&self.link));
+        self.shared
+            .tracker
+            .spawn(run_poll(shared, link, req, convs, wait, superseded));
+        Ok(())
+    }
+
+    pub(crate) async fn read(
+        &mut self,
+        socket: &mut WebSocket,
+        conv: ConversationId,
+        conv_seq: u64,
+    ) -> Result<(), Exit> {
+        match member(&self.shared, &self.link, &conv).await {
+            Ok(true) => {}
+            Ok(false) => return self.write(socket, &not_member(None, &conv)).await,
+            Err(e) => return self.write(socket, &unavailable(None, &e)).await,
+        }
+        let mut head = match reads::head(&self.shared, &conv).await {
+            Ok(h) => h,
+            Err(e) => return self.write(socket, &unavailable(None, &e)).await,
+        };
+        if head.is_some_and(|h| conv_seq > h) {
+            // Perhaps only this gateway is behind: ask the store.
+            head = match reads::read_head(&self.shared, &conv).await {
+                Ok(h) => h,
+                Err(e) => return self.write(socket, &unavailable(None, &e)).await,
+            };
+        }
+        let Some(head) = head else {
+            return self.write(socket, &not_member(None, &conv)).await;
+        };
+        if conv_seq > head {
+            let e = invalid(
+                None,
+                format!("read: conv_seq {conv_seq} is beyond the head {head} of {conv}"),
+            );
+            return self.write(socket, &e).await;
+        }
+        let store = &self.shared.ports.store;
+        let stored = match store.set_read_position(&self.key.user, &conv, ConvSeq(conv_seq)).await {
+            Ok(s) => s,
+            Err(e) => return self.write(socket, &unavailable(None, &e)).await,
+        };
+        if stored.0 == conv_seq && conv_seq > 0 {
+            let mark = ReadMark {
+                user: self.key.user.clone(),
+                device: self.key.device.clone(),
+                conv,
+                conv_seq: stored,
+            };
+            let shared = Arc::clone(&self.shared);
+            self.shared
+                .tracker
+                .spawn(async move { tell_devices(&shared, mark).await });
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn unread(&mut self, socket: &mut WebSocket, req: u64) -> Result<(), Exit> {
+        let store = &self.shared.ports.store;
+        let convs = match store.conversations_of(&self.key.user).await {
+            Ok(c) => c,
+            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        };
+        let read: HashMap<ConversationId, ConvSeq> = match store.read_positions(&self.key.user).await {
+            Ok(r) => r.into_iter().collect(),
+            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        };
+        let mut counts = Vec::with_capacity(convs.len());
+        for conv in convs {
+            let head = match reads::head(&self.shared, &conv).await {
+                Ok(h) => h.unwrap_or(0),
+                Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+            };
+            let read = read.get(&conv).map_or(0, |s| s.0);
+            counts.push(UnreadCount {
+                conv,
+                head,
+                read,
+                unread: head.saturating_sub(read),
+            });
+        }
+        self.write(socket, &ServerFrame::UnreadPage { req, convs: counts })
+            .await
+    }
+}
+
+/// One long-poll: checks membership, follows the conversations, then answers
+/// as soon as one is above its cursor, when the wait ends, or when a newer
+/// poll replaces it.
+async fn run_poll(
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    req: u64,
+    convs: Vec<ConvCursor>,
+    wait: Duration,
+    superseded: CancellationToken,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    for c in &convs {
+        match member(&shared, &link, &c.conv).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let e = ServerFrame::error(
+                    Some(req),
+                    ErrorCode::NotMember,
+                    format!(
+                        "not a member of {}, or it does not exist: nothing is followed by this poll",
+                        c.conv
+                    ),
+                );
+                return link.answer(&shared, e);
+            }
+            Err(e) => return link.answer(&shared, unavailable(Some(req), &e)),
+        }
+    }
+    let names: Vec<ConversationId> = convs.iter().map(|c| c.conv.clone()).collect();
+    // Follow first, then read the heads: whatever commits after the read
+    // comes as a notice.
+    reads::set_follows(&shared, &link, &names).await;
+    for c in &convs {
+        match reads::head(&shared, &c.conv).await {
+            Ok(h) => shared.reads.learned(&c.conv, h.unwrap_or(0)),
+            Err(e) => return link.answer(&shared, unavailable(Some(req), &e)),
+        }
+    }
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    let advanced = loop {
+        let advanced: Vec<ConvHead> = convs
+            .iter()
+            .filter_map(|c| {
+                let head = shared.reads.known_head(&c.conv);
+                (head > c.after).then(|| ConvHead {
+                    conv: c.conv.clone(),
+                    head,
+                })
+            })
+            .collect();
+        if !advanced.is_empty() {
+            break advanced;
+        }
+        tokio::select! {
+            biased;
+            () = superseded.cancelled() => break Vec::new(),
+            () = shared.stop.cancelled() => break Vec::new(),
+            () = link.wake.notified() => {}
+            () = &mut sleep => break Vec::new(),
+        }
+    };
+    shared.metrics.polls_answered.inc();
+    link.answer(&shared, ServerFrame::Polled { req, advanced });
+}
+
+/// Appends a read mark to the topic of every gateway holding another device
+/// of the user.
+async fn tell_devices(shared: &Shared, mark: ReadMark) {
+    let users: [UserId; 1] = [mark.user.clone()];
+    let located = match shared.ports.presence.lookup(&users).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "looking up the user's devices failed; their read marks come on the next sync");
+            return;
+        }
+    };
+    let me: &DeviceId = &mark.device;
+    let gateways: BTreeSet<GatewayId> = located
+        .get(&mark.user)
+        .into_iter()
+        .flatten()
+        .filter(|l| &l.device != me)
+        .map(|l| l.gateway.clone())
+        .collect();
+    for g in gateways {
+        let record = LogRecord::Gateway(GatewayRecord::ReadMark(mark.clone()));
+        if let Err(e) = shared.ports.log.append(&Topic::Gateway(g), vec![record]).await {
+            warn!(error = %e, "appending a read mark failed");
+        }
+    }
+}
