@@ -51,6 +51,17 @@
 //! - **C11** counts adjacent inversions of conv_seq among a device's acked
 //!   sends to one conversation, in first-`send_invoke` order, and client ids
 //!   whose ack names a position where nobody saw them (when seen at all).
+//! - **C12** applies to read-diffusion conversations: those where any
+//!   message seen live says `read_diffusion`, or any device received a
+//!   message of it by conversation pull (`via: pull` without `user_seq`).
+//!   For each device of each known member, its live stream of the
+//!   conversation (every `recv` of push or pull, in `t` order: timeline
+//!   entries and pulled messages together, so across a write→read→write
+//!   switch) must hold each position once (a repeat counts), in strictly
+//!   increasing conv_seq (an inversion counts), and every covered position
+//!   of the reference (a missing one counts; one hit per stream names how
+//!   many). The SDK deduplicates by (conv, conv_seq), so unlike the timeline
+//!   streams a repeat here is an anomaly even after a reconnect.
 //! - **L1** applies when a `heal` was recorded: every device that recorded
 //!   anything must record `converged` within the bound after the last heal.
 //!
@@ -116,6 +127,7 @@ pub fn check(events: &[Event], opts: &CheckOptions) -> Report {
         views::same_sequence(&ix, &members, &mut f);
     }
     views::live_prefix(&ix, &members, &mut f);
+    views::conv_streams(&ix, &members, &mut f);
     streams::pulls(&ix, &mut f);
     streams::user_seqs(&ix, &mut f);
     if !streams::convergence(&ix, opts.convergence_bound_micros, &mut f) {

@@ -98,6 +98,11 @@ pub enum EventBody {
         /// have no `send_invoke` (created over HTTP).
         #[serde(default, skip_serializing_if = "is_false")]
         system: bool,
+        /// The message says its conversation is in read-diffusion mode after
+        /// it (a huge group): later messages are pulled by conversation
+        /// cursor (`user_seq` absent) rather than delivered by timeline.
+        #[serde(default, skip_serializing_if = "is_false")]
+        read_diffusion: bool,
     },
     /// The device pulled from a cursor.
     Pull {

@@ -21,6 +21,8 @@ pub(crate) struct Obs<'a> {
     pub dev: Dev<'a>,
     /// `None` for a final view entry.
     pub via: Option<Via>,
+    /// The message put its conversation in read-diffusion mode (live only).
+    pub read_diffusion: bool,
 }
 
 impl Obs<'_> {
@@ -186,6 +188,7 @@ impl<'a> Index<'a> {
                 via,
                 body_hash,
                 system,
+                read_diffusion,
                 ..
             } => {
                 self.obs.push(Obs {
@@ -197,6 +200,7 @@ impl<'a> Index<'a> {
                     user_seq: *user_seq,
                     dev,
                     via: Some(*via),
+                    read_diffusion: *read_diffusion,
                 });
             }
             EventBody::Member {
@@ -222,6 +226,7 @@ impl<'a> Index<'a> {
                     user_seq: f.user_seq,
                     dev,
                     via: None,
+                    read_diffusion: false,
                 }));
             }
             EventBody::Pull { .. } | EventBody::Reset { .. } | EventBody::Heal {} | EventBody::Converged {} => {}

@@ -19,12 +19,13 @@ pub enum CheckId {
     C9,
     C10,
     C11,
+    C12,
     L1,
 }
 
 impl CheckId {
     /// Every check, in table order.
-    pub const ALL: [CheckId; 12] = [
+    pub const ALL: [CheckId; 13] = [
         CheckId::C1,
         CheckId::C2,
         CheckId::C3,
@@ -36,6 +37,7 @@ impl CheckId {
         CheckId::C9,
         CheckId::C10,
         CheckId::C11,
+        CheckId::C12,
         CheckId::L1,
     ];
 
@@ -53,6 +55,7 @@ impl CheckId {
             CheckId::C9 => "after dedup and insert-by-seq a live view is a prefix",
             CheckId::C10 => "user_seq is exactly 1..N, one entry each, ordered by conv_seq",
             CheckId::C11 => "sender order holds; an ack's conv_seq is what readers saw",
+            CheckId::C12 => "read-diffusion convs: each member device gets each message once, in order",
             CheckId::L1 => "after the last heal every device converges within the bound",
         }
     }
@@ -164,15 +167,15 @@ impl fmt::Display for Report {
 /// Collects anomalies while the checks run; witnesses are formatted only
 /// while there is room for them, so a million anomalies stay cheap.
 pub(crate) struct Findings {
-    counts: [u64; 12],
-    witnesses: [Vec<String>; 12],
+    counts: [u64; 13],
+    witnesses: [Vec<String>; 13],
     max: usize,
 }
 
 impl Findings {
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            counts: [0; 12],
+            counts: [0; 13],
             witnesses: Default::default(),
             max,
         }

@@ -3,6 +3,7 @@
 
 mod builder;
 mod cases_delivery;
+mod cases_diffusion;
 mod cases_order;
 mod cases_streams;
 

@@ -1,6 +1,7 @@
-//! C4, C7, C9: what each device ends with and what it saw live.
+//! C4, C7, C9, C12: what each device ends with and what it saw live.
 
 use crate::fxhash::{Map, Set};
+use crate::history::Via;
 use crate::index::{Dev, Index, View};
 use crate::membership::{Coverage, Membership, Place};
 use crate::report::{CheckId, Findings};
@@ -129,4 +130,65 @@ pub(super) fn live_prefix(ix: &Index<'_>, members: &Membership<'_>, f: &mut Find
             });
         }
     }
+}
+
+/// C12: in a read-diffusion conversation every device of every member gets
+/// each covered message once, in conv_seq order, by timeline or by pull.
+pub(super) fn conv_streams(ix: &Index<'_>, members: &Membership<'_>, f: &mut Findings) {
+    let mut rd: Set<&str> = Set::default();
+    for o in ix.obs.iter().filter(|o| o.via.is_some()) {
+        if o.read_diffusion || (o.via == Some(Via::Pull) && o.user_seq.is_none()) {
+            rd.insert(o.conv);
+        }
+    }
+    let mut streams: Map<(Dev<'_>, &str), Vec<u64>> = Map::default();
+    for o in ix.obs.iter().filter(|o| rd.contains(o.conv)) {
+        if matches!(o.via, Some(Via::Push | Via::Pull)) {
+            streams.entry((o.dev, o.conv)).or_default().push(o.seq);
+        }
+    }
+    let empty = Vec::new();
+    let mut convs: Vec<&str> = rd.into_iter().collect();
+    convs.sort_unstable();
+    for conv in convs {
+        let reference = ix.msg_seqs.get(conv).unwrap_or(&empty);
+        for &user in members.of(conv) {
+            let Some(cov) = members.coverage(conv, user) else {
+                continue;
+            };
+            for dev in devices(ix, user) {
+                let stream = streams.get(&(dev, conv)).unwrap_or(&empty);
+                if let Some(why) = stream_problems(stream, cov, reference) {
+                    f.hit(CheckId::C12, || format!("{}/{} stream of {conv}: {why}", dev.0, dev.1));
+                }
+            }
+        }
+    }
+}
+
+/// What is wrong with one device's stream of one conversation, if anything.
+fn stream_problems(stream: &[u64], cov: &Coverage, reference: &[u64]) -> Option<String> {
+    let mut problems = Vec::new();
+    let mut seen: Set<u64> = Set::default();
+    let mut prev: Option<u64> = None;
+    let (mut repeats, mut inversions) = (Vec::new(), Vec::new());
+    for &s in stream {
+        if !seen.insert(s) {
+            repeats.push(s);
+        } else if let Some(p) = prev.filter(|p| s < *p) {
+            inversions.push((p, s));
+        }
+        prev = Some(prev.map_or(s, |p| p.max(s)));
+    }
+    if let Some(first) = repeats.first() {
+        problems.push(format!("{} repeat(s), first seq {first}", repeats.len()));
+    }
+    if let Some((p, s)) = inversions.first() {
+        problems.push(format!("{} out of order, first seq {s} after {p}", inversions.len()));
+    }
+    let mut missing = reference.iter().filter(|s| cov.covers(**s) && !seen.contains(*s));
+    if let Some(first) = missing.next() {
+        problems.push(format!("missing {} owed seq(s), first {first}", 1 + missing.count()));
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
 }

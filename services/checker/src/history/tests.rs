@@ -27,6 +27,7 @@ fn sample() -> Vec<Event> {
                 body_hash: body_hash("hi"),
                 sender: "u1".into(),
                 system: false,
+                read_diffusion: true,
             },
         ),
         Event::new(

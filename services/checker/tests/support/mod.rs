@@ -76,6 +76,7 @@ impl Run {
             body_hash: e.body_hash,
             sender: String::new(),
             system: e.system,
+            read_diffusion: false,
         };
         let device = self.devices[u][d].clone();
         self.ev(u, &device, body);

@@ -104,6 +104,7 @@ impl H {
             body_hash: body_hash(text),
             sender: String::new(),
             system,
+            read_diffusion: false,
         };
         self.ev(user, device, body);
     }
