@@ -4,6 +4,8 @@
 use crate::fixtures::{conversation, create_batch, device, messages_batch, timeline_batch, user};
 use crate::{ok, Harness};
 use seqline_core::ids::{ClientMsgId, ConvSeq, UserSeq};
+use seqline_core::ids::{ConversationId, UserId};
+use seqline_core::model::Message;
 use seqline_core::model::{Outcome, RefusalCode, Role};
 use seqline_core::ports::{MemberChange, Store};
 use seqline_core::Error;
@@ -24,6 +26,9 @@ pub async fn store_contract(h: &StoreHarness) {
     timeline_apply(h).await;
     device_cursor_monotonic(h).await;
     paging_before_after(h).await;
+    read_position_monotonic(h).await;
+    read_positions_listed_and_durable(h).await;
+    message_display_fields_round_trip(h).await;
 }
 
 /// Generates one test per store check; `$harness` builds the harness.
@@ -32,7 +37,8 @@ macro_rules! store_tests {
     ($harness:expr) => {
         $crate::__contract_tests!(store, $harness; create_and_load, missing_conversation, cas_race,
             heads_contiguous, reads_clamp_at_head, dedup_recall, members_and_index, timeline_apply,
-            device_cursor_monotonic, paging_before_after);
+            device_cursor_monotonic, paging_before_after, read_position_monotonic,
+            read_positions_listed_and_durable, message_display_fields_round_trip);
     };
 }
 
@@ -365,6 +371,136 @@ pub async fn paging_before_after(h: &StoreHarness) {
         seen.splice(0..0, seqs(page));
     }
     assert_eq!(seen, (1..=25).collect::<Vec<_>>());
+}
+
+/// A read position only moves forward; each set returns the position now
+/// stored, the higher of the old and the new.
+pub async fn read_position_monotonic(h: &StoreHarness) {
+    let store = h.open().await;
+    let (bob, carol, c1, c2) = (user("bob"), user("carol"), conversation(), conversation());
+    assert!(ok(store.read_positions(&bob).await, "none yet").is_empty());
+    assert_eq!(
+        ok(store.set_read_position(&bob, &c1, ConvSeq(5)).await, "set 5"),
+        ConvSeq(5)
+    );
+    assert_eq!(
+        ok(store.set_read_position(&bob, &c1, ConvSeq(3)).await, "set 3"),
+        ConvSeq(5),
+        "a lower position does not move it back"
+    );
+    assert_eq!(
+        ok(store.set_read_position(&bob, &c1, ConvSeq(5)).await, "again 5"),
+        ConvSeq(5)
+    );
+    assert_eq!(positions(&store, &bob).await, vec![(c1.clone(), ConvSeq(5))]);
+    assert_eq!(
+        ok(store.set_read_position(&bob, &c1, ConvSeq(9)).await, "set 9"),
+        ConvSeq(9)
+    );
+    assert_eq!(positions(&store, &bob).await, vec![(c1.clone(), ConvSeq(9))]);
+    // Another conversation and another user start from nothing.
+    assert_eq!(
+        ok(store.set_read_position(&bob, &c2, ConvSeq(1)).await, "other conv"),
+        ConvSeq(1)
+    );
+    assert_eq!(
+        ok(store.set_read_position(&carol, &c1, ConvSeq(2)).await, "other user"),
+        ConvSeq(2)
+    );
+    assert_eq!(positions(&store, &carol).await, vec![(c1.clone(), ConvSeq(2))]);
+    let mut want = vec![(c1, ConvSeq(9)), (c2, ConvSeq(1))];
+    want.sort();
+    assert_eq!(positions(&store, &bob).await, want);
+}
+
+/// `read_positions` lists one position per conversation, and they survive
+/// a reopen.
+pub async fn read_positions_listed_and_durable(h: &StoreHarness) {
+    let store = h.open().await;
+    let bob = user("bob");
+    let convs: Vec<ConversationId> = (0..5).map(|_| conversation()).collect();
+    for (i, conv) in convs.iter().enumerate() {
+        let seq = 10 * (i as u64 + 1);
+        // Several moves per conversation, out of order: one row each.
+        for s in [seq - 3, seq, seq - 7] {
+            ok(store.set_read_position(&bob, conv, ConvSeq(s)).await, "set");
+        }
+    }
+    let mut want: Vec<(ConversationId, ConvSeq)> = convs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), ConvSeq(10 * (i as u64 + 1))))
+        .collect();
+    want.sort();
+    assert_eq!(positions(&store, &bob).await, want);
+    drop(store);
+    let store = h.open().await;
+    assert_eq!(positions(&store, &bob).await, want, "after a reopen");
+    assert_eq!(
+        ok(
+            store.set_read_position(&bob, &convs[0], ConvSeq(1)).await,
+            "lower after reopen"
+        ),
+        ConvSeq(10)
+    );
+}
+
+async fn positions(store: &Arc<dyn Store>, user: &UserId) -> Vec<(ConversationId, ConvSeq)> {
+    let mut all = ok(store.read_positions(user).await, "read positions");
+    all.sort();
+    all
+}
+
+/// A message's sender name and read-diffusion flag are stored and read back
+/// exactly, through conversations and timelines, also after a reopen.
+pub async fn message_display_fields_round_trip(h: &StoreHarness) {
+    let store = h.open().await;
+    let (conv, alice, bob) = (conversation(), user("alice"), user("bob"));
+    ok(
+        store
+            .commit_conversation(create_batch(&conv, &alice, std::slice::from_ref(&bob)))
+            .await,
+        "create",
+    );
+    let mut batch = messages_batch(&conv, 0, 4, &alice);
+    let names = ["Alice", "", "Ålice «the admin» 🦀", "Alice"];
+    for (i, m) in batch.messages.iter_mut().enumerate() {
+        m.sender_name = names[i].to_string();
+        // The mode flips at the third message (the boundary).
+        m.read_diffusion = i >= 2;
+    }
+    ok(store.commit_conversation(batch.clone()).await, "commit");
+    let check_conv = |got: Vec<Message>, what: &str| {
+        assert_eq!(got, batch.messages, "{what}");
+        let flags: Vec<bool> = got.iter().map(|m| m.read_diffusion).collect();
+        assert_eq!(flags, [false, false, true, true], "{what}");
+        assert_eq!(got[2].sender_name, names[2], "{what}");
+    };
+    check_conv(ok(store.messages_after(&conv, ConvSeq(0), 10).await, "after"), "after");
+    check_conv(
+        ok(store.messages_before(&conv, ConvSeq(5), 10).await, "before"),
+        "before",
+    );
+
+    let mut timeline = timeline_batch(&bob, 0, &conv, 1, 4);
+    for (entry, m) in timeline.entries.iter_mut().zip(&batch.messages) {
+        entry.message = m.clone();
+    }
+    ok(store.commit_timeline(timeline.clone()).await, "timeline");
+    let entries = ok(store.timeline_after(&bob, UserSeq(0), 10).await, "timeline after");
+    assert_eq!(entries, timeline.entries);
+    assert!(entries[3].message.read_diffusion && entries[0].message.sender_name == "Alice");
+
+    drop(store);
+    let store = h.open().await;
+    check_conv(
+        ok(store.messages_after(&conv, ConvSeq(0), 10).await, "reopened"),
+        "after a reopen",
+    );
+    assert_eq!(
+        ok(store.timeline_after(&bob, UserSeq(0), 10).await, "reopened timeline"),
+        timeline.entries
+    );
 }
 
 /// `Option::expect` without the lint: fail the check with `what`.
