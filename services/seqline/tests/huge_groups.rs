@@ -1,0 +1,270 @@
+//! Huge groups end to end against the real `seqline dev` process, with the
+//! read-diffusion threshold lowered to 3 members: the mode switch at a
+//! recorded boundary (grow and shrink back), pulls by conversation cursor,
+//! long-poll, notices and the priority lane over real WebSockets.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use seqline_core::ids::ClientMsgId;
+use seqline_core::model::{Message, MessageKind, TimelineEntry};
+use seqline_core::protocol::{ClientFrame, ConvCursor, ServerFrame};
+use seqline_core::ConversationId;
+use std::time::Duration;
+
+const THRESHOLD: &[(&str, &str)] = &[
+    ("SEQLINE__PERSISTER__READ_DIFFUSION_THRESHOLD", "3"),
+    ("SEQLINE__FANOUT__NOTICE_INTERVAL", "50ms"),
+];
+
+async fn create_group(server: &Server, admin: &str, members: &[&str]) -> ConversationId {
+    let members: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    let (status, body) = http_post(
+        server,
+        "/v1/conversations",
+        &token(admin, "http"),
+        &format!(r#"{{"kind":"group","title":"big","members":[{}]}}"#, members.join(",")),
+    )
+    .await;
+    assert_eq!(status, 200, "create group: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    ConversationId::parse(v["conv"].as_str().unwrap()).unwrap()
+}
+
+async fn change_members(server: &Server, admin: &str, conv: &ConversationId, add: &[&str], remove: &[&str]) {
+    let list = |l: &[&str]| l.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(",");
+    let (status, body) = http_post(
+        server,
+        &format!("/v1/conversations/{conv}/members"),
+        &token(admin, "http"),
+        &format!(r#"{{"add":[{}],"remove":[{}]}}"#, list(add), list(remove)),
+    )
+    .await;
+    assert_eq!(status, 200, "change members: {body}");
+}
+
+async fn say(ws: &mut Ws, conv: &ConversationId, body: &str, priority: bool) -> u64 {
+    let id = ClientMsgId::random();
+    send(
+        ws,
+        &ClientFrame::Send {
+            id,
+            conv: conv.clone(),
+            body: body.into(),
+            prev: None,
+            priority,
+            vclock: Default::default(),
+        },
+    )
+    .await;
+    recv_until(ws, |f| match f {
+        ServerFrame::Ack { id: i, conv_seq, .. } if *i == id => Some(*conv_seq),
+        ServerFrame::Nack { id: i, message, .. } if *i == id => panic!("refused: {message}"),
+        _ => None,
+    })
+    .await
+}
+
+/// The whole timeline of the connection's user.
+async fn timeline(ws: &mut Ws) -> Vec<TimelineEntry> {
+    let mut out: Vec<TimelineEntry> = Vec::new();
+    for req in 1000.. {
+        let after = out.last().map_or(0, |e| e.user_seq.0);
+        send(
+            ws,
+            &ClientFrame::Sync {
+                req,
+                after,
+                limit: Some(100),
+            },
+        )
+        .await;
+        let (entries, more) = recv_until(ws, |f| match f {
+            ServerFrame::SyncPage {
+                req: r, entries, more, ..
+            } if *r == req => Some((entries.clone(), *more)),
+            _ => None,
+        })
+        .await;
+        out.extend(entries);
+        if !more {
+            break;
+        }
+    }
+    out
+}
+
+/// Every message of `conv` after `after`, by conversation cursor.
+async fn pull(ws: &mut Ws, conv: &ConversationId, mut after: u64) -> Vec<Message> {
+    let mut out = Vec::new();
+    for req in 5000.. {
+        send(
+            ws,
+            &ClientFrame::SyncConv {
+                req,
+                conv: conv.clone(),
+                after,
+                limit: Some(2),
+            },
+        )
+        .await;
+        let (messages, more) = recv_until(ws, |f| match f {
+            ServerFrame::ConvPage {
+                req: r, messages, more, ..
+            } if *r == req => Some((messages.clone(), *more)),
+            ServerFrame::Error {
+                req: Some(r), message, ..
+            } if *r == req => panic!("sync_conv refused: {message}"),
+            _ => None,
+        })
+        .await;
+        for m in &messages {
+            assert_eq!(m.conv_seq.0, after + 1, "pages are contiguous");
+            after = m.conv_seq.0;
+        }
+        out.extend(messages);
+        if !more {
+            break;
+        }
+    }
+    out
+}
+
+fn of_conv<'a>(entries: &'a [TimelineEntry], conv: &'a ConversationId) -> impl Iterator<Item = &'a Message> {
+    entries.iter().map(|e| &e.message).filter(move |m| &m.conv == conv)
+}
+
+#[tokio::test]
+async fn a_group_switches_to_pulls_at_a_recorded_boundary_and_back_losing_nothing() {
+    let data = temp_dir("huge-switch");
+    let server = Server::start_with(&data, "127.0.0.1:0", THRESHOLD);
+    let (mut alice, _) = connect(&server, "alice", "phone").await;
+    let (mut bob, _) = connect(&server, "bob", "phone").await;
+
+    // admin + bob + carol = 3 members: write mode.
+    let conv = create_group(&server, "alice", &["bob", "carol"]).await;
+    let s2 = say(&mut alice, &conv, "write 1", false).await;
+    assert_eq!(s2, 2);
+    // A fourth member: the join is the boundary.
+    change_members(&server, "alice", &conv, &["dave"], &[]).await;
+    let read: Vec<u64> = [
+        say(&mut alice, &conv, "read 1", false).await,
+        say(&mut alice, &conv, "read 2", false).await,
+    ]
+    .to_vec();
+    // Back to 3 members: the leave is the way back.
+    change_members(&server, "alice", &conv, &[], &["dave"]).await;
+    let s_after = say(&mut alice, &conv, "write 2", false).await;
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bob_timeline = timeline(&mut bob).await;
+    let on_timeline: Vec<(u64, bool)> = of_conv(&bob_timeline, &conv)
+        .map(|m| (m.conv_seq.0, m.read_diffusion))
+        .collect();
+    // created(1) text(2) joined(3, boundary, read) | 4, 5 pulled | left(6, boundary, write) text(7)
+    assert_eq!(
+        on_timeline,
+        vec![(1, false), (2, false), (3, true), (6, false), (s_after, false)],
+        "timeline entries stop at the boundary and resume at the way back"
+    );
+    for seq in &read {
+        assert!(!on_timeline.iter().any(|(s, _)| s == seq), "{seq} came by pull only");
+    }
+    // What the timeline lacks is exactly what a pull from the boundary gives.
+    let pulled = pull(&mut bob, &conv, 3).await;
+    let pulled_seqs: Vec<u64> = pulled.iter().map(|m| m.conv_seq.0).collect();
+    assert_eq!(pulled_seqs, vec![4, 5, 6, 7]);
+    let mut union: Vec<u64> = on_timeline.iter().map(|(s, _)| *s).filter(|s| *s <= 3).collect();
+    union.extend(pulled_seqs.iter().filter(|s| **s < 6));
+    union.extend(on_timeline.iter().map(|(s, _)| *s).filter(|s| *s >= 6));
+    assert_eq!(
+        union,
+        (1..=7).collect::<Vec<_>>(),
+        "every message exactly once, in order"
+    );
+
+    // dave joined and left in read mode: his timeline has exactly his join
+    // (to start following) and his leave (to stop).
+    let (mut dave, _) = connect(&server, "dave", "phone").await;
+    let dave_timeline = timeline(&mut dave).await;
+    let kinds: Vec<(u64, MessageKind)> = of_conv(&dave_timeline, &conv).map(|m| (m.conv_seq.0, m.kind)).collect();
+    assert_eq!(kinds, vec![(3, MessageKind::Joined), (6, MessageKind::Left)]);
+}
+
+#[tokio::test]
+async fn long_poll_notices_and_the_priority_lane_reach_a_following_device() {
+    let data = temp_dir("huge-poll");
+    let server = Server::start_with(&data, "127.0.0.1:0", THRESHOLD);
+    let (mut alice, _) = connect(&server, "alice", "phone").await;
+    let (mut bob, _) = connect(&server, "bob", "phone").await;
+    let conv = create_group(&server, "alice", &["bob", "carol", "dave"]).await;
+    let head = say(&mut alice, &conv, "first", false).await;
+
+    // Behind: the poll answers at once.
+    let cursor = |after| {
+        vec![ConvCursor {
+            conv: conv.clone(),
+            after,
+        }]
+    };
+    send(
+        &mut bob,
+        &ClientFrame::Poll {
+            req: 1,
+            convs: cursor(0),
+            wait_ms: Some(5000),
+        },
+    )
+    .await;
+    let advanced = recv_until(&mut bob, |f| match f {
+        ServerFrame::Polled { req: 1, advanced } => Some(advanced.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(advanced.len(), 1);
+    assert_eq!(advanced[0].head, head);
+
+    // Caught up: the poll waits until the next message.
+    send(
+        &mut bob,
+        &ClientFrame::Poll {
+            req: 2,
+            convs: cursor(head),
+            wait_ms: Some(10_000),
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let next = say(&mut alice, &conv, "second", false).await;
+    let advanced = recv_until(&mut bob, |f| match f {
+        ServerFrame::Polled { req: 2, advanced } => Some(advanced.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        advanced.first().map(|a| a.head),
+        Some(next),
+        "the poll woke up with the new head"
+    );
+
+    // Following: ordinary messages become notices, an admin's announcement
+    // arrives in full.
+    let _ = say(&mut alice, &conv, "third", false).await;
+    let noticed = recv_until(&mut bob, |f| match f {
+        ServerFrame::Notice { conv: c, head } if *c == conv => Some(*head),
+        _ => None,
+    })
+    .await;
+    assert!(noticed > next);
+    let announced = say(&mut alice, &conv, "announcement", true).await;
+    let priority = recv_until(&mut bob, |f| match f {
+        ServerFrame::Priority { message } if message.conv == conv => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(priority.conv_seq.0, announced);
+    assert_eq!(priority.body, "announcement");
+    assert!(priority.priority);
+}
