@@ -17,7 +17,8 @@ use std::time::Instant;
 
 fn receipt(gw: &Gw, u: &str, d: &str, conv: &str, id: uuid::Uuid, outcome: Outcome) -> GatewayRecord {
     GatewayRecord::Receipt(Receipt {
-        origin: Origin { name: String::new(),
+        origin: Origin {
+            name: String::new(),
             gateway: gw.id.clone(),
             user: user(u),
             device: device(d),
@@ -93,7 +94,8 @@ async fn send_publishes_a_command_with_the_tokens_identity() {
     let Command::Send(s) = inbound.next().await else {
         panic!("not a send")
     };
-    let want = Origin { name: String::new(),
+    let want = Origin {
+        name: String::new(),
         gateway: gw.id.clone(),
         user: user("alice"),
         device: device("phone"),
