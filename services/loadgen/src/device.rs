@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use seqline_checker::{body_hash, EventBody, MemberOp, Scope, Via};
 use seqline_client::{Client, Event, EventStream, SendHandle, SendOptions, SendState};
 use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
-use seqline_core::model::MessageKind;
+use seqline_core::model::{Message, MessageKind};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,70 +33,121 @@ impl Seen {
 }
 
 /// Records the events of one device until its stream ends (the client closed).
+/// What a recorder records besides every delivery.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Recording {
+    /// Record send-to-receipt latency of other devices' messages.
+    pub measure_e2e: bool,
+    /// Record membership events only about the device's own user (huge
+    /// groups: a join of a thousand users would be a thousand events on
+    /// every device).
+    pub own_membership_only: bool,
+}
+
+/// Records the events of one device until its stream ends (the client closed).
 pub(crate) fn spawn_recorder(
     stats: Arc<Stats>,
     user: UserId,
     device: DeviceId,
     mut events: EventStream,
-    measure_e2e: bool,
+    rec: Recording,
 ) -> (JoinHandle<()>, Seen) {
     let seen = Seen::default();
     let mine = seen.clone();
     let task = tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
-            if let Event::Message { entry, .. } = &ev {
-                mine.saw(&entry.message.conv, entry.message.conv_seq.0);
+            match &ev {
+                Event::Message { entry, .. } => mine.saw(&entry.message.conv, entry.message.conv_seq.0),
+                Event::ConvMessage { message, .. } => mine.saw(&message.conv, message.conv_seq.0),
+                _ => {}
             }
-            on_event(&stats, &user, &device, ev, measure_e2e);
+            on_event(&stats, &user, &device, ev, rec);
         }
     });
     (task, seen)
 }
 
-fn on_event(stats: &Stats, user: &UserId, device: &DeviceId, ev: Event, measure_e2e: bool) {
+/// Records one delivered message (by timeline when `user_seq` is known,
+/// else pulled by conversation cursor).
+fn on_message(
+    stats: &Stats,
+    user: &UserId,
+    device: &DeviceId,
+    m: &Message,
+    user_seq: Option<u64>,
+    via: Via,
+    rec: Recording,
+) {
+    let c = &stats.counters;
+    let (u, d) = (user.as_str(), device.as_str());
+    let system = m.kind != MessageKind::Text;
+    Counters::add(if via == Via::Push { &c.pushed } else { &c.pulled }, 1);
+    let body = EventBody::Recv {
+        conv: m.conv.to_string(),
+        conv_seq: m.conv_seq.0,
+        client_msg_id: m.client_msg_id.to_string(),
+        user_seq,
+        via,
+        body_hash: body_hash(&m.body),
+        sender: m.sender.to_string(),
+        system,
+        read_diffusion: m.read_diffusion,
+    };
+    stats.record(u, d, body);
+    let change = match m.kind {
+        MessageKind::Joined => Some(MemberOp::Join),
+        MessageKind::Left => Some(MemberOp::Leave),
+        _ => None,
+    };
+    let about = m.members.iter().filter(|mb| !rec.own_membership_only || *mb == user);
+    for (member, change) in change.iter().flat_map(|ch| about.clone().map(move |mb| (mb, *ch))) {
+        let body = EventBody::Member {
+            conv: m.conv.to_string(),
+            member: member.to_string(),
+            change,
+            conv_seq: m.conv_seq.0,
+        };
+        stats.record(u, d, body);
+    }
+    let other_device = m.sender != *user || m.sender_device != *device;
+    if rec.measure_e2e && !system && other_device {
+        if let Some(t0) = stats.sent_time(&m.client_msg_id) {
+            stats.e2e_latency.record(t0.elapsed());
+        }
+    }
+}
+
+fn on_event(stats: &Stats, user: &UserId, device: &DeviceId, ev: Event, rec: Recording) {
     let c = &stats.counters;
     let (u, d) = (user.as_str(), device.as_str());
     match ev {
         Event::Message { entry, via } => {
-            let m = &entry.message;
-            let system = m.kind != MessageKind::Text;
             let via = match via {
                 seqline_client::Via::Push => Via::Push,
                 seqline_client::Via::Pull => Via::Pull,
             };
-            Counters::add(if via == Via::Push { &c.pushed } else { &c.pulled }, 1);
-            let body = EventBody::Recv {
-                conv: m.conv.to_string(),
-                conv_seq: m.conv_seq.0,
-                client_msg_id: m.client_msg_id.to_string(),
-                user_seq: Some(entry.user_seq.0),
-                via,
-                body_hash: body_hash(&m.body),
-                sender: m.sender.to_string(),
-                system,
-            };
-            stats.record(u, d, body);
-            let change = match m.kind {
-                MessageKind::Joined => Some(MemberOp::Join),
-                MessageKind::Left => Some(MemberOp::Leave),
-                _ => None,
-            };
-            for (member, change) in change.iter().flat_map(|ch| m.members.iter().map(move |mb| (mb, *ch))) {
-                let body = EventBody::Member {
-                    conv: m.conv.to_string(),
-                    member: member.to_string(),
-                    change,
-                    conv_seq: m.conv_seq.0,
-                };
-                stats.record(u, d, body);
-            }
-            let other_device = m.sender != *user || m.sender_device != *device;
-            if measure_e2e && !system && other_device {
-                if let Some(t0) = stats.sent_time(&m.client_msg_id) {
-                    stats.e2e_latency.record(t0.elapsed());
-                }
+            on_message(stats, user, device, &entry.message, Some(entry.user_seq.0), via, rec);
+        }
+        Event::ConvMessage { message, .. } => on_message(stats, user, device, &message, None, Via::Pull, rec),
+        Event::ConvPulled { conv, from, returned } => {
+            stats.record(
+                u,
+                d,
+                EventBody::Pull {
+                    scope: Scope::Conv,
+                    conv: Some(conv.to_string()),
+                    from,
+                    returned,
+                },
+            );
+        }
+        Event::Priority(m) => {
+            Counters::add(&c.priority_pushes, 1);
+            if let Some(t0) = stats.sent_time(&m.client_msg_id) {
+                stats.priority_latency.record(t0.elapsed());
             }
         }
+        Event::ReadMark { .. } => {}
         Event::Pulled { from, returned } => {
             stats.record(
                 u,
@@ -142,6 +193,8 @@ pub(crate) struct Sender {
     pub deadline: Instant,
     /// Tag in every body, so bodies are unique across runs.
     pub tag: String,
+    /// Send with high priority (a group admin's announcements).
+    pub priority: bool,
 }
 
 struct Done {
@@ -222,7 +275,7 @@ impl Sender {
         let opts = SendOptions {
             conv: conv.clone(),
             body,
-            priority: false,
+            priority: self.priority,
             id: Some(id),
             vclock: None,
         };

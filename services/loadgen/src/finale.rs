@@ -111,7 +111,12 @@ fn total_cursor(devices: &[LiveDevice]) -> u64 {
 /// Heal, convergence of every device, final reads. Convergence gets
 /// `settle_timeout` at a time, again and again while the devices' cursors
 /// still move, up to [`PROGRESS_ROUNDS`] times.
-pub(crate) async fn settle(stats: &Stats, devices: &[LiveDevice], settle_timeout: Duration) -> Settled {
+pub(crate) async fn settle(
+    stats: &Stats,
+    devices: &[LiveDevice],
+    settle_timeout: Duration,
+    final_reads: bool,
+) -> Settled {
     stats.record("", "", EventBody::Heal {});
     let mut out = Settled::default();
     let mut done = vec![false; devices.len()];
@@ -133,6 +138,9 @@ pub(crate) async fn settle(stats: &Stats, devices: &[LiveDevice], settle_timeout
     }
     out.converged = done.iter().filter(|ok| **ok).count();
     out.not_converged = done.len() - out.converged;
+    if !final_reads {
+        return out;
+    }
     let deadline = Instant::now() + settle_timeout;
     let reads = futures_util::future::join_all(devices.iter().map(|d| final_read(stats, d, deadline))).await;
     for (d, r) in devices.iter().zip(reads) {

@@ -26,6 +26,7 @@
 //! - `device`: per device, the event recorder and the sender (closed/open loop).
 //! - `stats`: the shared history writer, counters and latency histograms.
 //! - `churn`: membership changes while messages flow (F12).
+//! - `w4`: the huge-group workload (read diffusion, priority lane).
 //! - `finale`: heal, convergence, final timeline reads.
 //! - [`procstat`]: server RSS and CPU from /proc, progress line.
 //! - [`report`]: [`RunReport`] (table and JSON).
@@ -41,8 +42,9 @@ pub mod report;
 mod run;
 mod setup;
 mod stats;
+mod w4;
 
 pub use options::{Mode, RunOptions, Workload};
 pub use procstat::ServerStats;
-pub use report::{CatchUp, LatencySummary, RunReport};
+pub use report::{CatchUp, HugeGroup, LatencySummary, RunReport};
 pub use run::run;

@@ -34,6 +34,22 @@ pub enum Workload {
         /// Users sending to the offline one (one direct conversation each).
         senders: usize,
     },
+    /// One huge group (read diffusion): `members` members, `online` of them
+    /// connected and following it, one member sending `rate` messages per
+    /// second (open loop) for `seconds`, the admin sending a high-priority
+    /// announcement every `priority_every` seconds.
+    W4 {
+        /// Members of the group.
+        members: usize,
+        /// Connected devices of distinct members (besides sender and admin).
+        online: usize,
+        /// Messages per second of the sender.
+        rate: f64,
+        /// Length of the send phase, seconds.
+        seconds: f64,
+        /// Seconds between the admin's priority messages (0: none).
+        priority_every: f64,
+    },
 }
 
 impl Workload {
@@ -43,6 +59,7 @@ impl Workload {
             Workload::W1 { .. } => "w1",
             Workload::W2 { .. } => "w2",
             Workload::W3 { .. } => "w3",
+            Workload::W4 { .. } => "w4",
         }
     }
 }

@@ -95,6 +95,7 @@ fn shape(workload: &Workload, run: &str, seed: u64) -> Result<Plan> {
             messages,
         } => w2(run, groups.max(1), members.max(2), senders, messages),
         Workload::W3 { entries, senders } => w3(run, entries, senders.max(1)),
+        Workload::W4 { .. } => anyhow::bail!("w4 has its own plan"),
     }
 }
 

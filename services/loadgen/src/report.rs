@@ -50,6 +50,41 @@ pub struct CatchUp {
     pub entries_per_sec: f64,
 }
 
+/// W4: the huge group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HugeGroup {
+    /// Members of the group.
+    pub members: usize,
+    /// Online devices following it (sender and admin aside).
+    pub online: usize,
+    /// Offered rate of the sender, messages per second.
+    pub rate: f64,
+    /// Seconds between priority messages.
+    pub priority_every: f64,
+    /// Seconds to create the group and add every member.
+    pub setup_secs: f64,
+    /// Seconds until every online device followed the group.
+    pub follow_secs: f64,
+    /// Online devices following the group when the sends started.
+    pub following: usize,
+    /// Highest conv_seq of the group at the end (membership messages included).
+    pub head: u64,
+    /// Ordinary messages sent.
+    pub sent: u64,
+    /// Priority messages sent.
+    pub priority_sent: u64,
+    /// Messages delivered to online devices (sent by others).
+    pub deliveries: u64,
+    /// Deliveries per second over the send phase.
+    pub deliveries_per_sec: f64,
+    /// `priority` pushes received.
+    pub priority_pushes: u64,
+    /// Intended send time to the device having the message, per device.
+    pub delivery_latency: LatencySummary,
+    /// Intended send time to the `priority` push, per device.
+    pub priority_latency: LatencySummary,
+}
+
 /// Everything a run reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
@@ -99,6 +134,8 @@ pub struct RunReport {
     pub e2e_latency: LatencySummary,
     /// W3 only.
     pub catch_up: Option<CatchUp>,
+    /// W4 only.
+    pub w4: Option<HugeGroup>,
     /// Devices that reached their head after the heal.
     pub converged: usize,
     /// Devices that did not in time.
@@ -170,6 +207,26 @@ impl fmt::Display for RunReport {
         )?;
         latency_row(f, "ack", &self.ack_latency)?;
         latency_row(f, "end-to-end", &self.e2e_latency)?;
+        if let Some(h) = &self.w4 {
+            writeln!(
+                f,
+                "  huge group: {} members, {} online following ({} at start, after {:.1}s), head {}; setup {:.1}s",
+                h.members, h.online, h.following, h.follow_secs, h.head, h.setup_secs
+            )?;
+            writeln!(
+                f,
+                "  sent {} at {}/s, priority {} every {}s; deliveries {} ({:.0}/s), priority pushes {}",
+                h.sent,
+                h.rate,
+                h.priority_sent,
+                h.priority_every,
+                h.deliveries,
+                h.deliveries_per_sec,
+                h.priority_pushes
+            )?;
+            latency_row(f, "delivery (per device)", &h.delivery_latency)?;
+            latency_row(f, "priority push", &h.priority_latency)?;
+        }
         if let Some(c) = &self.catch_up {
             writeln!(
                 f,

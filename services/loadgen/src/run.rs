@@ -28,6 +28,9 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         .run_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+    if matches!(opts.workload, Workload::W4 { .. }) {
+        return crate::w4::run(opts, run_id).await;
+    }
     let plan = plan::build(&opts.workload, &run_id, opts.seed)?;
     let writer = match &opts.history {
         Some(p) => HistoryWriter::to_file(p).with_context(|| format!("creating {}", p.display()))?,
@@ -68,7 +71,11 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         Some(late) => {
             let deadline = Instant::now() + opts.settle_timeout;
             let started = Instant::now();
-            let dev = setup::connect(&opts.url, &tokens, &stats, late, deadline, false).await?;
+            let rec = crate::device::Recording {
+                measure_e2e: false,
+                own_membership_only: false,
+            };
+            let dev = setup::connect(&opts.url, &tokens, &stats, late, deadline, rec).await?;
             finale::converge(&stats, &dev, deadline, false).await;
             let secs = started.elapsed().as_secs_f64();
             let entries = dev.client.status().cursor;
@@ -82,7 +89,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         None => None,
     };
 
-    let settled = finale::settle(&stats, &live, opts.settle_timeout).await;
+    let settled = finale::settle(&stats, &live, opts.settle_timeout, true).await;
     close(live, &mut senders).await;
     let server = sampler.finish().await;
 
@@ -122,6 +129,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         unknown: Counters::get(&c.unknown),
         pushed,
         pulled: Counters::get(&c.pulled),
+        w4: None,
         reconnects: Counters::get(&c.connects).saturating_sub(plan.devices.len() as u64),
         resets: Counters::get(&c.resets),
         member_changes,
@@ -181,6 +189,7 @@ async fn send_phase(
             pace,
             deadline,
             tag: run_id.to_string(),
+            priority: false,
         };
         tasks.spawn(sender.run());
     }
@@ -199,7 +208,7 @@ async fn send_phase(
 
 /// Closes every client (pending sends end as unknown outcomes), then waits
 /// for the recorders and senders to finish writing.
-async fn close(live: Vec<LiveDevice>, senders: &mut JoinSet<()>) {
+pub(crate) async fn close(live: Vec<LiveDevice>, senders: &mut JoinSet<()>) {
     futures_util::future::join_all(live.iter().map(|d| d.client.close())).await;
     let limit = Instant::now() + Duration::from_secs(30);
     while let Ok(Some(_)) = tokio::time::timeout_at(limit.into(), senders.join_next()).await {}
@@ -227,6 +236,13 @@ impl Workload {
             "w3" => Some(Workload::W3 {
                 entries: 100_000,
                 senders: 50,
+            }),
+            "w4" => Some(Workload::W4 {
+                members: 100_000,
+                online: 1_000,
+                rate: 50.0,
+                seconds: 30.0,
+                priority_every: 10.0,
             }),
             _ => None,
         }

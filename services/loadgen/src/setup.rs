@@ -3,7 +3,7 @@
 //! 5xx, timeouts) until the setup deadline; HTTP calls carry a request id so
 //! a retry never creates twice.
 
-use crate::device::{spawn_recorder, Seen};
+use crate::device::{spawn_recorder, Recording, Seen};
 use crate::plan::{ConvPlan, DevicePlan, Plan};
 use crate::stats::Stats;
 use anyhow::{Context, Result};
@@ -108,6 +108,15 @@ pub(crate) fn client_config(url: &str, token: String) -> ClientConfig {
     cfg
 }
 
+impl Default for Recording {
+    fn default() -> Self {
+        Self {
+            measure_e2e: true,
+            own_membership_only: false,
+        }
+    }
+}
+
 /// Connects one device (retrying until `deadline`) and starts recording it.
 pub(crate) async fn connect(
     url: &str,
@@ -115,14 +124,14 @@ pub(crate) async fn connect(
     stats: &Arc<Stats>,
     d: &DevicePlan,
     deadline: Instant,
-    measure_e2e: bool,
+    rec: Recording,
 ) -> Result<LiveDevice> {
     let (client, events): (Client, EventStream) = retry(deadline, || {
         Client::connect(client_config(url, tokens.mint(&d.user, &d.device)))
     })
     .await
     .with_context(|| format!("connecting {}/{}", d.user, d.device))?;
-    let (recorder, seen) = spawn_recorder(stats.clone(), d.user.clone(), d.device.clone(), events, measure_e2e);
+    let (recorder, seen) = spawn_recorder(stats.clone(), d.user.clone(), d.device.clone(), events, rec);
     Ok(LiveDevice {
         user: d.user.clone(),
         device: d.device.clone(),
@@ -142,7 +151,7 @@ pub(crate) async fn connect_all(
     deadline: Instant,
 ) -> Result<Vec<LiveDevice>> {
     stream::iter(plan.devices.iter().filter(|d| !d.late))
-        .map(|d| connect(url, tokens, stats, d, deadline, true))
+        .map(|d| connect(url, tokens, stats, d, deadline, Recording::default()))
         .buffered(PARALLEL)
         .try_collect()
         .await

@@ -22,6 +22,7 @@ pub(crate) struct Counters {
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     pub resets: AtomicU64,
+    pub priority_pushes: AtomicU64,
 }
 
 impl Counters {
@@ -62,6 +63,8 @@ pub(crate) struct Stats {
     pub counters: Counters,
     pub ack_latency: Latency,
     pub e2e_latency: Latency,
+    /// Intended send time to the `priority` push (W4).
+    pub priority_latency: Latency,
     /// When each message was (meant to be) sent.
     sent_at: Mutex<HashMap<ClientMsgId, Instant>>,
     /// The highest acked conv_seq per conversation: what every member must
@@ -77,6 +80,7 @@ impl Stats {
             counters: Counters::default(),
             ack_latency: Latency::new()?,
             e2e_latency: Latency::new()?,
+            priority_latency: Latency::new()?,
             sent_at: Mutex::new(HashMap::new()),
             acked_max: Mutex::new(HashMap::new()),
         })

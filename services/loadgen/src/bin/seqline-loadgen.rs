@@ -1,4 +1,4 @@
-//! `seqline-loadgen w1|w2|w3`: drive a workload against a running server,
+//! `seqline-loadgen w1|w2|w3|w4`: drive a workload against a running server,
 //! print the report (table or `--json`); exit 1 when the checker or the
 //! final phase found a problem.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(about = "Drive a seqline workload and check the history")]
 struct Args {
-    /// w1 (direct chats), w2 (groups) or w3 (catch-up).
+    /// w1 (direct chats), w2 (groups), w3 (catch-up) or w4 (one huge group).
     workload: String,
     /// WebSocket URL of the server.
     #[arg(long, default_value = "ws://127.0.0.1:7600/v1/ws")]
@@ -34,16 +34,26 @@ struct Args {
     /// W2: groups.
     #[arg(long)]
     groups: Option<usize>,
-    /// W2: members per group.
+    /// W2: members per group; W4: members of the huge group.
     #[arg(long)]
     members: Option<usize>,
+    /// W4: online devices (distinct members) following the group.
+    #[arg(long)]
+    online: Option<usize>,
+    /// W4: length of the send phase, seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// W4: seconds between the admin's priority messages (0: none).
+    #[arg(long)]
+    priority_every: Option<f64>,
     /// W2: senders per group; W3: users sending to the offline one.
     #[arg(long)]
     senders: Option<usize>,
     /// W3: timeline entries to catch up on.
     #[arg(long)]
     entries: Option<u64>,
-    /// Open loop at this many messages per second (all devices together).
+    /// Open loop at this many messages per second (all devices together;
+    /// W4: the sender's rate, default 50).
     #[arg(long, conflicts_with = "window")]
     rate: Option<f64>,
     /// Closed loop with this many unacked sends per device (default 8).
@@ -78,7 +88,7 @@ struct Args {
 
 fn workload(a: &Args) -> Result<Workload> {
     let Some(mut w) = Workload::default_of(&a.workload) else {
-        bail!("unknown workload `{}` (w1, w2 or w3)", a.workload);
+        bail!("unknown workload `{}` (w1, w2, w3 or w4)", a.workload);
     };
     match &mut w {
         Workload::W1 {
@@ -104,6 +114,19 @@ fn workload(a: &Args) -> Result<Workload> {
         Workload::W3 { entries, senders } => {
             *entries = a.entries.unwrap_or(*entries);
             *senders = a.senders.unwrap_or(*senders);
+        }
+        Workload::W4 {
+            members,
+            online,
+            rate,
+            seconds,
+            priority_every,
+        } => {
+            *members = a.members.unwrap_or(*members);
+            *online = a.online.unwrap_or(*online);
+            *rate = a.rate.unwrap_or(*rate);
+            *seconds = a.seconds.unwrap_or(*seconds);
+            *priority_every = a.priority_every.unwrap_or(*priority_every);
         }
     }
     Ok(w)
