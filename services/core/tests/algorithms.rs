@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 fn entry(seq: u64) -> TimelineEntry {
     TimelineEntry {
         user_seq: UserSeq(seq),
-        message: Message { read_diffusion: false, sender_name: String::new(),
+        message: Message {
+            read_diffusion: false,
+            sender_name: String::new(),
             conv: ConversationId::parse("g:x").unwrap(),
             conv_seq: ConvSeq(seq),
             client_msg_id: ClientMsgId::random(),

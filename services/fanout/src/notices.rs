@@ -130,7 +130,7 @@ pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: Cancellati
             for c in records {
                 match message_of(c, partition) {
                     Ok(m) => priority.extend(coalescer.offer(m, now)),
-                    Err(d) => dead.push(d),
+                    Err(d) => dead.push(*d),
                 }
             }
             if !dead.is_empty() {
@@ -153,20 +153,20 @@ pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: Cancellati
     }
 }
 
-fn message_of(c: Consumed, partition: u32) -> std::result::Result<Message, LogRecord> {
+fn message_of(c: Consumed, partition: u32) -> std::result::Result<Message, Box<LogRecord>> {
     let reason = match c.record {
         Ok(LogRecord::ConvEvent(e)) => return Ok(e.message),
         Ok(_) => "not a conversation event".to_string(),
         Err(reason) => reason,
     };
     tracing::warn!(partition, offset = c.offset, %reason, "dead-lettering a record");
-    Err(LogRecord::DeadLetter(DeadLetter {
+    Err(Box::new(LogRecord::DeadLetter(DeadLetter {
         topic: Topic::ConvEvents.name(),
         partition,
         offset: c.offset,
         reason,
         raw: Vec::new(),
-    }))
+    })))
 }
 
 /// Sends one round to the gateways following each conversation: the

@@ -4,7 +4,9 @@ use seqline_core::model::ConversationKind;
 use seqline_core::records::{CreateCommand, SendCommand};
 
 fn message(members: Vec<UserId>) -> Message {
-    Message { read_diffusion: false, sender_name: String::new(),
+    Message {
+        read_diffusion: false,
+        sender_name: String::new(),
         conv: ConversationId::parse("g:room").unwrap(),
         conv_seq: ConvSeq(7),
         client_msg_id: ClientMsgId::random(),
@@ -20,7 +22,8 @@ fn message(members: Vec<UserId>) -> Message {
 }
 
 fn origin() -> Origin {
-    Origin { name: String::new(),
+    Origin {
+        name: String::new(),
         gateway: GatewayId::parse("gw1").unwrap(),
         user: UserId::parse("alice").unwrap(),
         device: DeviceId::parse("phone").unwrap(),

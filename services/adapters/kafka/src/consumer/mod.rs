@@ -30,7 +30,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
-/// What the thread tells the handle.
+/// What the thread tells the handle. `Record` is the hot variant and the
+/// big one; boxing it would add an allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Event {
     Assigned {
         partitions: Vec<u32>,
