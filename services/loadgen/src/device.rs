@@ -271,6 +271,9 @@ impl Sender {
         };
         self.stats.record(u, d, invoke);
         Counters::add(&self.stats.counters.invoked, 1);
+        if self.priority {
+            Counters::add(&self.stats.counters.priority_invoked, 1);
+        }
         self.stats.sent(id, intended);
         let opts = SendOptions {
             conv: conv.clone(),

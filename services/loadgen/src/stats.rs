@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub disconnects: AtomicU64,
     pub resets: AtomicU64,
     pub priority_pushes: AtomicU64,
+    pub priority_invoked: AtomicU64,
 }
 
 impl Counters {

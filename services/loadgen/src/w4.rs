@@ -255,8 +255,9 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
             .run(),
         );
     }
+    // Due at (k + 1/2) periods, k = 0, 1, ...: those before the end.
     let priority_quota = if priority_every > 0.0 {
-        (send_for.as_secs_f64() / priority_every).round() as u64
+        (send_for.as_secs_f64() / priority_every - 0.5).ceil().max(0.0) as u64
     } else {
         0
     };
@@ -295,7 +296,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
     let send_secs = started.elapsed().as_secs_f64();
     let c = &stats.counters;
     let invoked = Counters::get(&c.invoked);
-    let priority_sent = priority_quota.min(invoked);
+    let priority_sent = Counters::get(&c.priority_invoked);
 
     let settled = finale::settle(&stats, &live, opts.settle_timeout, false).await;
     let devices = live.len();
