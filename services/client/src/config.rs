@@ -53,6 +53,10 @@ pub struct ClientConfig {
     pub vector_clocks: bool,
     /// Page size asked for when syncing (the server clamps it).
     pub sync_page: Option<u32>,
+    /// Page size asked for when pulling a followed conversation. Membership
+    /// messages of a huge group name up to a thousand users each, so pages
+    /// are kept well below the WebSocket frame limit.
+    pub conv_page: Option<u32>,
     /// How long a long-poll over followed conversations waits on the server
     /// (bounded by the server, at most 30 s).
     pub poll_wait: Duration,
@@ -79,6 +83,7 @@ impl ClientConfig {
             outbox_capacity: 1024,
             vector_clocks: false,
             sync_page: None,
+            conv_page: Some(100),
             poll_wait: Duration::from_secs(25),
         }
     }

@@ -172,7 +172,7 @@ impl Driver {
             frames.push(ClientFrame::Read { conv, conv_seq });
         }
         for due in self.follows.due(t) {
-            frames.push(self.requests.sync_conv(due.conv, due.after, self.sync_page));
+            frames.push(self.requests.sync_conv(due.conv, due.after, self.conv_page));
         }
         if let Some(f) = self.poll_frame(sess, t) {
             frames.push(f);
