@@ -268,3 +268,106 @@ async fn long_poll_notices_and_the_priority_lane_reach_a_following_device() {
     assert_eq!(priority.body, "announcement");
     assert!(priority.priority);
 }
+
+/// Collects, on its own task, the conv_seqs of `conv` one device gets
+/// (timeline messages and pulled ones together) until it has `1..=want`
+/// or the time runs out.
+fn record(
+    mut events: seqline_client::EventStream,
+    conv: ConversationId,
+    want: tokio::sync::watch::Receiver<u64>,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    tokio::spawn(async move {
+        let mut want = want;
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let target = *want.borrow_and_update();
+            if target > 0 && got.len() as u64 >= target {
+                return got;
+            }
+            let event = tokio::select! {
+                e = tokio::time::timeout_at(deadline, events.recv()) => match e {
+                    Ok(Some(event)) => event,
+                    _ => return got,
+                },
+                changed = want.changed() => {
+                    if changed.is_err() {
+                        return got;
+                    }
+                    continue;
+                }
+            };
+            match event {
+                seqline_client::Event::Message { entry, .. } if entry.message.conv == conv => {
+                    got.push(entry.message.conv_seq.0)
+                }
+                seqline_client::Event::ConvMessage { message, .. } if message.conv == conv => {
+                    got.push(message.conv_seq.0)
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_devices_get_every_message_once_in_order_while_the_group_crosses_the_threshold_during_traffic() {
+    // Threshold 4: alice + bob + carol is write mode; dave and erin push it
+    // over, removing dave brings it back, frank pushes it over again.
+    let data = temp_dir("huge-traffic");
+    let server = Server::start_with(
+        &data,
+        "127.0.0.1:0",
+        &[
+            ("SEQLINE__PERSISTER__READ_DIFFUSION_THRESHOLD", "4"),
+            ("SEQLINE__FANOUT__NOTICE_INTERVAL", "50ms"),
+        ],
+    );
+    let conv = create_group(&server, "alice", &["bob", "carol"]).await;
+    let sdk = |user: &str, device: &str| {
+        let mut config = seqline_client::ClientConfig::new(server.ws_url(), token(user, device));
+        config.ping_interval = Duration::from_secs(1);
+        seqline_client::Client::connect(config)
+    };
+    let (want_tx, want) = tokio::sync::watch::channel(0u64);
+    let mut devices = Vec::new();
+    let mut clients = Vec::new();
+    for (user, device) in [("bob", "phone"), ("bob", "laptop"), ("carol", "phone")] {
+        let (client, events) = sdk(user, device).await.unwrap();
+        devices.push((format!("{user}/{device}"), record(events, conv.clone(), want.clone())));
+        clients.push(client);
+    }
+    let (alice, _alice_events) = sdk("alice", "phone").await.unwrap();
+    for i in 0..60 {
+        match i {
+            15 => change_members(&server, "alice", &conv, &["dave", "erin"], &[]).await,
+            35 => change_members(&server, "alice", &conv, &[], &["dave"]).await,
+            45 => change_members(&server, "alice", &conv, &["frank"], &[]).await,
+            _ => {}
+        }
+        alice.send(conv.clone(), format!("m{i}")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    assert!(alice.flush(Duration::from_secs(30)).await, "every send acknowledged");
+    // created + 60 messages + 3 membership changes, all acknowledged.
+    let head = 64;
+    let page = alice.conv_page(conv.clone(), 63, Some(10)).await.unwrap();
+    assert_eq!(
+        page.messages.last().map(|m| m.conv_seq.0),
+        Some(head),
+        "the last message is #{head}"
+    );
+    want_tx.send(head).unwrap();
+    for (name, task) in devices {
+        let got = task.await.unwrap();
+        assert_eq!(
+            got,
+            (1..=head).collect::<Vec<_>>(),
+            "{name} has every message exactly once, in order"
+        );
+    }
+    for c in clients {
+        c.close().await;
+    }
+}
