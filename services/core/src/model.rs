@@ -65,6 +65,41 @@ pub struct Message {
     pub read_diffusion: bool,
 }
 
+impl Message {
+    /// An upper estimate of the message's size as a JSON frame, bytes, for
+    /// cutting pages and pushes to a byte budget without serializing twice.
+    /// Text is counted twice over, which covers the escaping of ordinary
+    /// text (quotes, backslashes, newlines).
+    pub fn size_hint(&self) -> usize {
+        let ids = self.conv.as_str().len() + self.sender.as_str().len() + self.sender_device.as_str().len();
+        let members: usize = self.members.iter().map(|u| u.as_str().len() + 3).sum();
+        let vclock: usize = self.vclock.keys().map(|u| u.as_str().len() + 24).sum();
+        320 + ids + 2 * (self.body.len() + self.sender_name.len()) + members + vclock
+    }
+}
+
+/// How many items of `items`, from the first, fit in `budget` bytes by
+/// their size hints: at least one, so an oversized item still goes alone.
+pub fn fitting<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> usize {
+    let mut total = 0;
+    items
+        .iter()
+        .position(|item| {
+            total += size(item);
+            total > budget
+        })
+        .map_or(items.len(), |i| i.max(1))
+}
+
+/// Keeps the longest prefix of `items` (at least one item) that fits in
+/// `budget` bytes; true when something was cut off.
+pub fn fit_budget<T>(items: &mut Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> bool {
+    let keep = fitting(items, budget, size);
+    let cut = keep < items.len();
+    items.truncate(keep);
+    cut
+}
+
 #[allow(clippy::trivially_copy_pass_by_ref)]
 fn is_false(b: &bool) -> bool {
     !*b

@@ -173,3 +173,18 @@ fn vector_clocks_order_causally() {
     let order: Vec<u64> = sorted.iter().map(|(s, _)| *s).collect();
     assert_eq!(order, vec![2, 1, 3]);
 }
+
+#[test]
+fn byte_budgets_keep_a_prefix_and_at_least_one_item() {
+    use seqline_core::model::{fit_budget, fitting};
+    let sizes = [40usize, 40, 40, 40];
+    assert_eq!(fitting(&sizes, 100, |s| *s), 2);
+    assert_eq!(fitting(&sizes, 1000, |s| *s), 4);
+    assert_eq!(fitting(&sizes, 10, |s| *s), 1, "an oversized item still goes alone");
+    assert_eq!(fitting::<usize>(&[], 10, |s| *s), 0);
+    let mut v = sizes.to_vec();
+    assert!(fit_budget(&mut v, 100, |s| *s));
+    assert_eq!(v.len(), 2);
+    let mut v = sizes.to_vec();
+    assert!(!fit_budget(&mut v, 160, |s| *s), "exactly the budget is not a cut");
+}

@@ -28,6 +28,9 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Largest page a sync or history answer returns.
     pub max_page: u32,
+    /// Pages and pushes are also cut to about this many bytes (at least one
+    /// entry each), so no answer is one huge frame.
+    pub max_page_bytes: usize,
     /// Sends per second a connection may make on average.
     pub max_sends_per_sec: u32,
     /// Sends a connection may make in a burst above the average rate.
@@ -102,6 +105,7 @@ impl Default for GatewayConfig {
             max_frame_bytes: 65536,
             max_body_bytes: 16384,
             max_page: 500,
+            max_page_bytes: 128 * 1024,
             max_sends_per_sec: 100,
             send_burst: 200,
             max_requests_per_sec: 100,
@@ -138,6 +142,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_page", &self.max_page)
+            .field("max_page_bytes", &self.max_page_bytes)
             .field("max_sends_per_sec", &self.max_sends_per_sec)
             .field("send_burst", &self.send_burst)
             .field("max_requests_per_sec", &self.max_requests_per_sec)
@@ -176,6 +181,7 @@ impl GatewayConfig {
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_body_bytes", self.max_body_bytes),
             ("max_page", self.max_page as usize),
+            ("max_page_bytes", self.max_page_bytes),
             ("max_sends_per_sec", self.max_sends_per_sec as usize),
             ("send_burst", self.send_burst as usize),
             ("max_requests_per_sec", self.max_requests_per_sec as usize),

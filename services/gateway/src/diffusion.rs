@@ -10,6 +10,7 @@ use crate::requests::unavailable;
 use crate::session::Session;
 use crate::state::Shared;
 use axum::extract::ws::WebSocket;
+use seqline_core::model::{fit_budget, Message};
 use seqline_core::protocol::{
     ConvCursor, ConvHead, ErrorCode, ServerFrame, UnreadCount, MAX_POLL_CONVS, MAX_POLL_WAIT_MS,
 };
@@ -65,13 +66,16 @@ impl Session {
             Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
         }
         let frame = match reads::page(&self.shared, &conv, after, limit).await {
-            Ok((messages, head, more)) => ServerFrame::ConvPage {
-                req,
-                conv,
-                messages,
-                head,
-                more,
-            },
+            Ok((mut messages, head, more)) => {
+                let cut = fit_budget(&mut messages, self.shared.config.max_page_bytes, Message::size_hint);
+                ServerFrame::ConvPage {
+                    req,
+                    conv,
+                    messages,
+                    head,
+                    more: more || cut,
+                }
+            }
             Err(PageError::Missing) => not_member(Some(req), &conv),
             Err(PageError::Beyond(head)) => invalid(
                 Some(req),

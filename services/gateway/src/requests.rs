@@ -5,7 +5,7 @@ use crate::connection::Exit;
 use crate::publisher::{Job, Notify};
 use crate::session::Session;
 use axum::extract::ws::WebSocket;
-use seqline_core::model::{now_ms, VectorClock};
+use seqline_core::model::{fit_budget, now_ms, Message, VectorClock};
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 use seqline_core::records::{Command, Origin, SendCommand};
 use seqline_core::{ClientMsgId, ConvSeq, ConversationId, UserSeq};
@@ -147,10 +147,14 @@ impl Session {
             let reason = format!("the cursor {after} is beyond the timeline head {head}: start over from the head");
             return self.write(socket, &ServerFrame::Reset { req, head, reason }).await;
         }
-        let entries = match store.timeline_after(&self.key.user, UserSeq(after), limit).await {
+        let mut entries = match store.timeline_after(&self.key.user, UserSeq(after), limit).await {
             Ok(e) => e,
             Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
         };
+        // `more` follows from the last entry and the head.
+        fit_budget(&mut entries, self.shared.config.max_page_bytes, |e| {
+            e.message.size_hint() + 32
+        });
         // Never a silent gap: the page must continue the cursor exactly.
         let contiguous = entries
             .iter()
@@ -219,12 +223,23 @@ impl Session {
             }
         };
         let frame = match page {
-            Ok(messages) => ServerFrame::HistoryPage {
-                req,
-                conv,
-                messages,
-                head: head.0,
-            },
+            Ok(mut messages) => {
+                let budget = self.shared.config.max_page_bytes;
+                if before.is_some() || after.is_none() {
+                    // Newest-first paging: keep the messages nearest the cursor.
+                    messages.reverse();
+                    fit_budget(&mut messages, budget, Message::size_hint);
+                    messages.reverse();
+                } else {
+                    fit_budget(&mut messages, budget, Message::size_hint);
+                }
+                ServerFrame::HistoryPage {
+                    req,
+                    conv,
+                    messages,
+                    head: head.0,
+                }
+            }
             Err(e) => unavailable(Some(req), &e),
         };
         self.write(socket, &frame).await

@@ -9,7 +9,7 @@ use crate::reads::Link;
 use crate::state::Shared;
 use axum::extract::ws::{Message, WebSocket};
 use seqline_core::algo::rectifier::{Rectifier, Release};
-use seqline_core::model::now_ms;
+use seqline_core::model::{fitting, now_ms};
 use seqline_core::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use seqline_telemetry::emit;
 use seqline_telemetry::events::{EntryPushed, RectifierTimedOut};
@@ -156,19 +156,30 @@ impl Session {
 
     /// Writes what the rectifier let go.
     pub(crate) async fn release(&mut self, socket: &mut WebSocket, releases: Vec<Release>) -> Result<(), Exit> {
+        let budget = self.shared.config.max_page_bytes;
         for r in releases {
-            let frame = match r {
-                Release::Push { package, entries } => ServerFrame::Push { package, entries },
-                Release::Pull { after } => ServerFrame::Pull { after },
+            let (package, mut entries) = match r {
+                Release::Push { package, entries } => (package, entries),
+                Release::Pull { after } => {
+                    self.write(socket, &ServerFrame::Pull { after }).await?;
+                    continue;
+                }
             };
-            self.write(socket, &frame).await?;
-            if let ServerFrame::Push { entries, .. } = &frame {
-                let now_ms = now_ms();
-                for e in entries {
-                    emit(EntryPushed {
-                        server_ts_ms: e.message.server_ts_ms,
-                        now_ms,
-                    });
+            // Cut to the byte budget: several frames of one package, in order.
+            while !entries.is_empty() {
+                let n = fitting(&entries, budget, |e| e.message.size_hint() + 32);
+                let rest = entries.split_off(n);
+                let part = std::mem::replace(&mut entries, rest);
+                let frame = ServerFrame::Push { package, entries: part };
+                self.write(socket, &frame).await?;
+                if let ServerFrame::Push { entries: sent, .. } = &frame {
+                    let now_ms = now_ms();
+                    for e in sent {
+                        emit(EntryPushed {
+                            server_ts_ms: e.message.server_ts_ms,
+                            now_ms,
+                        });
+                    }
                 }
             }
         }

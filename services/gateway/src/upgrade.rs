@@ -63,7 +63,12 @@ pub(crate) async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(max.saturating_mul(4))
+        // One outgoing frame must fit: a page of `max_page_bytes` plus its
+        // last entry (one message is bounded by the body and member limits).
+        .max_write_buffer_size(
+            max.saturating_mul(4)
+                .max(shared.config.max_page_bytes.saturating_mul(4)),
+        )
         .on_upgrade(move |socket| async move {
             connection::run(shared, socket, slot).await;
             drop(token);

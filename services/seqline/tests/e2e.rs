@@ -344,3 +344,69 @@ async fn metrics_count_every_hop_while_the_collector_is_down() {
         stopping.elapsed()
     );
 }
+
+#[tokio::test]
+async fn pages_of_large_messages_are_cut_to_the_byte_budget_and_nothing_is_lost() {
+    // 60 messages of 15 KiB: one page of 100 would be a 1.8 MB frame.
+    let data = temp_dir("e2e-big-pages");
+    let server = Server::start(&data, "127.0.0.1:0");
+    let conv = create_dm(&server, "alice", "bob").await;
+    let (mut alice, _) = connect(&server, "alice", "phone").await;
+    let body = "x".repeat(15 * 1024);
+    let mut prev = None;
+    for _ in 0..60 {
+        let id = ClientMsgId::random();
+        send(&mut alice, &send_frame(&conv, id, prev, &body)).await;
+        assert!(ack_of(&mut alice, id).await.is_ok());
+        prev = Some(id);
+    }
+    let (mut bob, _) = connect(&server, "bob", "laptop").await;
+    send(
+        &mut bob,
+        &ClientFrame::Sync {
+            req: 1,
+            after: 0,
+            limit: Some(100),
+        },
+    )
+    .await;
+    let (first, more) = recv_until(&mut bob, |f| match f {
+        ServerFrame::SyncPage {
+            req: 1, entries, more, ..
+        } => Some((entries.len(), *more)),
+        _ => None,
+    })
+    .await;
+    assert!(
+        first < 61 && more,
+        "the first page is cut ({first} entries) and says more"
+    );
+    let all = sync_all(&mut bob).await;
+    let seqs: Vec<u64> = all.iter().map(|e| e.user_seq.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=61).collect::<Vec<_>>(),
+        "every entry, in order, over one connection"
+    );
+    // History pages are cut the same way and the connection survives.
+    send(
+        &mut bob,
+        &ClientFrame::History {
+            req: 2,
+            conv: conv.clone(),
+            before: None,
+            after: None,
+            limit: Some(100),
+        },
+    )
+    .await;
+    let newest = recv_until(&mut bob, |f| match f {
+        ServerFrame::HistoryPage { req: 2, messages, .. } => {
+            Some(messages.iter().map(|m| m.conv_seq.0).collect::<Vec<_>>())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(!newest.is_empty() && newest.len() < 61);
+    assert_eq!(newest.last(), Some(&61), "the newest page ends at the head");
+}
