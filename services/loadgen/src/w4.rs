@@ -30,8 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-/// Members per HTTP call (the gateway's `MAX_MEMBERS_PER_CALL`).
-pub(crate) const CHUNK: usize = 1000;
+/// Members per HTTP call (the gateway allows 1,000). Smaller than that on
+/// purpose: each joiner's timeline entry carries the whole list of its
+/// `joined` message, so the stored bytes grow with members × chunk.
+pub(crate) const CHUNK: usize = 250;
 /// Membership calls in flight at once (one conversation: the sequencer
 /// orders them anyway; a few in flight hide the round trips).
 const ADDING: usize = 4;
@@ -386,11 +388,11 @@ mod tests {
         let cast = Cast::new("r", 2_600, 1_200).unwrap();
         assert_eq!(cast.members(), 2_600);
         let first = cast.first();
-        assert_eq!(first.len(), 1_000);
+        assert_eq!(first.len(), CHUNK);
         assert_eq!(first[0], cast.sender);
         let (fillers, online) = cast.chunks();
-        assert_eq!(fillers.iter().map(Vec::len).collect::<Vec<_>>(), vec![399]);
-        assert_eq!(online.iter().map(Vec::len).collect::<Vec<_>>(), vec![1_000, 200]);
+        assert_eq!(fillers.iter().map(Vec::len).collect::<Vec<_>>(), vec![250, 250, 250, 250, 149]);
+        assert_eq!(online.iter().map(Vec::len).collect::<Vec<_>>(), vec![250, 250, 250, 250, 200]);
         assert!(online.iter().flatten().all(|u| cast.online.contains(u)));
         let small = Cast::new("r", 3, 5).unwrap();
         assert_eq!(
