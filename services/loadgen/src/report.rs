@@ -63,6 +63,13 @@ pub struct HugeGroup {
     pub priority_every: f64,
     /// Seconds to create the group and add every member.
     pub setup_secs: f64,
+    /// Server CPU over the send phase only, percent of one core (setup
+    /// excluded: adding members is not the per-message cost).
+    pub send_cpu_percent: f64,
+    /// Server CPU per message sent in the send phase, microseconds.
+    pub cpu_us_per_message: f64,
+    /// Server resident set at the end of the send phase, KiB.
+    pub send_rss_kib: u64,
     /// Seconds until every online device followed the group.
     pub follow_secs: f64,
     /// Online devices following the group when the sends started.
@@ -226,6 +233,13 @@ impl fmt::Display for RunReport {
             )?;
             latency_row(f, "delivery (per device)", &h.delivery_latency)?;
             latency_row(f, "priority push", &h.priority_latency)?;
+            writeln!(
+                f,
+                "  send phase: server CPU {:.0}% of a core, {:.0} µs per message, RSS {:.0} MiB",
+                h.send_cpu_percent,
+                h.cpu_us_per_message,
+                h.send_rss_kib as f64 / 1024.0
+            )?;
         }
         if let Some(c) = &self.catch_up {
             writeln!(

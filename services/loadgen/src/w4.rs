@@ -233,6 +233,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
     // The send phase: the sender at `rate`, the admin's priority messages
     // half a period into each period.
     let started = Instant::now();
+    let cpu_at_start = opts.server_pid.and_then(crate::procstat::cpu_ticks);
     let deadline = started + send_for;
     let mut senders = JoinSet::new();
     let quota = (rate.max(0.0) * send_for.as_secs_f64()).ceil() as u64;
@@ -296,6 +297,11 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
         }
     }
     let send_secs = started.elapsed().as_secs_f64();
+    let send_cpu_secs = match (cpu_at_start, opts.server_pid.and_then(crate::procstat::cpu_ticks)) {
+        (Some(t0), Some(t1)) => t1.saturating_sub(t0) as f64 / crate::procstat::TICKS_PER_SEC,
+        _ => 0.0,
+    };
+    let send_rss_kib = opts.server_pid.and_then(crate::procstat::rss_kib).unwrap_or(0);
     let c = &stats.counters;
     let invoked = Counters::get(&c.invoked);
     let priority_sent = Counters::get(&c.priority_invoked);
@@ -333,6 +339,9 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
         rate,
         priority_every,
         setup_secs,
+        send_cpu_percent: send_cpu_secs / send_secs.max(1e-9) * 100.0,
+        cpu_us_per_message: send_cpu_secs * 1e6 / (invoked.max(1) as f64),
+        send_rss_kib,
         follow_secs,
         following,
         head: stats.acked_max(&cast.conv),
@@ -391,8 +400,14 @@ mod tests {
         assert_eq!(first.len(), CHUNK);
         assert_eq!(first[0], cast.sender);
         let (fillers, online) = cast.chunks();
-        assert_eq!(fillers.iter().map(Vec::len).collect::<Vec<_>>(), vec![250, 250, 250, 250, 149]);
-        assert_eq!(online.iter().map(Vec::len).collect::<Vec<_>>(), vec![250, 250, 250, 250, 200]);
+        assert_eq!(
+            fillers.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![250, 250, 250, 250, 149]
+        );
+        assert_eq!(
+            online.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![250, 250, 250, 250, 200]
+        );
         assert!(online.iter().flatten().all(|u| cast.online.contains(u)));
         let small = Cast::new("r", 3, 5).unwrap();
         assert_eq!(

@@ -24,6 +24,22 @@ where
     }
 }
 
+/// The copy of `m` that goes to `user`'s timeline. In read mode a
+/// `joined`/`left` message reaches only the users it names, and each of
+/// them gets a copy naming just themself: adding 1,000 members at once then
+/// writes 1,000 small entries, not 1,000 copies of a 1,000-name list. The
+/// stored message (history, pulls) keeps the whole list.
+pub fn copy_for(m: &Message, read_before: bool, user: &UserId) -> Message {
+    let membership = matches!(m.kind, MessageKind::Joined | MessageKind::Left);
+    if read_before && m.read_diffusion && membership && m.members.len() > 1 {
+        let mut copy = m.clone();
+        copy.members = vec![user.clone()];
+        copy
+    } else {
+        m.clone()
+    }
+}
+
 /// Whether `m` also goes out as one conversation event (for notices and the
 /// priority lane): whenever the conversation is in read mode before or
 /// after it.

@@ -44,7 +44,7 @@ pub(crate) async fn deliveries(
         for user in diffusion::recipients(first, true, none) {
             out.push(LogRecord::Delivery(Delivery {
                 user: user.clone(),
-                message: first.clone(),
+                message: diffusion::copy_for(first, true, user),
             }));
         }
         return Ok(out);

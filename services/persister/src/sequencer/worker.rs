@@ -216,7 +216,7 @@ impl Handler for SequencerHandler {
                             for user in diffusion::recipients(m, before, members) {
                                 deliveries.push(Pending::Ready(LogRecord::Delivery(Delivery {
                                     user: user.clone(),
-                                    message: m.clone(),
+                                    message: diffusion::copy_for(m, before, user),
                                 })));
                             }
                             if diffusion::is_conv_event(m, before) {
