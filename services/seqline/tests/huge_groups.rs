@@ -371,3 +371,40 @@ async fn members_devices_get_every_message_once_in_order_while_the_group_crosses
         c.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_that_miss_notices_still_converge_through_their_long_polls() {
+    // Notices throttled to one per hour: after the first, every ordinary
+    // notice is held back, as if dropped under load. Devices must still get
+    // every message, from their long-polls alone.
+    let data = temp_dir("huge-no-notices");
+    let server = Server::start_with(
+        &data,
+        "127.0.0.1:0",
+        &[
+            ("SEQLINE__PERSISTER__READ_DIFFUSION_THRESHOLD", "3"),
+            ("SEQLINE__FANOUT__NOTICE_INTERVAL", "1h"),
+        ],
+    );
+    let conv = create_group(&server, "alice", &["bob", "carol", "dave"]).await;
+    let mut config = seqline_client::ClientConfig::new(server.ws_url(), token("bob", "phone"));
+    config.poll_wait = Duration::from_millis(500);
+    let (bob, events) = seqline_client::Client::connect(config).await.unwrap();
+    let (want_tx, want) = tokio::sync::watch::channel(0u64);
+    let recorder = record(events, conv.clone(), want);
+    let (mut alice, _) = connect(&server, "alice", "phone").await;
+    let mut last = 0;
+    for i in 0..20 {
+        last = say(&mut alice, &conv, &format!("m{i}"), false).await;
+    }
+    want_tx.send(last).unwrap();
+    let got = recorder.await.unwrap();
+    assert_eq!(
+        got,
+        (1..=last).collect::<Vec<_>>(),
+        "every message once, in order, without notices"
+    );
+    let notices = metric(&server.addr, "seqline_fanout_notices_total").await.unwrap_or(0);
+    assert!(notices <= 2, "the notices were held back ({notices} sent)");
+    bob.close().await;
+}
