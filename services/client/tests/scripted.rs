@@ -5,108 +5,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use seqline_client::{Client, ClientConfig, ClientError, Event, MemoryCursor, SendState, Via};
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{Message, MessageKind, RefusalCode, TimelineEntry};
-use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame};
+use seqline_core::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
-const WAIT: Duration = Duration::from_secs(5);
+mod common;
 
-struct Server {
-    url: String,
-    conns: mpsc::Receiver<Conn>,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
-        let (tx, conns) = mpsc::channel(8);
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-                    let _ = tx.send(Conn { ws }).await;
-                }
-            }
-        });
-        Server { url, conns }
-    }
-
-    async fn next(&mut self) -> Conn {
-        tokio::time::timeout(WAIT, self.conns.recv())
-            .await
-            .expect("no connection in time")
-            .unwrap()
-    }
-}
-
-struct Conn {
-    ws: WebSocketStream<TcpStream>,
-}
+use common::{welcome, Conn, Server, WAIT};
 
 impl Conn {
-    /// The next frame that is not a cursor report or a keep-alive.
-    async fn recv(&mut self) -> ClientFrame {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("no frame in time")
-                .unwrap()
-                .unwrap();
-            let WsMessage::Text(text) = msg else { continue };
-            let f: ClientFrame = serde_json::from_str(text.as_str()).unwrap();
-            if !matches!(f, ClientFrame::Cursor { .. } | ClientFrame::Ping { .. }) {
-                return f;
-            }
-        }
-    }
-
-    async fn send(&mut self, f: ServerFrame) {
-        self.ws
-            .send(WsMessage::text(serde_json::to_string(&f).unwrap()))
-            .await
-            .unwrap();
-    }
-
     /// Answers the hello and the initial sync (from `cursor`, nothing new).
     async fn accept(&mut self, head: u64, cursor: u64) {
-        assert!(matches!(self.recv().await, ClientFrame::Hello { .. }));
-        self.send(welcome(head)).await;
-        match self.recv().await {
-            ClientFrame::Sync { req, after, .. } => {
-                assert_eq!(after, cursor);
-                self.send(ServerFrame::SyncPage {
-                    req,
-                    entries: vec![],
-                    head,
-                    more: false,
-                })
-                .await;
-            }
-            other => panic!("expected the initial sync, got {other:?}"),
-        }
-    }
-}
-
-fn welcome(head: u64) -> ServerFrame {
-    ServerFrame::Welcome {
-        protocol: 1,
-        user: UserId::parse("alice").unwrap(),
-        device: DeviceId::parse("phone").unwrap(),
-        head,
-        cursor: None,
-        limits: Limits {
-            max_frame_bytes: 65536,
-            max_body_bytes: 4096,
-            max_page: 100,
-            max_sends_per_sec: 0,
-        },
+        self.accept_with(head, cursor, vec![]).await;
     }
 }
 
