@@ -57,37 +57,6 @@ async fn pushed_texts(ws: &mut Ws, n: usize) -> Vec<TimelineEntry> {
     got
 }
 
-async fn sync_all(ws: &mut Ws) -> Vec<TimelineEntry> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    for req in 1.. {
-        send(
-            ws,
-            &ClientFrame::Sync {
-                req,
-                after,
-                limit: Some(100),
-            },
-        )
-        .await;
-        let (entries, more) = recv_until(ws, |f| match f {
-            ServerFrame::SyncPage {
-                req: r, entries, more, ..
-            } if *r == req => Some((entries.clone(), *more)),
-            _ => None,
-        })
-        .await;
-        if let Some(last) = entries.last() {
-            after = last.user_seq.0;
-        }
-        out.extend(entries);
-        if !more {
-            break;
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_message_reaches_the_peer_and_every_device_of_the_sender_in_order() {
     let server = Server::start(&temp_dir("e2e-fanout"), "127.0.0.1:0");

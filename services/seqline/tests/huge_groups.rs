@@ -67,35 +67,6 @@ async fn say(ws: &mut Ws, conv: &ConversationId, body: &str, priority: bool) -> 
     .await
 }
 
-/// The whole timeline of the connection's user.
-async fn timeline(ws: &mut Ws) -> Vec<TimelineEntry> {
-    let mut out: Vec<TimelineEntry> = Vec::new();
-    for req in 1000.. {
-        let after = out.last().map_or(0, |e| e.user_seq.0);
-        send(
-            ws,
-            &ClientFrame::Sync {
-                req,
-                after,
-                limit: Some(100),
-            },
-        )
-        .await;
-        let (entries, more) = recv_until(ws, |f| match f {
-            ServerFrame::SyncPage {
-                req: r, entries, more, ..
-            } if *r == req => Some((entries.clone(), *more)),
-            _ => None,
-        })
-        .await;
-        out.extend(entries);
-        if !more {
-            break;
-        }
-    }
-    out
-}
-
 /// Every message of `conv` after `after`, by conversation cursor.
 async fn pull(ws: &mut Ws, conv: &ConversationId, mut after: u64) -> Vec<Message> {
     let mut out = Vec::new();
@@ -158,8 +129,19 @@ async fn a_group_switches_to_pulls_at_a_recorded_boundary_and_back_losing_nothin
     change_members(&server, "alice", &conv, &[], &["dave"]).await;
     let s_after = say(&mut alice, &conv, "write 2", false).await;
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let bob_timeline = timeline(&mut bob).await;
+    // The timeline writer runs behind the acks: read until the last entry is there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let bob_timeline = loop {
+        let t = sync_all(&mut bob).await;
+        if of_conv(&t, &conv).any(|m| m.conv_seq.0 == s_after) {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's timeline never reached #{s_after}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let on_timeline: Vec<(u64, bool)> = of_conv(&bob_timeline, &conv)
         .map(|m| (m.conv_seq.0, m.read_diffusion))
         .collect();
@@ -188,7 +170,7 @@ async fn a_group_switches_to_pulls_at_a_recorded_boundary_and_back_losing_nothin
     // dave joined and left in read mode: his timeline has exactly his join
     // (to start following) and his leave (to stop).
     let (mut dave, _) = connect(&server, "dave", "phone").await;
-    let dave_timeline = timeline(&mut dave).await;
+    let dave_timeline = sync_all(&mut dave).await;
     let kinds: Vec<(u64, MessageKind)> = of_conv(&dave_timeline, &conv).map(|m| (m.conv_seq.0, m.kind)).collect();
     assert_eq!(kinds, vec![(3, MessageKind::Joined), (6, MessageKind::Left)]);
 }
@@ -236,7 +218,15 @@ async fn long_poll_notices_and_the_priority_lane_reach_a_following_device() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Caught up, the poll must not answer on its own.
+    let early = tokio::time::timeout(
+        Duration::from_millis(300),
+        recv_until(&mut bob, |f| {
+            matches!(f, ServerFrame::Polled { req: 2, .. }).then_some(())
+        }),
+    )
+    .await;
+    assert!(early.is_err(), "a caught-up poll answered before anything happened");
     let next = say(&mut alice, &conv, "second", false).await;
     let advanced = recv_until(&mut bob, |f| match f {
         ServerFrame::Polled { req: 2, advanced } => Some(advanced.clone()),

@@ -194,3 +194,35 @@ pub async fn metric(addr: &str, name: &str) -> Option<u64> {
     body.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
 }
+
+/// The whole timeline of the connection's user, page by page.
+pub async fn sync_all(ws: &mut Ws) -> Vec<seqline_core::model::TimelineEntry> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    for req in 1.. {
+        send(
+            ws,
+            &ClientFrame::Sync {
+                req,
+                after,
+                limit: Some(100),
+            },
+        )
+        .await;
+        let (entries, more) = recv_until(ws, |f| match f {
+            ServerFrame::SyncPage {
+                req: r, entries, more, ..
+            } if *r == req => Some((entries.clone(), *more)),
+            _ => None,
+        })
+        .await;
+        if let Some(last) = entries.last() {
+            after = last.user_seq.0;
+        }
+        out.extend(entries);
+        if !more {
+            break;
+        }
+    }
+    out
+}
