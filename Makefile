@@ -64,3 +64,10 @@ down:
 
 clean-data:
 	rm -rf $(DATA)
+
+## Fuzz every decoder of outside bytes for FUZZ_SECONDS each (nightly, cargo-fuzz;
+## not part of `make test`). Seeds in fuzz/corpus, findings in fuzz/artifacts.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh

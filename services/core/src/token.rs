@@ -175,11 +175,12 @@ impl TokenKey {
         if claims.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
             return Err(TokenError::Malformed);
         }
-        if now_secs > claims.exp + self.leeway_secs {
+        // Saturating: an `exp` near u64::MAX means "never", not an overflow.
+        if now_secs > claims.exp.saturating_add(self.leeway_secs) {
             return Err(TokenError::Expired);
         }
         if let Some(nbf) = claims.nbf {
-            if now_secs + self.leeway_secs < nbf {
+            if now_secs.saturating_add(self.leeway_secs) < nbf {
                 return Err(TokenError::NotYetValid);
             }
         }
@@ -241,5 +242,26 @@ mod tests {
         assert_eq!(k.verify(&parts.join("."), 1000), Err(TokenError::Signature));
         assert_eq!(k.verify("a.b", 1000), Err(TokenError::Malformed));
         assert_eq!(k.verify(&"x".repeat(5000), 1000), Err(TokenError::Malformed));
+    }
+
+    /// Found by the `token` fuzz target (fuzz/): an `exp` within the leeway
+    /// of u64::MAX overflowed the expiry check (a panic with overflow checks,
+    /// a wrap to "expired" without).
+    #[test]
+    fn expiry_at_the_end_of_time_does_not_overflow() {
+        let k = TokenKey::new("fuzz-secret-0123456789");
+        let token = k.sign_parts(
+            br#"{"alg":"HS256"}"#,
+            br#"{"sub":"alice","dev":"d","exp":18446744073709551615,"aud":"seqline"}"#,
+        );
+        let claims = k.verify(&token, 1_700_000_000).unwrap();
+        assert_eq!(claims.exp, u64::MAX);
+        assert_eq!(k.verify(&token, u64::MAX).map(|c| c.exp), Ok(u64::MAX));
+        let nbf = k.sign_parts(
+            br#"{"alg":"HS256"}"#,
+            br#"{"sub":"alice","dev":"d","exp":18446744073709551615,"nbf":18446744073709551615,"aud":"seqline"}"#,
+        );
+        assert_eq!(k.verify(&nbf, u64::MAX).map(|c| c.exp), Ok(u64::MAX));
+        assert_eq!(k.verify(&nbf, 1_700_000_000), Err(TokenError::NotYetValid));
     }
 }

@@ -54,3 +54,12 @@ pub use error::Error;
 pub use metrics::Metrics;
 pub use server::{run, serve};
 pub use state::Ports;
+
+/// Parses one client text frame, as a connection does; for the fuzz targets
+/// in `fuzz/`, not an API.
+#[doc(hidden)]
+pub fn parse_client_frame(
+    text: &str,
+) -> Result<seqline_core::protocol::ClientFrame, seqline_core::protocol::ErrorCode> {
+    frames::parse(text).map_err(|r| r.code)
+}

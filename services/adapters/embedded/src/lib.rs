@@ -40,3 +40,47 @@ pub use error::EngineError;
 pub use log::{EmbeddedLog, LogOptions};
 pub use presence::MemoryPresence;
 pub use store::EmbeddedStore;
+
+/// The decoders of stored bytes (log records, stored messages, keys), with the
+/// encoders their round trips need; for the fuzz targets in `fuzz/`, not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use seqline_core::model::Message;
+    use seqline_core::records::LogRecord;
+
+    /// Decodes a stored log record.
+    pub fn decode_record(bytes: &[u8]) -> Result<LogRecord, String> {
+        crate::wire::decode_record(bytes)
+    }
+
+    /// Encodes a log record for storage.
+    pub fn encode_record(record: LogRecord) -> Result<Vec<u8>, String> {
+        crate::wire::encode_record(record).map_err(|e| e.to_string())
+    }
+
+    /// Decodes a stored message.
+    pub fn decode_message(bytes: &[u8]) -> Result<Message, String> {
+        crate::wire::decode::<crate::wire::WireMessage>(bytes).map(Message::from)
+    }
+
+    /// Encodes a message for storage.
+    pub fn encode_message(message: Message) -> Result<Vec<u8>, String> {
+        crate::wire::encode(&crate::wire::WireMessage::from(message)).map_err(|e| e.to_string())
+    }
+
+    /// Reads `key` part by part as `layout` says (`s` string, `i` u32, `l`
+    /// u64) and rebuilds the parts read; the result is the prefix of `key`
+    /// they came from.
+    pub fn read_key(key: &[u8], layout: &[u8]) -> Result<Vec<u8>, String> {
+        let mut reader = crate::keys::KeyReader::new(key);
+        let mut rebuilt = crate::keys::Key::new();
+        for part in layout {
+            rebuilt = match part {
+                b's' => rebuilt.str(reader.str().map_err(|e| e.to_string())?),
+                b'i' => rebuilt.u32(reader.u32().map_err(|e| e.to_string())?),
+                _ => rebuilt.u64(reader.u64().map_err(|e| e.to_string())?),
+            };
+        }
+        Ok(rebuilt.build())
+    }
+}
