@@ -1,0 +1,1 @@
+//! A TCP proxy in front of the gateways that injects network faults (F10).
