@@ -41,6 +41,12 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Open WebSocket connections of one user (more: close 1013 after hello).
     pub max_connections_per_user: usize,
+    /// Open WebSocket connections from one client address (IPv6: one /64)
+    /// (more: HTTP 503 before the upgrade). 0, the default, sets no cap:
+    /// many clients share an address behind a carrier NAT, an office proxy
+    /// or a load balancer (behind which every client has the balancer's
+    /// address). Set it when clients connect directly.
+    pub max_connections_per_ip: usize,
     /// Frames waiting to be written to one connection; a client that cannot
     /// keep up is disconnected and recovers by sync.
     pub send_queue: usize,
@@ -111,6 +117,7 @@ impl Default for GatewayConfig {
             max_requests_per_sec: 100,
             max_connections: 10_000,
             max_connections_per_user: 16,
+            max_connections_per_ip: 0,
             send_queue: 256,
             publish_queue: 16_384,
             publish_batch: 2048,
@@ -148,6 +155,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_requests_per_sec", &self.max_requests_per_sec)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("send_queue", &self.send_queue)
             .field("publish_queue", &self.publish_queue)
             .field("publish_batch", &self.publish_batch)
@@ -203,6 +211,11 @@ impl GatewayConfig {
         }
         if self.max_connections_per_user > self.max_connections {
             return Err("gateway.max_connections_per_user must not exceed gateway.max_connections".into());
+        }
+        if self.max_connections_per_ip > self.max_connections {
+            return Err(
+                "gateway.max_connections_per_ip must not exceed gateway.max_connections (0 sets no cap)".into(),
+            );
         }
         let nonzero = [
             ("rectifier_timeout", self.rectifier_timeout),
@@ -262,15 +275,27 @@ mod tests {
             ..good()
         };
         assert!(c.validate().unwrap_err().contains("send_queue"));
+        let c = GatewayConfig {
+            max_connections_per_ip: 10_001,
+            ..good()
+        };
+        assert!(c.validate().unwrap_err().contains("max_connections_per_ip"));
+        let c = GatewayConfig {
+            max_connections_per_ip: 0,
+            ..good()
+        };
+        assert_eq!(c.validate(), Ok(()), "0 sets no cap");
     }
 
     #[test]
     fn secret_is_masked_and_durations_read_as_text() {
         let c = good();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
-        let json = r#"{"rectifier_timeout":"250ms","id":"gw-7"}"#;
+        let json = r#"{"rectifier_timeout":"250ms","id":"gw-7","max_connections_per_ip":32}"#;
         let c: GatewayConfig = serde_json::from_str(json).unwrap();
         assert_eq!(c.rectifier_timeout, Duration::from_millis(250));
+        assert_eq!(c.max_connections_per_ip, 32);
+        assert!(format!("{c:?}").contains("max_connections_per_ip: 32"));
         assert_eq!(c.id.as_str(), "gw-7");
         assert!(serde_json::from_str::<GatewayConfig>(r#"{"nope":1}"#).is_err());
     }

@@ -3,8 +3,9 @@
 
 use crate::frames;
 use crate::hub::{ConnHandle, DeviceKey};
+use crate::ratelimit::TokenBucket;
 use crate::reads::{self, Link};
-use crate::session::Session;
+use crate::session::{Session, CONTROL_FLOOD};
 use crate::state::{Shared, Slot};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame, PROTOCOL_VERSION};
@@ -85,6 +86,9 @@ async fn say(shared: &Shared, socket: &mut WebSocket, frame: &ServerFrame) -> Re
 async fn hello(shared: &Shared, socket: &mut WebSocket) -> Result<Claims, Exit> {
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let mut strikes = 0;
+    // Control frames before hello are limited as in the session.
+    let rate = shared.config.max_requests_per_sec;
+    let mut controls = TokenBucket::new(rate, rate, std::time::Instant::now());
     loop {
         let msg = tokio::select! {
             m = tokio::time::timeout_at(deadline, socket.recv()) => m,
@@ -117,7 +121,14 @@ async fn hello(shared: &Shared, socket: &mut WebSocket) -> Result<Claims, Exit> 
                     "binary frames are not accepted; send JSON text",
                 )
             }
-            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Ping(_) | Message::Pong(_) => {
+                if controls.try_take(std::time::Instant::now()) {
+                    continue;
+                }
+                let e = ServerFrame::error(None, ErrorCode::RateLimited, CONTROL_FLOOD);
+                say(shared, socket, &e).await?;
+                return Err(Exit::Close(close::POLICY, CONTROL_FLOOD));
+            }
             Message::Close(_) => return Err(Exit::Gone),
         };
         say(shared, socket, &reply).await?;

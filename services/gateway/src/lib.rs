@@ -13,6 +13,7 @@
 //! - `server`: [`serve`]/[`run`], the router, background tasks, the drain.
 //! - `listener`: the accept loop (header deadline, head size, connection cap).
 //! - `upgrade`: checks before the upgrade (origin, connection slots).
+//! - `peers`: open connections per client address (`max_connections_per_ip`).
 //! - `connection`: `hello`, registration, close codes.
 //! - `session`: the per-connection loop (frames in, queue out, rectifier timer).
 //! - `requests`: send, sync, history, cursor and ping.
@@ -38,6 +39,7 @@ mod http;
 mod hub;
 mod listener;
 pub mod metrics;
+mod peers;
 mod publisher;
 mod ratelimit;
 mod reads;

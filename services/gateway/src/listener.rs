@@ -5,7 +5,8 @@
 //! connections. Upgraded WebSockets leave this loop; the gateway's own
 //! slots bound them.
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_layer::Layer;
 use tracing::{debug, warn};
 
 /// Largest request head (request line and headers), bytes; more gets 431.
@@ -43,8 +45,8 @@ pub(crate) async fn accept(
             a = listener.accept() => a,
             () = stop.cancelled() => return,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep going.
                 warn!(error = %e, "accepting a connection failed");
@@ -59,7 +61,9 @@ pub(crate) async fn accept(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer address travels with each request as `ConnectInfo`
+        // (the upgrade counts connections per address).
+        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
         let stop = stop.clone();
         let header_timeout = limits.header_timeout;
         tracker.spawn(async move {

@@ -25,6 +25,10 @@ pub(crate) struct Session {
     pub(crate) rectifier: Rectifier,
     pub(crate) sends: TokenBucket,
     pub(crate) requests: TokenBucket,
+    /// Control frames (WebSocket pings and pongs) from the client, limited
+    /// like requests but on their own, so keep-alives never eat the
+    /// request budget.
+    controls: TokenBucket,
     /// This connection's own queue, for the publisher to report failures on.
     pub(crate) tx: mpsc::Sender<Outbound>,
     /// The display name from the token, copied into every command.
@@ -37,6 +41,9 @@ pub(crate) struct Session {
     /// When the token stops being valid (with the verifier's leeway).
     expires: tokio::time::Instant,
 }
+
+/// Why a connection that floods control frames is closed.
+pub(crate) const CONTROL_FLOOD: &str = "too many WebSocket pings";
 
 /// Clock skew allowed past a token's expiry, as when it is verified.
 const TOKEN_LEEWAY_SECS: u64 = 30;
@@ -58,6 +65,7 @@ impl Session {
         let rectifier = Rectifier::new(head, c.rectifier_timeout, c.rectifier_max_buffered);
         let sends = TokenBucket::new(c.max_sends_per_sec, c.send_burst, now);
         let requests = TokenBucket::new(c.max_requests_per_sec, c.max_requests_per_sec, now);
+        let controls = TokenBucket::new(c.max_requests_per_sec, c.max_requests_per_sec, now);
         let left = exp
             .saturating_add(TOKEN_LEEWAY_SECS)
             .saturating_sub(seqline_core::token::now_secs());
@@ -68,6 +76,7 @@ impl Session {
             rectifier,
             sends,
             requests,
+            controls,
             tx,
             name,
             link,
@@ -198,8 +207,18 @@ impl Session {
                 );
                 return self.write(socket, &e).await;
             }
-            // The protocol layer answers pings and close frames itself.
-            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            // The protocol layer answers pings (keeping one pong pending at
+            // most) and close frames itself. A flood of control frames still
+            // costs a wake-up each and would keep the connection from ever
+            // being idle: over the request rate, the connection is closed.
+            Message::Ping(_) | Message::Pong(_) => {
+                if self.controls.try_take(Instant::now()) {
+                    return Ok(());
+                }
+                let e = ServerFrame::error(None, ErrorCode::RateLimited, CONTROL_FLOOD);
+                self.write(socket, &e).await?;
+                return Err(Exit::Close(close::POLICY, CONTROL_FLOOD));
+            }
             Message::Close(_) => return Err(Exit::Gone),
         };
         self.shared.metrics.frames_in.inc();

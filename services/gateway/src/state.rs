@@ -3,6 +3,7 @@
 use crate::config::GatewayConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::peers::PeerCounts;
 use crate::publisher::Publisher;
 use crate::reads::{Links, Reads};
 use crate::tail::TailCache;
@@ -11,6 +12,7 @@ use seqline_core::records::Receipt;
 use seqline_core::token::TokenKey;
 use seqline_core::ClientMsgId;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -53,7 +55,18 @@ pub(crate) struct Shared {
     /// Connections and background tasks, awaited on shutdown.
     pub tracker: TaskTracker,
     open: AtomicUsize,
+    /// Open connections per client address (`max_connections_per_ip`).
+    peers: PeerCounts,
     next_conn: AtomicU64,
+}
+
+/// Why no slot was free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoSlot {
+    /// The gateway holds `max_connections`.
+    Gateway,
+    /// The client's address holds `max_connections_per_ip`.
+    Address,
 }
 
 impl Shared {
@@ -62,6 +75,7 @@ impl Shared {
         let hub = Hub::new(config.max_connections_per_user);
         let cache = TailCache::new(config.conv_cache_bytes, config.conv_cache_tail, config.conv_head_ttl);
         let reads = Reads::new(cache, config.conv_cache_tail);
+        let peers = PeerCounts::new(config.max_connections_per_ip);
         Self {
             reads,
             links: Links::default(),
@@ -76,21 +90,32 @@ impl Shared {
             stop,
             tracker: TaskTracker::new(),
             open: AtomicUsize::new(0),
+            peers,
             next_conn: AtomicU64::new(1),
         }
     }
 
-    /// Takes one of the `max_connections` slots, if one is free.
-    pub fn take_slot(self: &Arc<Self>) -> Option<Slot> {
+    /// Takes one of the `max_connections` slots for a client at `ip`, if
+    /// one is free and the address is under `max_connections_per_ip`.
+    pub fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, NoSlot> {
+        let peer = self.peers.try_take(ip).map_err(|()| NoSlot::Address)?;
         let max = self.config.max_connections;
-        self.open
+        if self
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()?;
+            .is_err()
+        {
+            if let Some(key) = peer {
+                self.peers.release(key);
+            }
+            return Err(NoSlot::Gateway);
+        }
         self.metrics.connections_open.inc();
         self.metrics.connections_total.inc();
-        Some(Slot {
+        Ok(Slot {
             shared: Arc::clone(self),
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            peer,
         })
     }
 }
@@ -100,11 +125,16 @@ pub(crate) struct Slot {
     shared: Arc<Shared>,
     /// Gateway-local connection id.
     pub id: u64,
+    /// The address the connection is counted under, when addresses are capped.
+    peer: Option<IpAddr>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(key) = self.peer {
+            self.shared.peers.release(key);
+        }
         self.shared.metrics.connections_open.dec();
     }
 }

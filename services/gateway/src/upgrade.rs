@@ -2,19 +2,21 @@
 
 use crate::connection;
 use crate::http::ApiError;
-use crate::state::Shared;
+use crate::state::{NoSlot, Shared};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use seqline_core::protocol::ErrorCode;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// `GET /v1/ws`: refuses disallowed origins (403) and a full gateway (503)
-/// before upgrading.
+/// `GET /v1/ws`: refuses disallowed origins (403), a full gateway and an
+/// address over its cap (503) before upgrading.
 pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -46,14 +48,16 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
-    let Some(slot) = shared.take_slot() else {
-        shared.metrics.error(ErrorCode::Unavailable);
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "too many connections",
-        )
-        .into_response();
+    let slot = match shared.take_slot(peer.ip()) {
+        Ok(slot) => slot,
+        Err(full) => {
+            shared.metrics.error(ErrorCode::Unavailable);
+            let why = match full {
+                NoSlot::Gateway => "too many connections",
+                NoSlot::Address => "too many connections from this address",
+            };
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why).into_response();
+        }
     };
     let token = shared.tracker.token();
     let max = shared.config.max_frame_bytes;

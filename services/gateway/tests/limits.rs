@@ -124,6 +124,142 @@ async fn too_many_connections_of_one_user_close_with_1013() {
     assert_eq!(found[&user("alice")].len(), 2);
 }
 
+/// Tries an upgrade that must be refused; returns the status and the JSON body.
+async fn refused_upgrade(gw: &Gw) -> (u16, serde_json::Value) {
+    match tokio_tungstenite::connect_async(gw.url()).await {
+        Ok(_) => panic!("the upgrade was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().clone().unwrap_or_default();
+            (resp.status().as_u16(), serde_json::from_slice(&body).unwrap())
+        }
+        Err(e) => panic!("connect failed: {e}"),
+    }
+}
+
+async fn metric(gw: &Gw, line: &str) -> bool {
+    let (_, m) = gw.http("GET", "/metrics", None, None).await;
+    m.as_str().unwrap().lines().any(|l| l == line)
+}
+
+#[tokio::test]
+async fn a_connection_storm_from_one_address_gets_503_beyond_its_cap() {
+    let gw = Gw::start_with(|c| c.max_connections_per_ip = 2).await;
+    // Two users from 127.0.0.1 fill the address's share.
+    let (mut alice, _) = gw.login("alice", "phone").await;
+    let (mut bob, _) = gw.login("bob", "phone").await;
+    for _ in 0..3 {
+        let (status, body) = refused_upgrade(&gw).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert_eq!(body["error"]["message"], "too many connections from this address");
+    }
+    assert!(metric(&gw, "seqline_gateway_errors_total{code=\"unavailable\"} 3").await);
+    assert!(metric(&gw, "seqline_gateway_connections_open 2").await);
+    alice.assert_alive().await;
+    bob.assert_alive().await;
+    // Closing one frees its place for the next connection from the address.
+    alice.ws.close(None).await.unwrap();
+    let mut carol = seqline_testkit::wait::until(WAIT, "a free place for the address", || async {
+        match tokio_tungstenite::connect_async(gw.url()).await {
+            Ok((ws, _)) => Some(Client { ws }),
+            Err(_) => None,
+        }
+    })
+    .await;
+    carol
+        .send(json!({"type": "hello", "token": gw.token("carol", "phone")}))
+        .await;
+    assert_eq!(carol.recv().await["type"], "welcome");
+    carol.assert_alive().await;
+    bob.assert_alive().await;
+    let (status, _) = refused_upgrade(&gw).await;
+    assert_eq!(status, 503, "the address is full again");
+}
+
+/// Sends `n` WebSocket control pings without reading, then reads what the
+/// server sent until its close; returns the close code, the pongs and the
+/// text frames.
+async fn ping_flood(c: &mut Client, n: usize) -> (Option<u16>, usize, Vec<serde_json::Value>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    for i in 0..n {
+        // Once the server has closed, further pings may fail: that is fine.
+        if c.ws.feed(Message::Ping(vec![(i % 251) as u8; 8].into())).await.is_err() {
+            break;
+        }
+    }
+    let _ = c.ws.flush().await;
+    let (mut pongs, mut texts) = (0, Vec::new());
+    let code = tokio::time::timeout(WAIT, async {
+        loop {
+            match c.ws.next().await {
+                Some(Ok(Message::Pong(_))) => pongs += 1,
+                Some(Ok(Message::Text(t))) => texts.push(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the server closes the flooding connection in time");
+    (code, pongs, texts)
+}
+
+#[tokio::test]
+async fn a_websocket_ping_flood_is_closed_with_1008_and_spares_others() {
+    let gw = Gw::start_with(|c| c.max_requests_per_sec = 20).await;
+    let mut inbound = gw.inbound().await;
+    let (mut bob, _) = gw.login("bob", "phone").await;
+    // A keep-alive pace of control pings is fine.
+    let (mut calm, _) = gw.login("carol", "phone").await;
+    for _ in 0..3 {
+        use futures_util::SinkExt;
+        calm.ws
+            .send(tokio_tungstenite::tungstenite::Message::Ping(b"hi".to_vec().into()))
+            .await
+            .unwrap();
+    }
+    calm.assert_alive().await;
+
+    let (mut flooder, _) = gw.login("alice", "phone").await;
+    let (code, pongs, texts) = ping_flood(&mut flooder, 10_000).await;
+    assert_eq!(code, Some(1008), "closed as a policy violation");
+    assert!(
+        matches!(&texts[..], [e] if e["type"] == "error" && e["code"] == "rate_limited"),
+        "one rate_limited error before the close: {texts:?}"
+    );
+    // Pongs are not queued per ping: at most one is pending at a time, and
+    // the flood is cut after the rate's burst.
+    assert!(pongs <= 21, "{pongs} pongs for a flood cut after 21 pings");
+    assert!(metric(&gw, "seqline_gateway_errors_total{code=\"rate_limited\"} 1").await);
+
+    // Before hello too.
+    let mut anonymous = gw.connect().await;
+    let (code, _, texts) = ping_flood(&mut anonymous, 10_000).await;
+    assert_eq!(code, Some(1008));
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0]["code"], "rate_limited");
+
+    // Others carry on: they answer, and their sends are the only ones published.
+    bob.assert_alive().await;
+    calm.assert_alive().await;
+    let id = uuid::Uuid::new_v4();
+    bob.send(json!({"type": "send", "id": id, "conv": "g:room", "body": "still here"}))
+        .await;
+    match inbound.next().await {
+        seqline_core::records::Command::Send(s) => assert_eq!(s.client_msg_id.0, id),
+        other => panic!("unexpected command {other:?}"),
+    }
+    inbound.assert_empty().await;
+    seqline_testkit::wait::until(WAIT, "the flooders' slots to be freed", || async {
+        metric(&gw, "seqline_gateway_connections_open 2").await.then_some(())
+    })
+    .await;
+    let found = gw.presence.lookup(&[user("alice")]).await.unwrap();
+    assert!(found.is_empty(), "the flooder's presence is gone: {found:?}");
+}
+
 #[tokio::test]
 async fn a_huge_declared_frame_length_closes_with_1009_without_reading_it() {
     let gw = Gw::start().await;
