@@ -158,7 +158,10 @@ impl TokenKey {
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm);
         }
-        if header.kid.as_ref().is_some_and(|k| k.len() > 64) {
+        // The key id selects nothing (there is one key), but it is checked so
+        // no odd value reaches a log or a future key lookup: 1 to 64 bytes of
+        // the base64url alphabet, so no path, dots, spaces or controls.
+        if header.kid.as_ref().is_some_and(|k| !kid_ok(k)) {
             return Err(TokenError::Malformed);
         }
         let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
@@ -186,6 +189,13 @@ impl TokenKey {
         }
         Ok(claims)
     }
+}
+
+/// Longest key id (`kid`) accepted, bytes.
+pub const MAX_KID_BYTES: usize = 64;
+
+fn kid_ok(kid: &str) -> bool {
+    (1..=MAX_KID_BYTES).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Seconds since the Unix epoch, now.
@@ -242,6 +252,62 @@ mod tests {
         assert_eq!(k.verify(&parts.join("."), 1000), Err(TokenError::Signature));
         assert_eq!(k.verify("a.b", 1000), Err(TokenError::Malformed));
         assert_eq!(k.verify(&"x".repeat(5000), 1000), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn embedded_key_urls_and_odd_key_ids_are_refused() {
+        let k = TokenKey::new("0123456789abcdef0123");
+        let payload = br#"{"sub":"alice","dev":"phone","exp":99999999999,"aud":"seqline"}"#;
+        // Keys are never fetched or taken from the token.
+        for header in [
+            &br#"{"alg":"HS256","jku":"https://evil.example/keys.json"}"#[..],
+            br#"{"alg":"HS256","x5u":"https://evil.example/cert.pem"}"#,
+            br#"{"alg":"HS256","x5c":["MIIB"]}"#,
+            br#"{"alg":"HS256","crit":["exp"]}"#,
+        ] {
+            let t = k.sign_parts(header, payload);
+            assert_eq!(
+                k.verify(&t, 1000),
+                Err(TokenError::Algorithm),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        let long = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, "k".repeat(65));
+        for (header, why) in [
+            (long.as_bytes(), Err(TokenError::Malformed)),
+            (br#"{"alg":"HS256","kid":42}"#, Err(TokenError::Algorithm)),
+            (br#"{"alg":"HS256","kid":{"path":"x"}}"#, Err(TokenError::Algorithm)),
+            (
+                br#"{"alg":"HS256","kid":"../../etc/passwd"}"#,
+                Err(TokenError::Malformed),
+            ),
+            (br#"{"alg":"HS256","kid":"/dev/null"}"#, Err(TokenError::Malformed)),
+            (br#"{"alg":"HS256","kid":"a\\b"}"#, Err(TokenError::Malformed)),
+            (br#"{"alg":"HS256","kid":"key 1"}"#, Err(TokenError::Malformed)),
+            (br#"{"alg":"HS256","kid":"k\u0000"}"#, Err(TokenError::Malformed)),
+            (br#"{"alg":"HS256","kid":""}"#, Err(TokenError::Malformed)),
+        ] {
+            let t = k.sign_parts(header, payload);
+            assert_eq!(
+                k.verify(&t, 1000).map(|_| ()),
+                why,
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        // A plain key id is accepted, and at the limit too: it selects
+        // nothing, the one secret verifies.
+        for kid in ["k1", "2026-11_rotation", &"k".repeat(MAX_KID_BYTES)] {
+            let header = format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#);
+            let t = k.sign_parts(header.as_bytes(), payload);
+            assert_eq!(
+                k.verify(&t, 1000).map(|c| c.sub.as_str().to_owned()),
+                Ok("alice".into())
+            );
+            let forged = TokenKey::new("another secret!!").sign_parts(header.as_bytes(), payload);
+            assert_eq!(k.verify(&forged, 1000), Err(TokenError::Signature));
+        }
     }
 
     /// Found by the `token` fuzz target (fuzz/): an `exp` within the leeway

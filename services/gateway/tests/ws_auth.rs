@@ -106,7 +106,28 @@ async fn algorithm_confusion_and_embedded_keys_are_bad_tokens() {
         &br#"{"alg":"HS512"}"#[..],
         br#"{"alg":"RS256"}"#,
         br#"{"alg":"HS256","jwk":{"k":"AA"}}"#,
+        br#"{"alg":"HS256","jku":"https://evil.example/keys.json"}"#,
+        br#"{"alg":"HS256","x5u":"https://evil.example/cert.pem"}"#,
     ] {
+        refused_token(key.sign_parts(header, payload.as_bytes()), "bad_token").await;
+    }
+}
+
+#[tokio::test]
+async fn odd_key_ids_are_bad_tokens() {
+    let key = TokenKey::new(SECRET);
+    let payload = format!(
+        r#"{{"sub":"mallory","dev":"x","exp":{},"aud":"seqline"}}"#,
+        now_secs() + 60
+    );
+    let long = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, "k".repeat(65));
+    for header in [
+        long.as_bytes(),
+        br#"{"alg":"HS256","kid":42}"#,
+        br#"{"alg":"HS256","kid":"../../../etc/passwd"}"#,
+        br#"{"alg":"HS256","kid":"/dev/zero"}"#,
+    ] {
+        // Signed with the right secret: only the key id is wrong.
         refused_token(key.sign_parts(header, payload.as_bytes()), "bad_token").await;
     }
 }
