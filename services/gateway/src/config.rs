@@ -78,6 +78,11 @@ pub struct GatewayConfig {
     /// (including the WebSocket upgrade request) before it is disconnected.
     #[serde(with = "seqline_core::duration")]
     pub http_header_timeout: Duration,
+    /// How long a client may take to send an HTTP request's body, from the
+    /// end of its headers (then 408 and the connection is closed): a body
+    /// that trickles or never ends does not hold a request open.
+    #[serde(with = "seqline_core::duration")]
+    pub http_body_timeout: Duration,
     /// How long an HTTP request waits for the sequencer's receipt (then 504).
     #[serde(with = "seqline_core::duration")]
     pub http_receipt_timeout: Duration,
@@ -128,6 +133,7 @@ impl Default for GatewayConfig {
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(10),
             http_receipt_timeout: Duration::from_secs(10),
             max_http_body_bytes: 65536,
             conv_cache_bytes: 64 << 20,
@@ -166,6 +172,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("hello_timeout", &self.hello_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("http_header_timeout", &self.http_header_timeout)
+            .field("http_body_timeout", &self.http_body_timeout)
             .field("http_receipt_timeout", &self.http_receipt_timeout)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
             .field("conv_cache_bytes", &self.conv_cache_bytes)
@@ -223,6 +230,7 @@ impl GatewayConfig {
             ("hello_timeout", self.hello_timeout),
             ("idle_timeout", self.idle_timeout),
             ("http_header_timeout", self.http_header_timeout),
+            ("http_body_timeout", self.http_body_timeout),
             ("http_receipt_timeout", self.http_receipt_timeout),
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, d)| d.is_zero()) {
@@ -285,6 +293,11 @@ mod tests {
             ..good()
         };
         assert_eq!(c.validate(), Ok(()), "0 sets no cap");
+        let c = GatewayConfig {
+            http_body_timeout: Duration::ZERO,
+            ..good()
+        };
+        assert!(c.validate().unwrap_err().contains("http_body_timeout"));
     }
 
     #[test]

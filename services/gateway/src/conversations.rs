@@ -1,11 +1,10 @@
 //! `/v1/conversations`: create, change members, show and list. Commands go
 //! through the sequencer like messages; the handler waits for the receipt.
 
-use crate::http::{json_body, ApiError, Auth};
+use crate::http::{json_body, ApiError, Auth, TimedBody};
 use crate::publisher::{Job, Notify};
 use crate::state::Shared;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -87,7 +86,7 @@ fn members_ok(count: usize) -> Result<(), ApiError> {
 pub(crate) async fn create(
     State(shared): State<Arc<Shared>>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: TimedBody,
 ) -> Result<Json<Value>, ApiError> {
     let me = auth.user().clone();
     let (conv, kind, title, members, id) = match json_body::<CreateBody>(body)? {
@@ -147,7 +146,7 @@ pub(crate) async fn change_members(
     State(shared): State<Arc<Shared>>,
     auth: Auth,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: TimedBody,
 ) -> Result<Json<Value>, ApiError> {
     let conv = conv_param(path)?;
     let MembersBody {

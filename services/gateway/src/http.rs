@@ -4,7 +4,7 @@
 use crate::state::Shared;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -144,9 +144,33 @@ impl FromRequestParts<Arc<Shared>> for Auth {
     }
 }
 
+/// A request body read within `http_body_timeout` (and, as for [`Bytes`],
+/// within `max_http_body_bytes`). A body still arriving at the deadline
+/// gets 408, and the connection is closed (its unread rest cannot be
+/// skipped); so does a body that trickles in a byte at a time.
+pub(crate) struct TimedBody(Result<Bytes, BytesRejection>);
+
+impl FromRequest<Arc<Shared>> for TimedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        match tokio::time::timeout(shared.config.http_body_timeout, Bytes::from_request(req, shared)).await {
+            Ok(body) => Ok(Self(body)),
+            Err(_) => {
+                shared.metrics.error(ErrorCode::BadFrame);
+                Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::BadFrame,
+                    "the request body did not arrive in time",
+                ))
+            }
+        }
+    }
+}
+
 /// Reads a JSON body within the size limit: 413 when over it, 400 when it
 /// is not JSON (`bad_frame`) or does not fit the shape (`invalid_field`).
-pub(crate) fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: DeserializeOwned>(TimedBody(body): TimedBody) -> Result<T, ApiError> {
     let bytes = match body {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {

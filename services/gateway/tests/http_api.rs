@@ -216,6 +216,133 @@ async fn bad_bodies_are_400_and_huge_ones_413() {
     inbound.assert_empty().await;
 }
 
+/// Starts a POST whose body is written by `write_body` (on its own task,
+/// so an endless body can keep going); returns the status, the JSON body of
+/// the answer, and how long it took. The server must also hang up.
+async fn post_streamed<F, Fut>(gw: &Gw, head_extra: &str, write_body: F) -> (u16, Value, Duration)
+where
+    F: FnOnce(tokio::net::tcp::OwnedWriteHalf) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let token = gw.token("alice", "phone");
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "POST /v1/conversations HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\n{head_extra}\r\n"
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(write_body(write));
+    let mut raw = Vec::new();
+    // Reads to the end: the server answers and then closes the connection.
+    tokio::time::timeout(WAIT, read.read_to_end(&mut raw))
+        .await
+        .expect("an answer and a hang-up in time")
+        .unwrap_or_default();
+    let took = started.elapsed();
+    writer.abort();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        // One chunk: "<hex>\r\n<json>\r\n0\r\n\r\n".
+        body.split("\r\n").nth(1).unwrap_or_default()
+    } else {
+        body
+    };
+    (status, serde_json::from_str(body).unwrap_or(Value::Null), took)
+}
+
+#[tokio::test]
+async fn endless_and_stalled_bodies_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let gw = Gw::start_with(|c| c.http_body_timeout = Duration::from_millis(300)).await;
+    let mut inbound = gw.inbound().await;
+
+    // A chunked body that never ends: refused once it passes 64 KiB.
+    let (s, b, _) = post_streamed(&gw, "Transfer-Encoding: chunked\r\n", |mut w| async move {
+        let chunk = format!("{:x}\r\n{}\r\n", 8192, " ".repeat(8192));
+        while w.write_all(chunk.as_bytes()).await.is_ok() {}
+    })
+    .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("too_large")), "{b}");
+
+    // A body that stops halfway: 408 at the deadline, then a hang-up.
+    let (s, b, took) = post_streamed(&gw, "Content-Length: 1000\r\n", |mut w| async move {
+        w.write_all(br#"{"kind":"group","#).await.unwrap();
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (408, Some("bad_frame")), "{b}");
+    assert!(took >= Duration::from_millis(300), "cut before the deadline: {took:?}");
+
+    // A body trickling in a byte at a time, chunked, forever: the deadline
+    // is for the whole body, so it is cut off the same way.
+    let (s, b, took) = post_streamed(&gw, "Transfer-Encoding: chunked\r\n", |mut w| async move {
+        while w.write_all(b"1\r\n \r\n").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (408, Some("bad_frame")), "{b}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // Nothing was published; the API still answers.
+    inbound.assert_empty().await;
+    let token = gw.token("alice", "phone");
+    let (s, _) = gw.http("GET", "/v1/conversations", Some(&token), None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn adding_1001_members_at_once_is_too_large_and_nothing_is_published() {
+    let gw = Gw::start().await;
+    let mut inbound = gw.inbound().await;
+    let token = gw.token("alice", "phone");
+    let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    let (s, b) = post(
+        &gw,
+        "/v1/conversations/g:team/members",
+        Some(&token),
+        json!({"add": many}),
+    )
+    .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("too_large")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("1000"), "{b}");
+    // Adds and removes count together.
+    let add: Vec<String> = (0..600).map(|i| format!("a{i}")).collect();
+    let remove: Vec<String> = (0..401).map(|i| format!("r{i}")).collect();
+    let (s, b) = post(
+        &gw,
+        "/v1/conversations/g:team/members",
+        Some(&token),
+        json!({"add": add, "remove": remove}),
+    )
+    .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("too_large")), "{b}");
+    inbound.assert_empty().await;
+    // Exactly 1000 is accepted and published as one command.
+    let thousand: Vec<String> = (0..1000).map(|i| format!("u{i}")).collect();
+    let req = post(
+        &gw,
+        "/v1/conversations/g:team/members",
+        Some(&token),
+        json!({"add": thousand}),
+    );
+    let (resp, cmd) = tokio::join!(
+        req,
+        answer(&gw, &mut inbound, Outcome::Sequenced { conv_seq: ConvSeq(2) })
+    );
+    assert_eq!(resp.0, 200, "{}", resp.1);
+    let Command::ChangeMembers(m) = cmd else {
+        panic!("{cmd:?}")
+    };
+    assert_eq!(m.add.len(), 1000);
+    inbound.assert_empty().await;
+}
+
 #[tokio::test]
 async fn reads_are_for_members_only() {
     let gw = Gw::start().await;
