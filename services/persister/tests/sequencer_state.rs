@@ -101,6 +101,33 @@ fn numbers_are_contiguous_and_resends_get_the_original() {
 }
 
 #[test]
+fn a_resend_with_another_body_gets_the_original_and_changes_nothing() {
+    let mut s = create_group(&["bob"]);
+    let a = ClientMsgId::random();
+    let first = apply(&mut s, send("bob", "p", a, None), 0, &LIMITS);
+    let Applied::Sequenced { messages, .. } = &first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        (messages[0].conv_seq, messages[0].body.as_str()),
+        (ConvSeq(2), "from bob")
+    );
+    let snapshot = |s: &Option<ConvState>| {
+        let s = s.as_ref().unwrap();
+        (s.head, s.members.clone(), s.device_last.clone())
+    };
+    let before = snapshot(&s);
+    let mut other = send("bob", "p", a, None);
+    if let Command::Send(c) = &mut other {
+        c.body = "a different body".into();
+    }
+    // A duplicate carries no message to store: the original body stays.
+    let again = apply(&mut s, other, 0, &LIMITS);
+    assert_eq!(again, Applied::Duplicate(Outcome::Sequenced { conv_seq: ConvSeq(2) }));
+    assert_eq!(snapshot(&s), before);
+}
+
+#[test]
 fn non_members_and_missing_conversations_are_refused() {
     let mut s = create_group(&["bob"]);
     let r = apply(&mut s, send("mallory", "x", ClientMsgId::random(), None), 0, &LIMITS);

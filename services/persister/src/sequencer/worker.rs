@@ -101,6 +101,19 @@ impl SequencerHandler {
     }
 }
 
+/// A `sent_ms` further ahead of this clock is not the gateway's stamp.
+const MAX_SENT_AHEAD_MS: u64 = 60_000;
+/// Nor is one older than this (the log's retention is shorter).
+const MAX_SENT_AGE_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Whether a command's `sent_ms` (stamped by the gateway, but read from the
+/// log, where anything may have written it) can be measured against: a
+/// timestamp far off would put years, or nothing, into the ack latency.
+/// Only the measurement depends on it; `server_ts_ms` is always this clock.
+fn plausible_sent_ms(sent_ms: u64, now_ms: u64) -> bool {
+    sent_ms <= now_ms.saturating_add(MAX_SENT_AHEAD_MS) && now_ms.saturating_sub(sent_ms) <= MAX_SENT_AGE_MS
+}
+
 /// A conversation's stored state and its mode (the head message's flag).
 async fn load(store: &dyn Store, conv: &ConversationId) -> Result<Option<(ConversationState, bool)>> {
     let Some(state) = store.load_conversation(conv).await? else {
@@ -115,7 +128,7 @@ async fn load(store: &dyn Store, conv: &ConversationId) -> Result<Option<(Conver
     Ok(Some((state, read)))
 }
 
-fn group_by_conv(batch: &[Input]) -> (Vec<(ConversationId, Vec<&Command>)>, Vec<LogRecord>) {
+fn group_by_conv(partition: u32, batch: &[Input]) -> (Vec<(ConversationId, Vec<&Command>)>, Vec<LogRecord>) {
     let mut order: Vec<(ConversationId, Vec<&Command>)> = Vec::new();
     let mut index: HashMap<&ConversationId, usize> = HashMap::new();
     let mut dead = Vec::new();
@@ -130,7 +143,7 @@ fn group_by_conv(batch: &[Input]) -> (Vec<(ConversationId, Vec<&Command>)>, Vec<
             }
             other => dead.push(unexpected(
                 &Topic::Inbound,
-                0,
+                partition,
                 input.offset,
                 &format!("{other:?}").chars().take(80).collect::<String>(),
             )),
@@ -150,7 +163,7 @@ impl Handler for SequencerHandler {
 
     #[tracing::instrument(skip_all, fields(topic = "inbound", partition = partition, records = batch.len()))]
     async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
-        let (convs, dead) = group_by_conv(batch);
+        let (convs, dead) = group_by_conv(partition, batch);
         if let Err(e) = self.prepare(&convs).await {
             self.cache.clear();
             return Err(e);
@@ -232,7 +245,9 @@ impl Handler for SequencerHandler {
                     }
                 };
                 if let Command::Send(send) = cmd {
-                    accepted_ms.push(send.sent_ms);
+                    if plausible_sent_ms(send.sent_ms, now) {
+                        accepted_ms.push(send.sent_ms);
+                    }
                 }
                 let o = cmd.origin();
                 receipts
