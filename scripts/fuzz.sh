@@ -8,6 +8,10 @@
 #   FUZZ_SANITIZER=none    none | address (address is slower; the code under
 #                          test forbids unsafe, the sanitizer only watches deps)
 #   FUZZ_NICE=10           niceness of the fuzzing processes
+#   FUZZ_CPU_SECONDS=3600  instead of wall time: fuzz each target in rounds of
+#                          at most FUZZ_SECONDS until its processes have used
+#                          this much CPU time (a niced run on a busy machine
+#                          gets less CPU than wall time)
 #
 # The JSON targets (frame, token) get the dictionary fuzz/dict/json.dict.
 # The committed seeds in fuzz/corpus/<target> are read only; what a run
@@ -21,6 +25,7 @@ cd "$(dirname "$0")/../fuzz"
 
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
 SANITIZER=${FUZZ_SANITIZER:-none}
+CPU_BUDGET=${FUZZ_CPU_SECONDS:-0}
 NICE=${FUZZ_NICE:-10}
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
@@ -44,16 +49,33 @@ for t in $TARGETS; do
   dict=()
   case "$t" in frame | token) dict=(-dict=dict/json.dict) ;; esac
   status=0
-  nice -n "$NICE" cargo +nightly fuzz run -s "$SANITIZER" "$t" "$work" "corpus/$t" -- \
-    -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    "${dict[@]}" >"$log" 2>&1 || status=$?
+  execs=0
+  cpu=0
+  rounds=0
+  : >"$log"
+  while :; do
+    round_log="$log.round"
+    t0=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
+    # The CPU time of waited-for children lands in this shell's cutime/cstime.
+    nice -n "$NICE" cargo +nightly fuzz run -s "$SANITIZER" "$t" "$work" "corpus/$t" -- \
+      -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      "${dict[@]}" >"$round_log" 2>&1 || status=$?
+    t1=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
+    cat "$round_log" >>"$log"
+    rounds=$((rounds + 1))
+    cpu=$((cpu + (t1 - t0) / $(getconf CLK_TCK)))
+    round_execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$round_log" | tail -1)
+    if [ -z "$round_execs" ]; then
+      round_execs=$(grep -o '^#[0-9]*' "$round_log" | tail -1 | tr -d '#')
+    fi
+    execs=$((execs + ${round_execs:-0}))
+    rm -f "$round_log"
+    if [ "$status" -ne 0 ] || [ "$cpu" -ge "$CPU_BUDGET" ]; then
+      break
+    fi
+    echo "   $t: round $rounds, ${cpu}s CPU of ${CPU_BUDGET}s, $execs executions"
+  done
   elapsed=$(( $(date +%s) - start ))
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  if [ -z "$execs" ]; then
-    execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-  fi
-  ran=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
-  elapsed=${ran:-$elapsed}
   crashes=$(( $(find "artifacts/$t" -type f | wc -l) - before ))
   if [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ]; then
     crashes=1 # died without an artifact (build or harness failure): see the log
@@ -62,10 +84,10 @@ for t in $TARGETS; do
     failed=1
     tail -40 "$log"
   fi
-  summary+=("$(printf '%-18s %12s %8s %8s' "$t" "${execs:-?}" "$elapsed" "$crashes")")
+  summary+=("$(printf '%-18s %12s %8s %8s %8s' "$t" "$execs" "$elapsed" "$cpu" "$crashes")")
 done
 
 echo
-printf '%-18s %12s %8s %8s\n' target executions seconds crashes
+printf '%-18s %12s %8s %8s %8s\n' target executions seconds cpu_s crashes
 printf '%s\n' "${summary[@]}"
 exit "$failed"

@@ -1,3 +1,29 @@
-//! The chaos runner (W7 of WORKLOADS.md, faults F1-F14 of PROOF.md).
+//! The chaos runner of seqline (W7 of WORKLOADS.md): W1 and W2 traffic over
+//! real WebSocket connections while a seeded schedule injects the faults of
+//! PROOF.md (F1-F14), then heal, let every device converge and re-read, and
+//! run the checker (C1-C12, L1) over both histories.
+//!
+//! Two topologies: **embedded** (one `seqline dev` process, killed, aborted
+//! at failure points, stopped and restarted) and **kafka** (tansu and
+//! `redis-server` processes, two instances of each role). A fault proxy in
+//! front of the gateways cuts, freezes and drops acks (F10).
+//!
+//! # Layout
+//! - [`schedule`]: the faults by PROOF.md id and the seeded schedule.
+//! - [`embedded`]: the `seqline dev` process and its faults.
+//! - [`cluster`]: Kafka mode and its faults.
+//! - [`proxy`]: the fault-injecting TCP/WebSocket proxy.
+//! - [`metrics`]: reading the gateways' `/metrics`.
+//! - [`report`]: faults tallied, the checker's counts, the printed table.
+//! - [`run`]: [`run()`], the whole sequence.
 
+pub mod cluster;
+pub mod embedded;
+pub mod metrics;
 pub mod proxy;
+pub mod report;
+pub mod run;
+pub mod schedule;
+
+pub use report::ChaosReport;
+pub use run::{run, ChaosOptions, Topology};

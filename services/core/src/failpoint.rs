@@ -4,6 +4,12 @@
 //! pause the next task that reaches it until released, which turns "a worker
 //! stalls while holding a batch" into something a test can do on purpose.
 //!
+//! A chaos run can also make a process die *at* a point: with
+//! `SEQLINE_FAILPOINTS="gateway.after_append=abort@40"` the process aborts
+//! (as abruptly as a SIGKILL: nothing is flushed or closed) on the 40th hit
+//! of that point, after printing which point it died at. [`configure`] reads
+//! that syntax; several points are separated by `;`.
+//!
 //! Unarmed points cost one atomic load and one counter increment.
 
 use std::collections::HashMap;
@@ -30,7 +36,18 @@ struct Point {
     hits: AtomicU64,
     /// Armed: the next task to arrive takes the gate and waits on it.
     armed: Mutex<Option<Arc<Gate>>>,
+    /// Abort the process on this hit (0: never).
+    abort_at: AtomicU64,
 }
+
+/// Every point named in the code, for [`configure`]'s check of names.
+pub const ALL: [&str; 5] = [
+    names::SEQUENCER_BEFORE_STORE,
+    names::SEQUENCER_AFTER_STORE,
+    names::TIMELINE_AFTER_STORE,
+    names::WORKER_BEFORE_OFFSET_COMMIT,
+    names::GATEWAY_AFTER_APPEND,
+];
 
 /// A paused task waits here until [`Gate::release`].
 #[derive(Default)]
@@ -39,6 +56,8 @@ pub struct Gate {
     reached_notify: Notify,
     released: AtomicBool,
     release_notify: Notify,
+    /// The name of the thread the paused task was on.
+    thread: Mutex<Option<String>>,
 }
 
 impl Gate {
@@ -59,7 +78,14 @@ impl Gate {
         self.release_notify.notify_waiters();
     }
 
+    /// The name of the thread the paused task reached the gate on (a chaos
+    /// runner names each role's runtime threads, so this says which role).
+    pub fn reached_on(&self) -> Option<String> {
+        self.thread.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     async fn pause(&self) {
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = std::thread::current().name().map(str::to_owned);
         self.reached.store(true, Ordering::Release);
         self.reached_notify.notify_waiters();
         loop {
@@ -87,9 +113,13 @@ fn point(name: &'static str) -> Arc<Point> {
 /// Marks `name` as reached; pauses here if a test armed it.
 pub async fn hit(name: &'static str) {
     let p = point(name);
-    p.hits.fetch_add(1, Ordering::Relaxed);
+    let n = p.hits.fetch_add(1, Ordering::Relaxed) + 1;
     if !ANY_ARMED.load(Ordering::Acquire) {
         return;
+    }
+    if p.abort_at.load(Ordering::Relaxed) == n {
+        eprintln!("seqline: failpoint {name} reached {n} times: aborting the process (SEQLINE_FAILPOINTS)");
+        std::process::abort();
     }
     let gate = p.armed.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(gate) = gate {
@@ -119,6 +149,35 @@ pub fn pause_next(name: &'static str) -> Arc<Gate> {
     gate
 }
 
+/// Arms the points of `spec`, `point=abort@N[;point=abort@N…]`: the process
+/// aborts on the N-th hit of that point (N counts from this process's start).
+/// Returns the armed (point, N) pairs; refuses unknown points and actions.
+pub fn configure(spec: &str) -> Result<Vec<(&'static str, u64)>, String> {
+    let mut armed = Vec::new();
+    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, action) = part
+            .split_once('=')
+            .ok_or_else(|| format!("failpoint {part:?}: expected point=abort@N"))?;
+        let Some(known) = ALL.iter().find(|p| **p == name.trim()) else {
+            return Err(format!("unknown failpoint {name:?} (known: {})", ALL.join(", ")));
+        };
+        let at = action
+            .trim()
+            .strip_prefix("abort@")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("failpoint {name}: action {action:?} is not abort@N with N >= 1"))?;
+        armed.push((*known, at));
+    }
+    for (name, at) in &armed {
+        point(name).abort_at.store(*at, Ordering::Relaxed);
+    }
+    if !armed.is_empty() {
+        ANY_ARMED.store(true, Ordering::Release);
+    }
+    Ok(armed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +198,26 @@ mod tests {
         paused.await.unwrap();
         assert_eq!(hits(P), before + 3);
         assert!(all_hits().iter().any(|(n, c)| *n == P && *c >= 3));
+    }
+
+    #[test]
+    fn configure_reads_abort_points_and_refuses_nonsense() {
+        assert_eq!(
+            configure("gateway.after_append=abort@40; timeline.after_store=abort@2").unwrap(),
+            vec![(names::GATEWAY_AFTER_APPEND, 40), (names::TIMELINE_AFTER_STORE, 2)]
+        );
+        assert_eq!(configure("").unwrap(), vec![]);
+        for bad in [
+            "nowhere=abort@1",
+            "gateway.after_append",
+            "gateway.after_append=abort@0",
+            "gateway.after_append=panic@3",
+            "gateway.after_append=abort@x",
+        ] {
+            assert!(configure(bad).is_err(), "{bad} was accepted");
+        }
+        // Disarm what the first call armed, so other tests never abort.
+        configure("gateway.after_append=abort@18446744073709551615;timeline.after_store=abort@18446744073709551615")
+            .unwrap();
     }
 }

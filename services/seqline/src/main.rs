@@ -115,6 +115,14 @@ fn serve(
         let _inside = runtime.enter();
         supervisor::init_telemetry(&config.log, &config.telemetry, roles)
     };
+    if let Ok(spec) = std::env::var("SEQLINE_FAILPOINTS") {
+        let armed = seqline_core::failpoint::configure(&spec)
+            .map_err(anyhow::Error::msg)
+            .context("SEQLINE_FAILPOINTS")?;
+        for (point, at) in armed {
+            tracing::warn!(point, at, "failpoint armed: the process aborts on this hit (chaos testing only)");
+        }
+    }
     if dev && config.gateway.token_secret == DEV_SECRET {
         tracing::warn!(
             "using the built-in development token secret; set --secret or SEQLINE_SECRET outside development"

@@ -1,0 +1,413 @@
+//! Kafka mode: a real Kafka-protocol broker (tansu) and a real
+//! `redis-server` as separate processes, and two instances of each role
+//! (gateway, persister, fanout) with their own broker and Redis connections.
+//!
+//! Role processes would need a store they can all reach: ScyllaDB, which
+//! cannot run on this machine, while the embedded store is one process's.
+//! So each role instance runs here on its own tokio runtime (threads named
+//! after the instance) around one shared embedded store, and a kill drops
+//! that runtime at once: every task of the role, its queued pushes, its
+//! in-memory state and its unflushed producer batches go, as with SIGKILL.
+//! The broker and `redis-server` are real processes and get real signals.
+
+use crate::report::Tally;
+use crate::schedule::{Fault, Point, Step};
+use anyhow::{bail, Context, Result};
+use seqline_core::failpoint::{self, names};
+use seqline_core::ports::{Log, Presence, Store};
+use seqline_core::records::Topic;
+use seqline_core::GatewayId;
+use seqline_testkit::servers::{self, ServerProcess};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What a role instance is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Gateway,
+    Persister,
+    Fanout,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Gateway => "gateway",
+            Kind::Persister => "persister",
+            Kind::Fanout => "fanout",
+        }
+    }
+}
+
+/// One running role instance.
+struct Role {
+    kind: Kind,
+    /// `gateway-0`, …: the slot, stable across restarts.
+    slot: usize,
+    /// The runtime's thread name, unique per start (`persister-1.4`).
+    thread: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: CancellationToken,
+    task: JoinHandle<Result<()>>,
+    /// Gateways: where they listen.
+    addr: Option<String>,
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The Kafka-mode system under test.
+pub struct Cluster {
+    broker: ServerProcess,
+    redis: ServerProcess,
+    redis_port: u16,
+    kafka: seqline_kafka::KafkaOptions,
+    redis_prefix: String,
+    secret: String,
+    store: Arc<dyn Store>,
+    /// The runner's own broker connection, for injecting records (F13).
+    injector: seqline_kafka::KafkaLog,
+    roles: Vec<Role>,
+    starts: u64,
+}
+
+/// Instances of each role.
+const INSTANCES: usize = 2;
+
+impl Cluster {
+    /// Starts the broker, `redis-server`, the store in `data`, and two
+    /// instances of every role.
+    pub async fn start(data: &Path, secret: &str, run: &str) -> Result<Cluster> {
+        let broker = tokio::task::spawn_blocking(servers::tansu).await?;
+        let redis = tokio::task::spawn_blocking(servers::redis).await?;
+        let redis_port = redis
+            .addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("redis port")?;
+        let kafka = seqline_kafka::KafkaOptions {
+            bootstrap: broker.addr.clone(),
+            topic_prefix: format!("chaos{run}."),
+            inbound: 4,
+            deliveries: 4,
+            user_events: 4,
+            conv_events: 2,
+            replication_factor: 1,
+            session_timeout: Duration::from_secs(6),
+            message_timeout: Duration::from_secs(6),
+            ..Default::default()
+        };
+        let injector = seqline_kafka::KafkaLog::connect(kafka.clone())
+            .await
+            .context("connecting to the broker")?;
+        std::fs::create_dir_all(data)?;
+        let engine = seqline_embedded::EmbeddedEngine::open(data).context("opening the store")?;
+        let store: Arc<dyn Store> = Arc::new(seqline_embedded::EmbeddedStore::open(engine)?);
+        let mut c = Cluster {
+            broker,
+            redis,
+            redis_port,
+            kafka,
+            redis_prefix: format!("chaos{run}"),
+            secret: secret.to_string(),
+            store,
+            injector,
+            roles: Vec::new(),
+            starts: 0,
+        };
+        for kind in [Kind::Persister, Kind::Fanout, Kind::Gateway] {
+            for slot in 0..INSTANCES {
+                let role = c.spawn(kind, slot).await?;
+                c.roles.push(role);
+            }
+        }
+        Ok(c)
+    }
+
+    /// How the system is laid out, for the report.
+    pub fn describe(&self) -> String {
+        format!(
+            "tansu {} and redis-server {} (processes); {INSTANCES} gateways, {INSTANCES} persisters, \
+             {INSTANCES} fanouts (one runtime each, shared embedded store); partitions 4, session timeout {:?}",
+            self.broker.addr, self.redis.addr, self.kafka.session_timeout
+        )
+    }
+
+    /// The gateways' addresses (the proxy's backends).
+    pub fn gateways(&self) -> Vec<String> {
+        self.roles.iter().filter_map(|r| r.addr.clone()).collect()
+    }
+
+    /// Starts one instance of `kind` in `slot` on a runtime of its own.
+    async fn spawn(&mut self, kind: Kind, slot: usize) -> Result<Role> {
+        self.starts += 1;
+        let thread = format!("{}-{slot}.{}", kind.name(), self.starts);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .thread_name(thread.clone())
+            .build()
+            .context("role runtime")?;
+        let stop = CancellationToken::new();
+        let kafka = self.kafka.clone();
+        let store = self.store.clone();
+        let redis = seqline_redis::RedisOptions::new(format!("redis://{}", self.redis.addr))
+            .with_prefix(self.redis_prefix.clone());
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let secret = self.secret.clone();
+        let s = stop.clone();
+        let task = runtime.spawn(async move {
+            let log: Arc<dyn Log> = Arc::new(seqline_kafka::KafkaLog::connect(kafka).await?);
+            match kind {
+                Kind::Persister => {
+                    let ports = seqline_persister::Ports { log, store };
+                    seqline_persister::run(Default::default(), ports, s).await?;
+                }
+                Kind::Fanout => {
+                    let presence: Arc<dyn Presence> = Arc::new(seqline_redis::RedisPresence::connect(redis).await?);
+                    let ports = seqline_fanout::Ports { log, presence };
+                    seqline_fanout::run(Default::default(), ports, s).await?;
+                }
+                Kind::Gateway => {
+                    let presence: Arc<dyn Presence> = Arc::new(seqline_redis::RedisPresence::connect(redis).await?);
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                    let _ = addr_tx.send(listener.local_addr()?.to_string());
+                    let config = seqline_gateway::GatewayConfig {
+                        token_secret: secret,
+                        id: GatewayId::parse(format!("gw-{slot}"))?,
+                        ..Default::default()
+                    };
+                    let ports = seqline_gateway::Ports { log, store, presence };
+                    seqline_gateway::serve(config, ports, listener, s).await?;
+                }
+            }
+            Ok(())
+        });
+        let addr = match kind {
+            Kind::Gateway => Some(
+                tokio::time::timeout(Duration::from_secs(30), addr_rx)
+                    .await
+                    .context("a gateway did not start listening in 30 s")?
+                    .context("a gateway failed before listening")?,
+            ),
+            _ => None,
+        };
+        Ok(Role {
+            kind,
+            slot,
+            thread,
+            runtime: Some(runtime),
+            stop,
+            task,
+            addr,
+        })
+    }
+
+    /// Replaces the instance at `index` with a new one after killing it.
+    async fn kill_and_replace(&mut self, index: usize) -> Result<()> {
+        let (kind, slot) = (self.roles[index].kind, self.roles[index].slot);
+        if let Some(rt) = self.roles[index].runtime.take() {
+            rt.shutdown_background();
+        }
+        let new = self.spawn(kind, slot).await?;
+        self.roles[index] = new;
+        Ok(())
+    }
+
+    /// Stops the instance at `index` gracefully (drain), starts a new one.
+    async fn restart_gracefully(&mut self, index: usize) -> Result<()> {
+        let role = &mut self.roles[index];
+        role.stop.cancel();
+        let drained = tokio::time::timeout(Duration::from_secs(30), &mut role.task).await;
+        if !matches!(drained, Ok(Ok(Ok(())))) {
+            tracing::warn!(role = %role.thread, ?drained, "role did not drain cleanly");
+        }
+        self.kill_and_replace(index).await
+    }
+
+    fn pick(&self, kind: Kind, pick: u64) -> usize {
+        let of: Vec<usize> = (0..self.roles.len()).filter(|i| self.roles[*i].kind == kind).collect();
+        of[(pick as usize) % of.len()]
+    }
+
+    /// Restarts every role that ended on its own (a role fails fast, e.g.
+    /// when the broker stays away; an orchestrator restarts it). Returns
+    /// what ended and why.
+    pub async fn restart_failed(&mut self) -> Result<Vec<String>> {
+        let mut ended = Vec::new();
+        for i in 0..self.roles.len() {
+            if self.roles[i].task.is_finished() {
+                let why = match (&mut self.roles[i].task).await {
+                    Ok(Ok(())) => "stopped".to_string(),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(e) => e.to_string(),
+                };
+                ended.push(format!("{}: {why}", self.roles[i].thread));
+                self.kill_and_replace(i).await?;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Total acks over the gateways.
+    async fn acks(&self) -> u64 {
+        let mut n = 0;
+        for a in self.gateways() {
+            n += crate::metrics::acks(&a).await.unwrap_or(0);
+        }
+        n
+    }
+
+    /// Injects one fault of Kafka mode and heals it.
+    pub async fn inject(&mut self, fault: Fault, step: &Step, tally: &mut Tally) -> Result<()> {
+        match fault {
+            Fault::KillGateway => {
+                let i = self.pick(Kind::Gateway, step.pick);
+                self.kill_and_replace(i).await?;
+            }
+            Fault::KillPersister => {
+                let i = self.pick(Kind::Persister, step.pick);
+                self.kill_and_replace(i).await?;
+            }
+            Fault::KillFanout => {
+                let i = self.pick(Kind::Fanout, step.pick);
+                self.kill_and_replace(i).await?;
+            }
+            Fault::KillRoleAt(point) => self.kill_at(point, tally).await?,
+            Fault::RollingRestart => {
+                for i in 0..self.roles.len() {
+                    self.restart_gracefully(i).await?;
+                }
+            }
+            Fault::BrokerPause => {
+                self.broker.signal("STOP");
+                tokio::time::sleep(step.hold).await;
+                self.broker.signal("CONT");
+            }
+            Fault::BrokerOutage => {
+                self.broker.signal("STOP");
+                // Acks of appends the broker took before it stopped are out
+                // within a second; after that no ack may be sent.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let before = self.acks().await;
+                tokio::time::sleep(self.kafka.message_timeout + step.hold).await;
+                let after = self.acks().await;
+                self.broker.signal("CONT");
+                tally.acks_during_outage += after.saturating_sub(before);
+            }
+            Fault::SequencerStall => {
+                let gate = failpoint::pause_next(names::SEQUENCER_BEFORE_STORE);
+                if tokio::time::timeout(Duration::from_secs(10), gate.reached())
+                    .await
+                    .is_ok()
+                {
+                    // Past the session timeout: the other persister takes over.
+                    tokio::time::sleep(self.kafka.session_timeout + step.hold).await;
+                } else {
+                    tally.point_missed(names::SEQUENCER_BEFORE_STORE);
+                }
+                gate.release();
+            }
+            Fault::RedisRestart => {
+                self.redis.kill();
+                tokio::time::sleep(step.hold).await;
+                let port = self.redis_port;
+                self.redis = tokio::task::spawn_blocking(move || servers::redis_on(port)).await?;
+            }
+            Fault::PoisonRecords => self.poison(step.pick).await?,
+            other => bail!("{other:?} is not a fault of Kafka mode"),
+        }
+        Ok(())
+    }
+
+    /// Holds the first task to reach `point`, kills the role instance it
+    /// runs in, and lets the gate go (the held task died with its runtime).
+    async fn kill_at(&mut self, point: Point, tally: &mut Tally) -> Result<()> {
+        let gate = failpoint::pause_next(point.name());
+        let reached = tokio::time::timeout(Duration::from_secs(10), gate.reached())
+            .await
+            .is_ok();
+        let role = gate
+            .reached_on()
+            .and_then(|t| self.roles.iter().position(|r| r.thread == t));
+        match (reached, role) {
+            (true, Some(i)) => {
+                tally.point_reached(point.name());
+                self.kill_and_replace(i).await?;
+            }
+            _ => tally.point_missed(point.name()),
+        }
+        gate.release();
+        Ok(())
+    }
+
+    /// Undecodable, empty and large junk records into the topics the roles
+    /// consume (F13): each must be dead-lettered and its partition flow on.
+    async fn poison(&self, pick: u64) -> Result<()> {
+        let junk: [Vec<u8>; 3] = [
+            b"\xffnot a record".to_vec(),
+            Vec::new(),
+            (0..256 * 1024).map(|i| (i as u64 ^ pick) as u8).collect(),
+        ];
+        for (i, topic) in [Topic::Inbound, Topic::Deliveries, Topic::UserEvents]
+            .iter()
+            .enumerate()
+        {
+            let partition = ((pick >> (8 * i)) % u64::from(self.kafka.inbound)) as u32;
+            for raw in &junk {
+                self.injector
+                    .inject_raw_for_tests(topic, partition, raw.clone())
+                    .await
+                    .with_context(|| format!("injecting into {}", topic.name()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything back up: broker running, redis running, every role live.
+    pub async fn heal(&mut self, tally: &mut Tally) -> Result<()> {
+        self.broker.signal("CONT");
+        if self.redis.pid().is_none() {
+            let port = self.redis_port;
+            self.redis = tokio::task::spawn_blocking(move || servers::redis_on(port)).await?;
+        }
+        for ended in self.restart_failed().await? {
+            tally.role_failure(ended);
+        }
+        Ok(())
+    }
+
+    /// The failure points reached in this process so far.
+    pub fn failpoint_hits(&self) -> Vec<(String, u64)> {
+        failpoint::all_hits()
+            .into_iter()
+            .map(|(p, n)| (p.to_string(), n))
+            .collect()
+    }
+
+    /// Stops every role (drain), then the servers.
+    pub async fn stop(mut self) {
+        for r in &self.roles {
+            r.stop.cancel();
+        }
+        for r in &mut self.roles {
+            let _ = tokio::time::timeout(Duration::from_secs(15), &mut r.task).await;
+            if let Some(rt) = r.runtime.take() {
+                rt.shutdown_background();
+            }
+        }
+        let started = Instant::now();
+        self.broker.kill();
+        self.redis.kill();
+        tracing::debug!(took = ?started.elapsed(), "cluster stopped");
+    }
+}
