@@ -6,7 +6,7 @@ DATA ?= ./seqline-data
 SECRET ?= seqline-dev-secret-change-me
 URL ?= ws://$(LISTEN)/v1/ws
 
-.PHONY: run build test test-tools static bench traffic fmt clean-data up down
+.PHONY: run build test test-tools static bench traffic fmt clean-data up down chaos
 
 ## Build and start `seqline dev` (embedded, one process) on $(LISTEN).
 run:
@@ -71,3 +71,17 @@ FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
+## Chaos (W7): W1 + W2 through a fault proxy while a seeded schedule injects
+## PROOF.md's faults (F1-F14), then heal, re-read and run the checker; once per
+## mode in CHAOS_MODES. Prints the seed, the faults per id and the count per
+## check; fails on any anomaly. Long runs: make chaos CHAOS_DURATION=15m
+CHAOS_MODES ?= embedded kafka
+CHAOS_SEED ?= 1
+CHAOS_DURATION ?= 2m
+CHAOS_ARGS ?=
+chaos: test-tools
+	$(CARGO) build --release -p seqline -p seqline-chaos
+	@set -e; for mode in $(CHAOS_MODES); do \
+	  ./target/release/seqline-chaos --mode $$mode --seed $(CHAOS_SEED) --duration $(CHAOS_DURATION) $(CHAOS_ARGS); \
+	done

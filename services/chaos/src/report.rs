@@ -194,6 +194,7 @@ impl fmt::Display for ChaosReport {
             writeln!(f)?;
             write!(f, "{r}")?;
         }
+        writeln!(f)?;
         writeln!(f, "{}", if self.passed() { "PASSED" } else { "FAILED" })
     }
 }

@@ -161,8 +161,11 @@ async fn inject_faults(
     // Faults start once traffic flows (the workloads' setup is not the test).
     let warm = Instant::now() + Duration::from_secs(120);
     while system.acks().await < 200 {
-        if Instant::now() > warm || loads_done.load(std::sync::atomic::Ordering::Acquire) {
-            bail!("no traffic after 120 s: the workloads could not start");
+        if loads_done.load(std::sync::atomic::Ordering::Acquire) {
+            bail!("the workloads ended before 200 messages were acknowledged");
+        }
+        if Instant::now() > warm {
+            bail!("fewer than 200 messages acknowledged after 120 s: the workloads could not start");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -259,9 +262,9 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
     let until = Instant::now() + o.duration;
     let chaos = inject_faults(&o, &mut system, &proxy, &loads_done, until);
     let ((w1, w2), chaos) = tokio::join!(loads, chaos);
-    let (mut tally, fault_secs) = chaos?;
     let w1 = w1.context("W1 run")?;
     let w2 = w2.context("W2 run")?;
+    let (mut tally, fault_secs) = chaos?;
     match &mut system {
         System::Embedded(p) => {
             if let Some(status) = p.exited() {

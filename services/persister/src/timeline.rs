@@ -6,7 +6,7 @@ use crate::worker::{consume, unexpected, Handler, Input};
 use crate::{PersisterConfig, Ports};
 use futures_util::future::join_all;
 use seqline_core::failpoint;
-use seqline_core::ids::UserId;
+use seqline_core::ids::{ConvSeq, ConversationId, UserId};
 use seqline_core::model::TimelineEntry;
 use seqline_core::ports::{TimelineBatch, TimelineState};
 use seqline_core::records::{Delivery, LogRecord, Topic, UserEvent};
@@ -109,6 +109,22 @@ impl Handler for TimelineHandler {
                 continue;
             };
             let expected = state.head;
+            // Both users of a direct conversation get every message: a
+            // skipped conv_seq there means a delivery went missing.
+            let mut last: HashMap<&ConversationId, u64> = HashMap::new();
+            for d in ds.iter().filter(|d| d.message.conv.is_direct()) {
+                let m = &d.message;
+                let seen = last
+                    .entry(&m.conv)
+                    .or_insert_with(|| state.applied.get(&m.conv).map_or(0, |s| s.0));
+                let applied = ConvSeq(std::mem::replace(seen, (*seen).max(m.conv_seq.0)));
+                if applied.0 > 0 && m.conv_seq.0 > applied.0 + 1 {
+                    tracing::error!(
+                        user = %user, conversation_id = %m.conv, applied = applied.0, conv_seq = m.conv_seq.0,
+                        partition, "a direct conversation's deliveries skip a message"
+                    );
+                }
+            }
             let entries = apply(state, ds);
             if entries.is_empty() {
                 continue;

@@ -200,7 +200,10 @@ impl Handler for SequencerHandler {
                         duplicates.push(matches!(cmd, Command::Send(_)));
                         if let (Outcome::Sequenced { conv_seq }, Some(s)) = (&o, state.as_ref()) {
                             if s.head.0.saturating_sub(conv_seq.0) <= self.batch_max {
+                                tracing::debug!(conversation_id = %conv, conv_seq = conv_seq.0, head = s.head.0, "replaying the deliveries of a duplicate");
                                 deliveries.push(Pending::Replay(conv.clone(), *conv_seq, s.head));
+                            } else {
+                                tracing::debug!(conversation_id = %conv, conv_seq = conv_seq.0, head = s.head.0, "duplicate too old to replay");
                             }
                         }
                         o
