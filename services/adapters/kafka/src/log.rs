@@ -70,6 +70,23 @@ impl KafkaLog {
         &self.inner.options
     }
 
+    /// How many consumers subscribed through this log are still members of
+    /// their group, and how many of those have finished their last
+    /// rebalance (hold an assignment, maybe an empty one, of the group's
+    /// current generation). A readiness signal: an orchestrator restarting
+    /// instances one by one waits until they are equal before it stops the
+    /// next, so no member leaves a group in the middle of a rebalance.
+    pub fn members_settled(&self) -> (usize, usize) {
+        let members = MEMBERS.lock().unwrap_or_else(PoisonError::into_inner);
+        members
+            .values()
+            .flatten()
+            .filter(|s| std::ptr::eq(s.log.as_ptr(), Arc::as_ptr(&self.inner)) && !s.member.has_left())
+            .fold((0, 0), |(all, settled), s| {
+                (all + 1, settled + usize::from(s.member.settled()))
+            })
+    }
+
     /// Produces `raw` bytes, bypassing the record encoding, to `partition`
     /// of `topic`; returns its offset. For tests of undecodable records only.
     #[doc(hidden)]

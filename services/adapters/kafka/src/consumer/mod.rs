@@ -87,6 +87,8 @@ impl Shared {
 pub(crate) struct Member {
     quit: CancellationToken,
     finished: watch::Receiver<bool>,
+    /// Whether the member's last rebalance has finished.
+    settled: Arc<AtomicBool>,
 }
 
 impl Member {
@@ -94,6 +96,12 @@ impl Member {
     pub(crate) fn has_left(&self) -> bool {
         // A dropped sender means the consumer thread is gone too.
         *self.finished.borrow() || self.finished.has_changed().is_err()
+    }
+
+    /// Whether the member's last rebalance has finished: it holds an
+    /// assignment (maybe an empty one) of the group's current generation.
+    pub(crate) fn settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
     }
 
     /// Makes the member leave its group and waits (bounded) until it has.
@@ -128,11 +136,13 @@ pub(crate) fn join(
     let (tx, rx) = mpsc::channel(options.consumer_buffer.max(16));
     let shared = Arc::new(Shared::default());
     let quit = CancellationToken::new();
+    let settled = Arc::new(AtomicBool::new(false));
     let context = GroupContext {
         topic: topic.to_string(),
         events: tx,
         shared: Arc::clone(&shared),
         quit: quit.clone(),
+        settled: Arc::clone(&settled),
     };
     let consumer = BaseConsumer::from_config_and_context(&options.consumer_config(group), context)
         .map_err(|e| client_error(&format!("creating a consumer of {topic}"), &e))?;
@@ -163,6 +173,7 @@ pub(crate) fn join(
         Member {
             quit,
             finished: done_rx,
+            settled,
         },
     ))
 }

@@ -12,6 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use seqline_core::ports::Consumed;
 use seqline_core::Error;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -28,6 +29,10 @@ pub(crate) struct GroupContext {
     pub(super) events: mpsc::Sender<Event>,
     pub(super) shared: Arc<Shared>,
     pub(super) quit: CancellationToken,
+    /// Whether the last rebalance this member took part in has finished (an
+    /// assignment came, even an empty one). False from joining, and from
+    /// every revocation, until the next assignment.
+    pub(super) settled: Arc<AtomicBool>,
 }
 
 impl GroupContext {
@@ -78,6 +83,7 @@ impl ConsumerContext for GroupContext {
                 self.shared.assigned()
             }
         };
+        self.settled.store(false, Ordering::Release);
         // Before librdkafka unassigns: records fetched until now are stale.
         self.shared.revoke();
         tracing::info!(topic = %self.topic, ?revoked, "partitions revoked");
@@ -87,6 +93,7 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions = self.partitions(tpl);
+            self.settled.store(true, Ordering::Release);
             let epoch = self.shared.assign(&partitions);
             tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
             self.send(Event::Assigned { partitions, epoch });
@@ -129,6 +136,7 @@ pub(super) fn run(consumer: Arc<BaseConsumer<GroupContext>>, codec: Arc<Codec>, 
     }
     close(&consumer);
     context.shared.close();
+    context.settled.store(false, Ordering::Release);
     // Best effort: a handle still reading learns it is done.
     let _ = context.events.try_send(Event::Closed);
     let _ = done.send(true);
