@@ -54,6 +54,22 @@ struct Role {
     task: JoinHandle<Result<()>>,
     /// Gateways: where they listen.
     addr: Option<String>,
+    /// The instance's broker connection, once made (for readiness).
+    log: Arc<std::sync::OnceLock<seqline_kafka::KafkaLog>>,
+}
+
+impl Role {
+    /// Every consumer of the instance is subscribed and has its assignment.
+    fn settled(&self) -> bool {
+        let consumers = match self.kind {
+            Kind::Gateway => 1,
+            Kind::Persister | Kind::Fanout => 2,
+        };
+        self.log.get().is_some_and(|log| {
+            let (all, settled) = log.members_settled();
+            all >= consumers && settled == all
+        })
+    }
 }
 
 impl Drop for Role {
@@ -104,6 +120,9 @@ impl Cluster {
             replication_factor: 1,
             session_timeout: Duration::from_secs(6),
             message_timeout: Duration::from_secs(6),
+            extra: std::env::var("CHAOS_KAFKA_DEBUG")
+                .map(|d| vec![("debug".to_string(), d)])
+                .unwrap_or_default(),
             ..Default::default()
         };
         let injector = seqline_kafka::KafkaLog::connect(kafka.clone())
@@ -126,7 +145,7 @@ impl Cluster {
         };
         for kind in [Kind::Persister, Kind::Fanout, Kind::Gateway] {
             for slot in 0..INSTANCES {
-                let role = c.spawn(kind, slot).await?;
+                let role = c.spawn_retrying(kind, slot).await?;
                 c.roles.push(role);
             }
         }
@@ -165,8 +184,14 @@ impl Cluster {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let secret = self.secret.clone();
         let s = stop.clone();
+        let shared_log = Arc::new(std::sync::OnceLock::new());
+        let set_log = shared_log.clone();
         let task = runtime.spawn(async move {
-            let log: Arc<dyn Log> = Arc::new(seqline_kafka::KafkaLog::connect(kafka).await?);
+            let log = seqline_kafka::KafkaLog::connect(kafka).await?;
+            // A weak hold would be better; the role drops its clone when
+            // it is replaced (see `kill_and_replace`).
+            let _ = set_log.set(log.clone());
+            let log: Arc<dyn Log> = Arc::new(log);
             match kind {
                 Kind::Persister => {
                     let ports = seqline_persister::Ports { log, store };
@@ -192,24 +217,51 @@ impl Cluster {
             }
             Ok(())
         });
-        let addr = match kind {
-            Kind::Gateway => Some(
-                tokio::time::timeout(Duration::from_secs(30), addr_rx)
-                    .await
-                    .context("a gateway did not start listening in 30 s")?
-                    .context("a gateway failed before listening")?,
-            ),
-            _ => None,
-        };
-        Ok(Role {
+        let mut role = Role {
             kind,
             slot,
             thread,
             runtime: Some(runtime),
             stop,
             task,
-            addr,
-        })
+            addr: None,
+            log: shared_log,
+        };
+        if kind == Kind::Gateway {
+            // On an error `role` is dropped, and its runtime with it, in the
+            // background (dropping a runtime here would panic).
+            match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
+                Ok(Ok(addr)) => role.addr = Some(addr),
+                Ok(Err(_)) => {
+                    let why = match tokio::time::timeout(Duration::from_secs(5), &mut role.task).await {
+                        Ok(Ok(Err(e))) => format!("{e:#}"),
+                        Ok(Ok(Ok(()))) => "it stopped".to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "it did not end".to_string(),
+                    };
+                    bail!("{} failed before listening: {why}", role.thread);
+                }
+                Err(_) => bail!("{} did not start listening in 30 s", role.thread),
+            }
+        }
+        Ok(role)
+    }
+
+    /// [`Cluster::spawn`], again after a failure as an orchestrator would
+    /// (a gateway fails fast when the broker is slow to answer its first
+    /// metadata request, e.g. on a loaded machine).
+    async fn spawn_retrying(&mut self, kind: Kind, slot: usize) -> Result<Role> {
+        let mut attempt = 1;
+        loop {
+            match self.spawn(kind, slot).await {
+                Ok(role) => return Ok(role),
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "a role failed to start; starting it again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Replaces the instance at `index` with a new one after killing it.
@@ -218,9 +270,37 @@ impl Cluster {
         if let Some(rt) = self.roles[index].runtime.take() {
             rt.shutdown_background();
         }
-        let new = self.spawn(kind, slot).await?;
+        // The old connection goes with the instance: a successor's
+        // subscription then takes its members over.
+        self.roles[index].log = Arc::default();
+        let new = self.spawn_retrying(kind, slot).await?;
         self.roles[index] = new;
+        self.settle().await;
         Ok(())
+    }
+
+    /// Waits (bounded) until every instance has joined its groups and every
+    /// group has finished rebalancing, as an orchestrator waits for a
+    /// replacement to be ready before it goes on. Stopping or killing the
+    /// next instance in the middle of a rebalance leaves tansu's group
+    /// coordinator without an assignment for that group for good (every
+    /// member waits, none gets partitions; rejoining does not help), which
+    /// no client can repair.
+    async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !self.roles.iter().all(Role::settled) {
+            if Instant::now() > deadline {
+                let unsettled: Vec<&str> = self
+                    .roles
+                    .iter()
+                    .filter(|r| !r.settled())
+                    .map(|r| r.thread.as_str())
+                    .collect();
+                tracing::warn!(?unsettled, "groups did not settle in 40 s; going on");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops the instance at `index` gracefully (drain), starts a new one.
