@@ -120,7 +120,11 @@ fn serve(
             .map_err(anyhow::Error::msg)
             .context("SEQLINE_FAILPOINTS")?;
         for (point, at) in armed {
-            tracing::warn!(point, at, "failpoint armed: the process aborts on this hit (chaos testing only)");
+            tracing::warn!(
+                point,
+                at,
+                "failpoint armed: the process aborts on this hit (chaos testing only)"
+            );
         }
     }
     if dev && config.gateway.token_secret == DEV_SECRET {
