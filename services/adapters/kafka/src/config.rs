@@ -162,11 +162,20 @@ impl KafkaOptions {
         config
     }
 
-    /// Settings of the producer: idempotent, `acks=all`, bounded delivery time.
+    /// Settings of the producer: idempotent and gapless, `acks=all`, bounded
+    /// delivery time.
+    ///
+    /// Gapless: the timeline writer skips a delivery at or below what it has
+    /// applied for a conversation, so a later record of a partition must never
+    /// land while an earlier one failed (it would be resent after it and
+    /// skipped). With `enable.gapless.guarantee` such a failure is fatal for
+    /// the producer instance: nothing after it is delivered, the append fails,
+    /// the producer is rebuilt and the caller redoes the whole append in order.
     pub(crate) fn producer_config(&self) -> ClientConfig {
         let mut config = self.base();
         config
             .set("enable.idempotence", "true")
+            .set("enable.gapless.guarantee", "true")
             .set("acks", "all")
             .set("message.timeout.ms", millis(self.message_timeout))
             .set("linger.ms", millis(self.linger));
@@ -235,6 +244,14 @@ mod tests {
         let gw = Topic::Gateway(seqline_core::ids::GatewayId::parse("g1").unwrap());
         assert_eq!(zero.partitions(&gw), 1);
         assert_eq!(zero.topic_name(&gw), "seqline.gw.g1");
+    }
+
+    #[test]
+    fn the_producer_is_idempotent_and_gapless() {
+        let config = KafkaOptions::default().producer_config();
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("enable.gapless.guarantee"), Some("true"));
+        assert_eq!(config.get("acks"), Some("all"));
     }
 
     #[test]
