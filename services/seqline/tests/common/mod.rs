@@ -226,3 +226,17 @@ pub async fn sync_all(ws: &mut Ws) -> Vec<seqline_core::model::TimelineEntry> {
     }
     out
 }
+
+/// [`sync_all`] again and again until the timeline holds at least `n`
+/// entries (acks come before the timeline writer has applied a message) or
+/// 30 s passed; returns the last full read.
+pub async fn sync_at_least(ws: &mut Ws, n: usize) -> Vec<seqline_core::model::TimelineEntry> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = sync_all(ws).await;
+        if all.len() >= n || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
