@@ -20,7 +20,9 @@ use seqline_core::ports::{Consumed, Log, Polled, Presence};
 use seqline_core::records::{DeadLetter, LogRecord, Topic};
 use seqline_core::Result;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the fanout role.
@@ -140,7 +142,9 @@ async fn deliver(
     let mut users: Vec<_> = events.iter().map(|e| e.user.clone()).collect();
     users.sort();
     users.dedup();
-    let located = ports.presence.lookup(&users).await?;
+    let Some(located) = ask_presence("lookup", || ports.presence.lookup(&users)).await? else {
+        return Ok(());
+    };
     let outputs = route(&events, &located, next_package, config.package_max_entries);
     let topics: Vec<(Topic, Vec<LogRecord>)> = outputs.into_iter().map(|(g, p)| (Topic::Gateway(g), p)).collect();
     let results = futures_util::future::join_all(topics.iter().map(|(t, p)| ports.log.append(t, p.clone()))).await;
@@ -154,6 +158,38 @@ async fn deliver(
     }
     seqline_telemetry::emit(seqline_telemetry::events::PackagesRouted { count: routed });
     Ok(())
+}
+
+/// Tries of a presence call before a round's pushes are given up; the
+/// waits between them double from 100 ms (1.5 s in all).
+const PRESENCE_TRIES: u32 = 5;
+
+/// Asks presence (Redis in cluster mode), retrying while it is unavailable.
+/// `None` when it stays away: the caller drops this round's pushes and
+/// goes on, since pushes are hints (devices catch up by sync and long-poll)
+/// and fanout must not stop, nor hold its partitions, while Redis restarts.
+/// Errors other than unavailability are returned.
+pub(crate) async fn ask_presence<T, F, Fut>(what: &str, mut ask: F) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match ask().await {
+            Ok(found) => return Ok(Some(found)),
+            Err(e) if e.is_retryable() && tries < PRESENCE_TRIES => {
+                tracing::debug!(what, error = %e, tries, "presence unavailable; retrying");
+                tokio::time::sleep(Duration::from_millis(50 << tries)).await;
+                tries += 1;
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(what, error = %e, tries, "presence unavailable; dropping this round's pushes (devices catch up by sync)");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A start for package ids that differs between restarts, so a gateway's

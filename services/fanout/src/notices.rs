@@ -181,7 +181,9 @@ async fn send(ports: &Ports, round: Round) -> Result<()> {
         .collect();
     convs.sort();
     convs.dedup();
-    let followers = ports.presence.followers(&convs).await?;
+    let Some(followers) = crate::ask_presence("followers", || ports.presence.followers(&convs)).await? else {
+        return Ok(());
+    };
     let mut urgent: HashMap<GatewayId, Vec<LogRecord>> = HashMap::new();
     for m in round.priority {
         for g in followers.get(&m.conv).into_iter().flatten() {

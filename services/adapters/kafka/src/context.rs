@@ -7,6 +7,10 @@ use rdkafka::ClientContext;
 
 /// Forwards one librdkafka log line.
 pub(crate) fn log(client: &'static str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    if is_chosen_experimental(facility, message) {
+        tracing::debug!(client, facility, "librdkafka: {message}");
+        return;
+    }
     match level {
         RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
             tracing::error!(client, facility, "librdkafka: {message}")
@@ -15,6 +19,13 @@ pub(crate) fn log(client: &'static str, level: RDKafkaLogLevel, facility: &str, 
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(client, facility, "librdkafka: {message}"),
         RDKafkaLogLevel::Debug => tracing::debug!(client, facility, "librdkafka: {message}"),
     }
+}
+
+/// librdkafka warns at every start that a setting we chose on purpose
+/// (`enable.gapless.guarantee`, see the producer) is experimental: that
+/// warning, once per client, would only teach operators to ignore warnings.
+fn is_chosen_experimental(facility: &str, message: &str) -> bool {
+    facility == "CONFWARN" && message.contains("enable.gapless.guarantee is experimental")
 }
 
 /// Forwards one client-level error (most are transient: the client retries).
@@ -32,5 +43,18 @@ impl ClientContext for AdminContext {
 
     fn error(&self, e: KafkaError, reason: &str) {
         error("admin", &e, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_gapless_configuration_warning_is_quieted() {
+        let gapless = "[thrd:app]: Configuration property enable.gapless.guarantee is experimental: When set to `true`, ...";
+        assert!(is_chosen_experimental("CONFWARN", gapless));
+        assert!(!is_chosen_experimental("CONFWARN", "Configuration property foo.bar is experimental"));
+        assert!(!is_chosen_experimental("FAIL", gapless));
     }
 }
