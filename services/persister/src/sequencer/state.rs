@@ -39,6 +39,12 @@ pub struct ConvState {
     pub created_here: bool,
     /// The mode after the head message: read diffusion (huge group).
     pub read_diffusion: bool,
+    /// The head when this state was loaded from the store (0 when created
+    /// here). Messages up to it were stored by an earlier owner, which may
+    /// have died before their deliveries left; every later message was
+    /// sequenced by this state's owner, whose deliveries are durable once
+    /// its batch succeeded (a failed batch drops the cached state).
+    pub loaded_head: ConvSeq,
 }
 
 impl ConvState {
@@ -57,12 +63,22 @@ impl ConvState {
             window: DedupWindow::new(dedup_window),
             created_here: false,
             read_diffusion,
+            loaded_head: s.head,
         }
     }
 
     /// Whether a window miss proves an id is new (no store lookup needed).
     pub fn window_is_complete(&self) -> bool {
         self.created_here && !self.window.has_evicted()
+    }
+
+    /// Whether the deliveries of stored message `seq` may not have left: it
+    /// was stored before this state was loaded. A resend of a message this
+    /// owner sequenced needs no replay (it would only repeat deliveries the
+    /// timeline writer skips, which under a resend storm multiplies the
+    /// deliveries topic's traffic).
+    pub fn may_lack_deliveries(&self, seq: ConvSeq) -> bool {
+        seq <= self.loaded_head
     }
 
     /// The last command processed from `device` of `user`.
@@ -310,6 +326,7 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
         window: DedupWindow::new(limits.dedup_window),
         created_here: true,
         read_diffusion: false,
+        loaded_head: ConvSeq::ZERO,
     };
     let mut m = next_message(&mut s, &c.origin, c.client_msg_id, MessageKind::Created, now_ms);
     m.body = c.title.clone();

@@ -99,6 +99,48 @@ impl SequencerHandler {
         }
         Ok(())
     }
+
+    /// Publishes a stored batch's outputs: the deliveries (replays read
+    /// back from the store), conversation events, dead letters and receipts.
+    async fn publish(
+        &self,
+        deliveries: Vec<Pending>,
+        dead: Vec<LogRecord>,
+        receipts: HashMap<GatewayId, Vec<LogRecord>>,
+    ) -> Result<()> {
+        let mut ready = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            match d {
+                Pending::Ready(r) => ready.push(r),
+                Pending::Replay(conv, seq, head) => {
+                    // Members are read as stored after this whole batch, so
+                    // undo every join and leave up to the batch's final head.
+                    let last = self.cache.get(&conv).and_then(Option::as_ref).map_or(head, |s| s.head);
+                    ready.extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, last).await?)
+                }
+            }
+        }
+        let (events, deliveries): (Vec<LogRecord>, Vec<LogRecord>) =
+            ready.into_iter().partition(|r| matches!(r, LogRecord::ConvEvent(_)));
+        failpoint::hit(failpoint::names::SEQUENCER_AFTER_STORE).await;
+        let log = &self.ports.log;
+        if !dead.is_empty() {
+            log.append(&Topic::DeadLetter, dead).await?;
+        }
+        let (topics, batches): (Vec<Topic>, Vec<Vec<LogRecord>>) =
+            receipts.into_iter().map(|(g, r)| (Topic::Gateway(g), r)).unzip();
+        let mut appends = vec![log.append(&Topic::Deliveries, deliveries)];
+        if !events.is_empty() {
+            appends.push(log.append(&Topic::ConvEvents, events));
+        }
+        for (topic, records) in topics.iter().zip(batches) {
+            appends.push(log.append(topic, records));
+        }
+        for r in join_all(appends).await {
+            r?;
+        }
+        Ok(())
+    }
 }
 
 /// A `sent_ms` further ahead of this clock is not the gateway's stamp.
@@ -199,7 +241,9 @@ impl Handler for SequencerHandler {
                     Applied::Duplicate(o) => {
                         duplicates.push(matches!(cmd, Command::Send(_)));
                         if let (Outcome::Sequenced { conv_seq }, Some(s)) = (&o, state.as_ref()) {
-                            if s.head.0.saturating_sub(conv_seq.0) <= self.batch_max {
+                            if !s.may_lack_deliveries(*conv_seq) {
+                                // Sequenced by this owner: its deliveries left.
+                            } else if s.head.0.saturating_sub(conv_seq.0) <= self.batch_max {
                                 tracing::debug!(conversation_id = %conv, conv_seq = conv_seq.0, head = s.head.0, "replaying the deliveries of a duplicate");
                                 deliveries.push(Pending::Replay(conv.clone(), *conv_seq, s.head));
                             } else {
@@ -293,37 +337,14 @@ impl Handler for SequencerHandler {
                 other => other,
             });
         }
-        let mut ready = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            match d {
-                Pending::Ready(r) => ready.push(r),
-                Pending::Replay(conv, seq, head) => {
-                    // Members are read as stored after this whole batch, so
-                    // undo every join and leave up to the batch's final head.
-                    let last = self.cache.get(&conv).and_then(Option::as_ref).map_or(head, |s| s.head);
-                    ready.extend(replay::deliveries(self.ports.store.as_ref(), &conv, seq, last).await?)
-                }
-            }
+        let published = self.publish(deliveries, dead, receipts).await;
+        if published.is_err() {
+            // This batch's deliveries may not all have left, yet its
+            // messages are in the cached state: forget it, so the retry
+            // loads the state again and replays them (see `loaded_head`).
+            self.cache.clear();
         }
-        let (events, deliveries): (Vec<LogRecord>, Vec<LogRecord>) =
-            ready.into_iter().partition(|r| matches!(r, LogRecord::ConvEvent(_)));
-        failpoint::hit(failpoint::names::SEQUENCER_AFTER_STORE).await;
-        let log = &self.ports.log;
-        if !dead.is_empty() {
-            log.append(&Topic::DeadLetter, dead).await?;
-        }
-        let (topics, batches): (Vec<Topic>, Vec<Vec<LogRecord>>) =
-            receipts.into_iter().map(|(g, r)| (Topic::Gateway(g), r)).unzip();
-        let mut appends = vec![log.append(&Topic::Deliveries, deliveries)];
-        if !events.is_empty() {
-            appends.push(log.append(&Topic::ConvEvents, events));
-        }
-        for (topic, records) in topics.iter().zip(batches) {
-            appends.push(log.append(topic, records));
-        }
-        for r in join_all(appends).await {
-            r?;
-        }
+        published?;
         emit(MessagesCommitted {
             count: committed as u64,
         });

@@ -37,7 +37,26 @@ pub struct Rig {
     dead: Box<dyn LogConsumer>,
     stop: CancellationToken,
     task: Option<JoinHandle<seqline_core::Result<()>>>,
+    /// The persister runs on a runtime of its own, so a test can kill it
+    /// the way a crash would: every task and in-memory state at once.
+    runtime: Option<tokio::runtime::Runtime>,
+    ports: seqline_persister::Ports,
     dir: PathBuf,
+}
+
+/// Starts a persister with default settings on a runtime of its own.
+fn spawn_persister(
+    ports: seqline_persister::Ports,
+    stop: CancellationToken,
+) -> (tokio::runtime::Runtime, JoinHandle<seqline_core::Result<()>>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("persister")
+        .enable_all()
+        .build()
+        .unwrap();
+    let task = runtime.spawn(seqline_persister::run(Default::default(), ports, stop));
+    (runtime, task)
 }
 
 impl Rig {
@@ -65,7 +84,7 @@ impl Rig {
             log: Arc::new(log.clone()),
             store: store.clone(),
         };
-        let task = tokio::spawn(seqline_persister::run(Default::default(), ports, stop.clone()));
+        let (runtime, task) = spawn_persister(ports.clone(), stop.clone());
         Self {
             log,
             store,
@@ -75,8 +94,23 @@ impl Rig {
             dead,
             stop,
             task: Some(task),
+            runtime: Some(runtime),
+            ports,
             dir,
         }
+    }
+
+    /// Kills the persister as a crash would (its tasks, cached state and
+    /// unfinished writes' waiters go at once; what reached the store and
+    /// the log stays) and starts a new one over the same log and store.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        self.stop = CancellationToken::new();
+        let (runtime, task) = spawn_persister(self.ports.clone(), self.stop.clone());
+        self.runtime = Some(runtime);
+        self.task = Some(task);
     }
 
     pub fn origin(&self, u: &str) -> Origin {
@@ -224,6 +258,9 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.stop.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
