@@ -45,7 +45,10 @@ async fn pushed_until(consumer: &mut dyn LogConsumer, user_seq: u64) -> Vec<u64>
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     while !seen.contains(&user_seq) {
-        assert!(Instant::now() < deadline, "entry {user_seq} was never pushed; pushed: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "entry {user_seq} was never pushed; pushed: {seen:?}"
+        );
         let Ok(polled) = tokio::time::timeout(Duration::from_secs(1), consumer.poll(100)).await else {
             continue;
         };

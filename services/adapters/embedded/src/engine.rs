@@ -108,6 +108,12 @@ impl EmbeddedEngine {
         self.group.commit(writing, batch)
     }
 
+    /// Runs `then` once `ticket` is fsynced (`true`) or never can be
+    /// (`false`), whoever is still waiting (see [`GroupCommit::on_durable`]).
+    pub(crate) fn on_durable(&self, ticket: Ticket, then: crate::sync::OnDurable) {
+        self.group.on_durable(ticket, then);
+    }
+
     /// Returns once `ticket` is fsynced.
     pub(crate) async fn durable(&self, ticket: Ticket) -> Result<(), EngineError> {
         self.group.wait(ticket).await

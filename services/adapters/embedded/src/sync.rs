@@ -41,12 +41,19 @@ struct Requests {
     shutdown: bool,
 }
 
+/// Work to do once a ticket is durable (`true`) or can never be (`false`).
+pub(crate) type OnDurable = Box<dyn FnOnce(bool) + Send>;
+
 struct Shared {
     requests: Mutex<Requests>,
     wake: Condvar,
     completed: watch::Sender<Completed>,
     /// Persists done so far (for metrics and tests).
     fsyncs: AtomicU64,
+    /// Run by the syncer thread once their ticket is durable, before
+    /// waiters learn of it. The completed ticket is published under this
+    /// lock, so a registration never misses its persist.
+    callbacks: Mutex<Vec<(u64, OnDurable)>>,
 }
 
 /// A writer on its way to a commit; the next persist waits for it a little.
@@ -83,6 +90,7 @@ impl GroupCommit {
             wake: Condvar::new(),
             completed: watch::Sender::new(Completed::default()),
             fsyncs: AtomicU64::new(0),
+            callbacks: Mutex::new(Vec::new()),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -156,6 +164,30 @@ impl GroupCommit {
         }
     }
 
+    /// Runs `then` once `ticket` is durable, on the syncer thread (or at
+    /// once if it already is). Unlike a task awaiting [`GroupCommit::wait`],
+    /// it runs even if whoever wrote goes away: a write that reached the
+    /// journal always gets its bookkeeping (durable marks, pending heads),
+    /// so a caller cancelled, or a runtime dropped, mid-write cannot leave
+    /// a key clamped or a partition stalled for the rest of the process.
+    pub(crate) fn on_durable(&self, ticket: Ticket, then: OnDurable) {
+        let ready = {
+            let mut callbacks = lock(&self.shared.callbacks);
+            let done = self.shared.completed.borrow();
+            if done.failed.is_some() {
+                Some(false)
+            } else if done.ticket >= ticket.0 {
+                Some(true)
+            } else {
+                callbacks.push((ticket.0, then));
+                return;
+            }
+        };
+        if let Some(ok) = ready {
+            then(ok);
+        }
+    }
+
     /// How many persists the thread has done.
     pub(crate) fn fsyncs(&self) -> u64 {
         self.shared.fsyncs.load(Ordering::Relaxed)
@@ -211,16 +243,73 @@ fn run(shared: &Shared, db: &Database) {
     while let Some(target) = next_target(shared, done) {
         let result = db.persist(PersistMode::SyncData);
         shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared.completed.send_modify(|c| match &result {
-            Ok(()) => c.ticket = target,
-            Err(e) => {
-                tracing::error!(error = %e, "fsync failed; the engine stops accepting writes");
-                c.failed = Some(Arc::from(e.to_string()));
+        {
+            let mut callbacks = lock(&shared.callbacks);
+            let due: Vec<(u64, OnDurable)> = match &result {
+                Ok(()) => {
+                    let (due, later) = std::mem::take(&mut *callbacks)
+                        .into_iter()
+                        .partition(|(t, _)| *t <= target);
+                    *callbacks = later;
+                    due
+                }
+                Err(_) => std::mem::take(&mut *callbacks),
+            };
+            // Bookkeeping first, then the waiters: one that resumes finds
+            // its write's marks already moved.
+            for (_, then) in due {
+                then(result.is_ok());
             }
-        });
+            shared.completed.send_modify(|c| match &result {
+                Ok(()) => c.ticket = target,
+                Err(e) => {
+                    tracing::error!(error = %e, "fsync failed; the engine stops accepting writes");
+                    c.failed = Some(Arc::from(e.to_string()));
+                }
+            });
+        }
         if result.is_err() {
             return;
         }
         done = target;
+    }
+    // Shut down: everything requested was persisted above; anything left
+    // can never be.
+    for (_, then) in std::mem::take(&mut *lock(&shared.callbacks)) {
+        then(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::test_dir::TestDir;
+    use fjall::KeyspaceCreateOptions;
+    use std::sync::mpsc;
+
+    #[test]
+    fn bookkeeping_runs_once_its_write_is_durable_even_with_nobody_waiting() {
+        let dir = TestDir::new();
+        let db = Database::builder(&dir.0).manual_journal_persist(true).open().unwrap();
+        let ks = db.keyspace("k", KeyspaceCreateOptions::default).unwrap();
+        let group = GroupCommit::start(db.clone()).unwrap();
+        let (tx, rx) = mpsc::channel();
+
+        let mut batch = db.batch();
+        batch.insert(&ks, "a", "1");
+        let ticket = group.commit(group.enter().unwrap(), batch).unwrap();
+        let first = tx.clone();
+        group.on_durable(ticket, Box::new(move |ok| first.send(("first", ok)).unwrap()));
+        // No task waits on the ticket (its writer is gone): the syncer
+        // thread still persists it and runs the bookkeeping.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), ("first", true));
+        assert!(group.fsyncs() >= 1);
+
+        // A ticket that is already durable runs at once, on the caller.
+        group.on_durable(ticket, Box::new(move |ok| tx.send(("late", ok)).unwrap()));
+        assert_eq!(rx.try_recv().unwrap(), ("late", true));
+        group.shutdown();
     }
 }

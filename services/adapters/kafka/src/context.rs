@@ -52,9 +52,13 @@ mod tests {
 
     #[test]
     fn only_the_gapless_configuration_warning_is_quieted() {
-        let gapless = "[thrd:app]: Configuration property enable.gapless.guarantee is experimental: When set to `true`, ...";
+        let gapless =
+            "[thrd:app]: Configuration property enable.gapless.guarantee is experimental: When set to `true`, ...";
         assert!(is_chosen_experimental("CONFWARN", gapless));
-        assert!(!is_chosen_experimental("CONFWARN", "Configuration property foo.bar is experimental"));
+        assert!(!is_chosen_experimental(
+            "CONFWARN",
+            "Configuration property foo.bar is experimental"
+        ));
         assert!(!is_chosen_experimental("FAIL", gapless));
     }
 }

@@ -3,7 +3,7 @@
 
 use super::topic::TopicState;
 use super::LogInner;
-use crate::engine::{blocking, detached};
+use crate::engine::blocking;
 use crate::error::{lock, EngineError};
 use crate::sync::Ticket;
 use crate::wire::encode_record;
@@ -43,24 +43,35 @@ pub(super) async fn append_encoded(
             state.name
         )));
     }
-    let inner = Arc::clone(inner);
-    let state = Arc::clone(state);
-    // Once written, the durable marks must advance even if the caller goes
-    // away, or the partition would stall behind invisible records.
-    detached(async move {
-        let writer = Arc::clone(&state);
-        let db = Arc::clone(&inner);
-        let (ends, ticket) = blocking(move || write(&db, &writer, encoded)).await?;
-        if !state.volatile {
-            inner.engine.durable(ticket).await?;
+    let writer = Arc::clone(inner);
+    let topic = Arc::clone(state);
+    let (ends, ticket) = blocking(move || {
+        let (ends, ticket) = write(&writer, &topic, encoded)?;
+        // Once written, the durable marks must advance even if the caller
+        // goes away (or its runtime does), or the partitions would stall
+        // behind invisible records: the sync thread moves them.
+        let marks = ends.clone();
+        let volatile = topic.volatile;
+        let advance = move |durable: bool| {
+            if durable {
+                for &(partition, end) in &marks {
+                    topic.advance_durable(partition, end);
+                }
+                topic.bump();
+            }
+        };
+        if volatile {
+            advance(true);
+        } else {
+            writer.engine.on_durable(ticket, Box::new(advance));
         }
-        for &(partition, end) in &ends {
-            state.advance_durable(partition, end);
-        }
-        state.bump();
-        Ok(ends)
+        Ok((ends, ticket))
     })
-    .await
+    .await?;
+    if !state.volatile {
+        inner.engine.durable(ticket).await?;
+    }
+    Ok(ends)
 }
 
 /// Assigns offsets and writes one batch (blocking).

@@ -81,7 +81,7 @@ pub(crate) struct StoreInner {
     engine: Arc<EmbeddedEngine>,
     ks: Spaces,
     stripes: Stripes,
-    pending: Pending,
+    pending: Arc<Pending>,
 }
 
 impl EmbeddedStore {
@@ -93,7 +93,7 @@ impl EmbeddedStore {
                 engine,
                 ks,
                 stripes: Stripes::new(256),
-                pending: Pending::new(),
+                pending: Arc::new(Pending::new()),
             }),
         })
     }
@@ -160,9 +160,10 @@ impl Store for EmbeddedStore {
     }
 }
 
-/// Writes a batch under its pending marker, waits for its fsync, then
-/// publishes `new_head` as durable. Detached: once the batch is written, its
-/// marker must be cleared after the fsync even if the caller stops waiting.
+/// Writes a batch under its pending marker, waits for its fsync; the sync
+/// thread publishes `new_head` as durable first (see
+/// [`StoreInner::finish_when_durable`]), so the marker is cleared even if
+/// the caller stops waiting or its runtime goes away.
 async fn commit_durably<B: Send + 'static>(
     inner: &Arc<StoreInner>,
     pending_key: Vec<u8>,
@@ -170,16 +171,27 @@ async fn commit_durably<B: Send + 'static>(
     batch: B,
     write: fn(&StoreInner, &[u8], B) -> std::result::Result<crate::sync::Ticket, EngineError>,
 ) -> Result<()> {
-    let inner = Arc::clone(inner);
-    crate::engine::detached(async move {
-        let writer = Arc::clone(&inner);
-        let key = pending_key.clone();
-        let ticket = crate::engine::blocking(move || write(&writer, &key, batch)).await?;
-        inner.engine.durable(ticket).await?;
-        inner.pending.finish(&pending_key, Some(new_head));
-        Ok(())
+    let writer = Arc::clone(inner);
+    let ticket = crate::engine::blocking(move || {
+        let ticket = write(&writer, &pending_key, batch)?;
+        writer.finish_when_durable(ticket, pending_key, new_head);
+        Ok(ticket)
     })
-    .await
+    .await?;
+    inner.engine.durable(ticket).await?;
+    Ok(())
+}
+
+impl StoreInner {
+    /// Once `ticket` is durable, `head` is the durable head of `pending_key`
+    /// (a failed fsync leaves the head it had: the engine is failed).
+    fn finish_when_durable(&self, ticket: crate::sync::Ticket, pending_key: Vec<u8>, head: u64) {
+        let pending = Arc::clone(&self.pending);
+        self.engine.on_durable(
+            ticket,
+            Box::new(move |durable| pending.finish(&pending_key, durable.then_some(head))),
+        );
+    }
 }
 
 #[cfg(test)]

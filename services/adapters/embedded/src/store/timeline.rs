@@ -3,7 +3,7 @@
 
 use super::layout;
 use super::StoreInner;
-use crate::engine::{blocking, detached};
+use crate::engine::blocking;
 use crate::error::EngineError;
 use crate::keys::u64_value;
 use crate::sync::Ticket;
@@ -102,45 +102,43 @@ async fn advance(
     pending_key: Vec<u8>,
     value: u64,
 ) -> Result<u64> {
-    let inner = Arc::clone(inner);
-    detached(async move {
-        let writer = Arc::clone(&inner);
-        let marker = pending_key.clone();
-        let written = blocking(move || {
-            let writing = writer.engine.enter()?;
-            let _stripe = writer.stripes.lock(&marker);
-            let ks = space(&writer.ks);
-            let stored = ks.get(&key)?.map(|v| u64_value(&v)).transpose()?;
-            if let Some(s) = stored.filter(|s| *s >= value) {
-                return Ok(Err(s));
-            }
-            let mut batch = writer.engine.batch();
-            batch.insert(ks, key, value.to_be_bytes());
-            writer.pending.begin(&marker, stored);
-            match writer.engine.commit(writing, batch) {
-                Ok(ticket) => Ok(Ok(ticket)),
-                Err(e) => {
-                    writer.pending.finish(&marker, stored);
-                    Err(e)
-                }
-            }
-        })
-        .await?;
-        match written {
+    let writer = Arc::clone(inner);
+    let marker = pending_key.clone();
+    let written = blocking(move || {
+        let writing = writer.engine.enter()?;
+        let _stripe = writer.stripes.lock(&marker);
+        let ks = space(&writer.ks);
+        let stored = ks.get(&key)?.map(|v| u64_value(&v)).transpose()?;
+        if let Some(s) = stored.filter(|s| *s >= value) {
+            return Ok(Err(s));
+        }
+        let mut batch = writer.engine.batch();
+        batch.insert(ks, key, value.to_be_bytes());
+        writer.pending.begin(&marker, stored);
+        match writer.engine.commit(writing, batch) {
             Ok(ticket) => {
-                inner.engine.durable(ticket).await?;
-                inner.pending.finish(&pending_key, Some(value));
-                Ok(value)
+                writer.finish_when_durable(ticket, marker, value);
+                Ok(Ok(ticket))
             }
-            // Nothing written, but a value at least this far may still be
-            // in flight, and the caller is owed durability.
-            Err(stored) => {
-                if inner.pending.is_pending(&pending_key) {
-                    inner.engine.sync_inner().await?;
-                }
-                Ok(stored)
+            Err(e) => {
+                writer.pending.finish(&marker, stored);
+                Err(e)
             }
         }
     })
-    .await
+    .await?;
+    match written {
+        Ok(ticket) => {
+            inner.engine.durable(ticket).await?;
+            Ok(value)
+        }
+        // Nothing written, but a value at least this far may still be
+        // in flight, and the caller is owed durability.
+        Err(stored) => {
+            if inner.pending.is_pending(&pending_key) {
+                inner.engine.sync_inner().await?;
+            }
+            Ok(stored)
+        }
+    }
 }
