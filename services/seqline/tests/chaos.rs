@@ -67,12 +67,13 @@ async fn embedded_mode_survives_a_seeded_fault_schedule() {
     }
 }
 
-/// Ignored in `make test` for now: Kafka-mode runs found acknowledged
-/// messages that never reach the timelines (a delivery overtaken around a
-/// sequencer or timeline-writer partition handover; see docs/chaos.md,
-/// "Open findings"). Run it with
+/// Ignored in `make test` for now: the 25-minute Kafka-mode run after the
+/// lost-delivery fix was clean on every consistency check (C1-C12), but 4
+/// of its 50 group devices did not converge live within the bound after the
+/// heal (L1), though their final re-reads were complete; see docs/chaos.md,
+/// "Findings". Run it with
 /// `cargo nextest run -p seqline --test chaos --run-ignored only`.
-#[ignore = "open finding: acked messages lost around a partition handover in Kafka mode (docs/chaos.md)"]
+#[ignore = "open finding: L1, devices not converging live after the heal in Kafka mode (docs/chaos.md)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_mode_survives_a_seeded_fault_schedule() {
     let report = seqline_chaos::run(options(Topology::Kafka, "chaos-kafka", 43, 30))
