@@ -14,21 +14,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// The highest conv_seq a device received, per conversation.
+/// Per conversation, the highest conv_seq a device received and whether
+/// the last membership change it received about its own user removed it.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Seen(Arc<Mutex<HashMap<ConversationId, u64>>>);
+pub(crate) struct Seen(Arc<Mutex<HashMap<ConversationId, (u64, bool)>>>);
 
 impl Seen {
-    fn saw(&self, conv: &ConversationId, conv_seq: u64) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let e = m.entry(conv.clone()).or_insert(0);
-        *e = (*e).max(conv_seq);
+    fn saw(&self, user: &UserId, m: &Message) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(m.conv.clone()).or_insert((0, false));
+        // Later numbers only: a late replay must not undo a newer change.
+        if m.conv_seq.0 > e.0 && m.members.contains(user) {
+            match m.kind {
+                MessageKind::Left => e.1 = true,
+                MessageKind::Joined | MessageKind::Created => e.1 = false,
+                MessageKind::Text => {}
+            }
+        }
+        e.0 = e.0.max(m.conv_seq.0);
     }
 
-    /// Whether the device received at least up to `conv_seq` of `conv`.
+    /// Whether the device received at least up to `conv_seq` of `conv`, or
+    /// its user is out of `conv` and it received that removal (nothing
+    /// after it is owed to the device).
     pub fn reached(&self, conv: &ConversationId, conv_seq: u64) -> bool {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(conv).copied().unwrap_or(0) >= conv_seq
+        m.get(conv).is_some_and(|(seen, out)| *out || *seen >= conv_seq) || conv_seq == 0
     }
 }
 
@@ -57,8 +68,8 @@ pub(crate) fn spawn_recorder(
     let task = tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             match &ev {
-                Event::Message { entry, .. } => mine.saw(&entry.message.conv, entry.message.conv_seq.0),
-                Event::ConvMessage { message, .. } => mine.saw(&message.conv, message.conv_seq.0),
+                Event::Message { entry, .. } => mine.saw(&user, &entry.message),
+                Event::ConvMessage { message, .. } => mine.saw(&user, message),
                 _ => {}
             }
             on_event(&stats, &user, &device, ev, rec);
@@ -333,5 +344,54 @@ impl Sender {
                 self.stats.record(u, d, EventBody::SendInfo { conv, client_msg_id });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use seqline_core::ids::ConvSeq;
+
+    fn message(kind: MessageKind, seq: u64, members: &[&UserId]) -> Message {
+        Message {
+            conv: ConversationId::parse("g:churn").unwrap(),
+            conv_seq: ConvSeq(seq),
+            client_msg_id: ClientMsgId::random(),
+            sender: UserId::parse("admin").unwrap(),
+            sender_device: DeviceId::parse("d").unwrap(),
+            kind,
+            body: String::new(),
+            members: members.iter().map(|u| (*u).clone()).collect(),
+            priority: false,
+            server_ts_ms: 0,
+            vclock: Default::default(),
+            sender_name: String::new(),
+            read_diffusion: false,
+        }
+    }
+
+    #[test]
+    fn a_device_whose_user_was_removed_is_owed_nothing_after_its_removal() {
+        let (me, other) = (UserId::parse("me").unwrap(), UserId::parse("other").unwrap());
+        let conv = ConversationId::parse("g:churn").unwrap();
+        let seen = Seen::default();
+        assert!(seen.reached(&conv, 0));
+        assert!(!seen.reached(&conv, 1));
+        seen.saw(&me, &message(MessageKind::Text, 4, &[]));
+        assert!(seen.reached(&conv, 4) && !seen.reached(&conv, 5));
+        // Someone else leaving changes nothing.
+        seen.saw(&me, &message(MessageKind::Left, 5, &[&other]));
+        assert!(!seen.reached(&conv, 9));
+        // Removed at 6: messages acked after it are not owed.
+        seen.saw(&me, &message(MessageKind::Left, 6, &[&me]));
+        assert!(seen.reached(&conv, 9));
+        // A late replay of an older join does not put it back.
+        seen.saw(&me, &message(MessageKind::Joined, 3, &[&me]));
+        assert!(seen.reached(&conv, 9));
+        // Added again at 8: owed everything from then on.
+        seen.saw(&me, &message(MessageKind::Joined, 8, &[&me]));
+        assert!(seen.reached(&conv, 8) && !seen.reached(&conv, 9));
     }
 }
