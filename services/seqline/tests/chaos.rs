@@ -67,14 +67,8 @@ async fn embedded_mode_survives_a_seeded_fault_schedule() {
     }
 }
 
-/// Ignored in `make test` for now. The 25-minute Kafka-mode run after the
-/// lost-delivery fix was clean on every consistency check (C1-C12); its 4
-/// L1 failures were devices whose user ended the run removed from its group,
-/// which the load generator still expected to receive the group's later
-/// messages (fixed in `seqline-loadgen`). It is to be un-ignored after a
-/// clean Kafka-mode run with that fix; see docs/chaos.md, "Findings". Run it
-/// with `cargo nextest run -p seqline --test chaos --run-ignored only`.
-#[ignore = "awaiting a clean Kafka-mode run with the load generator's convergence fix (docs/chaos.md)"]
+/// Kafka mode: tansu and redis-server as processes, two instances of each
+/// role, the same seeded schedule of faults (see docs/chaos.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_mode_survives_a_seeded_fault_schedule() {
     let report = seqline_chaos::run(options(Topology::Kafka, "chaos-kafka", 43, 30))
