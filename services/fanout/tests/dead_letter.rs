@@ -3,38 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{one_partition_log, user_event};
+
 use seqline_core::ids::*;
-use seqline_core::model::*;
 use seqline_core::ports::{Log, Polled, Presence};
-use seqline_core::records::{GatewayRecord, LogRecord, Topic, UserEvent};
-use seqline_embedded::{EmbeddedEngine, EmbeddedLog, LogOptions, MemoryPresence};
+use seqline_core::records::{GatewayRecord, LogRecord, Topic};
+use seqline_embedded::{EmbeddedLog, MemoryPresence};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn event(user: &UserId) -> LogRecord {
-    LogRecord::UserEvent(UserEvent {
-        user: user.clone(),
-        entry: TimelineEntry {
-            user_seq: UserSeq(1),
-            message: Message {
-                read_diffusion: false,
-                sender_name: String::new(),
-                conv: ConversationId::parse("g:x").unwrap(),
-                conv_seq: ConvSeq(1),
-                client_msg_id: ClientMsgId::random(),
-                sender: user.clone(),
-                sender_device: DeviceId::parse("d").unwrap(),
-                kind: MessageKind::Text,
-                body: "hi".into(),
-                members: vec![],
-                priority: false,
-                server_ts_ms: 0,
-                vclock: Default::default(),
-            },
-        },
-    })
-}
 
 async fn next_records(log: &EmbeddedLog, group: &str, topic: &Topic) -> Vec<LogRecord> {
     let mut consumer = log.subscribe(group, topic).await.unwrap();
@@ -50,15 +29,7 @@ async fn next_records(log: &EmbeddedLog, group: &str, topic: &Topic) -> Vec<LogR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_records_are_dead_lettered_and_the_partition_flows_on() {
-    let dir = std::env::temp_dir().join(format!("seqline-fanout-dl-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let engine = EmbeddedEngine::open(&dir).unwrap();
-    // One partition, so the junk sits right before the good event.
-    let options = LogOptions {
-        user_events: 1,
-        ..LogOptions::default()
-    };
-    let log = EmbeddedLog::open(engine, options).unwrap();
+    let (dir, log) = one_partition_log("fanout-dl");
     let presence = MemoryPresence::new();
     let user = UserId::parse("alice").unwrap();
     let gw = GatewayId::parse("gw-dl").unwrap();
@@ -70,7 +41,9 @@ async fn undecodable_records_are_dead_lettered_and_the_partition_flows_on() {
     log.inject_raw_for_tests(&Topic::UserEvents, 0, b"\xffnot a record".to_vec())
         .await
         .unwrap();
-    log.append(&Topic::UserEvents, vec![event(&user)]).await.unwrap();
+    log.append(&Topic::UserEvents, vec![user_event(&user, 1)])
+        .await
+        .unwrap();
 
     let stop = CancellationToken::new();
     let ports = seqline_fanout::Ports {

@@ -4,40 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{one_partition_log, user_event};
+
 use seqline_core::ids::*;
-use seqline_core::model::*;
 use seqline_core::ports::{Log, LogConsumer, Polled, Presence};
-use seqline_core::records::{GatewayRecord, LogRecord, Topic, UserEvent};
-use seqline_embedded::{EmbeddedEngine, EmbeddedLog, LogOptions};
+use seqline_core::records::{GatewayRecord, LogRecord, Topic};
+
 use seqline_redis::{RedisOptions, RedisPresence};
 use seqline_testkit::servers;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-fn event(user: &UserId, seq: u64) -> LogRecord {
-    LogRecord::UserEvent(UserEvent {
-        user: user.clone(),
-        entry: TimelineEntry {
-            user_seq: UserSeq(seq),
-            message: Message {
-                read_diffusion: false,
-                sender_name: String::new(),
-                conv: ConversationId::parse("g:outage").unwrap(),
-                conv_seq: ConvSeq(seq),
-                client_msg_id: ClientMsgId::random(),
-                sender: user.clone(),
-                sender_device: DeviceId::parse("d").unwrap(),
-                kind: MessageKind::Text,
-                body: format!("message {seq}"),
-                members: vec![],
-                priority: false,
-                server_ts_ms: 0,
-                vclock: Default::default(),
-            },
-        },
-    })
-}
 
 /// Reads pushes until one carries the entry `user_seq`; returns every
 /// user_seq pushed until then.
@@ -65,14 +44,7 @@ async fn pushed_until(consumer: &mut dyn LogConsumer, user_seq: u64) -> Vec<u64>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_drops_pushes_while_redis_is_down_and_routes_again_when_it_is_back() {
-    let dir = std::env::temp_dir().join(format!("seqline-fanout-redis-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let engine = EmbeddedEngine::open(&dir).unwrap();
-    let options = LogOptions {
-        user_events: 1,
-        ..LogOptions::default()
-    };
-    let log = EmbeddedLog::open(engine, options).unwrap();
+    let (dir, log) = one_partition_log("fanout-redis");
     let mut redis = servers::redis();
     let presence = RedisPresence::connect(RedisOptions::new(format!("redis://{}", redis.addr)))
         .await
@@ -93,13 +65,17 @@ async fn fanout_drops_pushes_while_redis_is_down_and_routes_again_when_it_is_bac
     let task = tokio::spawn(seqline_fanout::run(Default::default(), ports, stop.clone()));
     let mut pushes = log.subscribe("test-gw", &Topic::Gateway(gw.clone())).await.unwrap();
 
-    log.append(&Topic::UserEvents, vec![event(&user, 1)]).await.unwrap();
+    log.append(&Topic::UserEvents, vec![user_event(&user, 1)])
+        .await
+        .unwrap();
     assert_eq!(pushed_until(pushes.as_mut(), 1).await, vec![1]);
 
     // Redis goes away: the next event cannot be routed.
     let port: u16 = redis.addr.rsplit(':').next().unwrap().parse().unwrap();
     redis.kill();
-    log.append(&Topic::UserEvents, vec![event(&user, 2)]).await.unwrap();
+    log.append(&Topic::UserEvents, vec![user_event(&user, 2)])
+        .await
+        .unwrap();
     // Longer than every retry of the lookup (1.5 s).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!task.is_finished(), "fanout ended on a Redis outage: {:?}", task.await);
@@ -112,7 +88,9 @@ async fn fanout_drops_pushes_while_redis_is_down_and_routes_again_when_it_is_bac
         assert!(Instant::now() < deadline, "the presence connection did not come back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    log.append(&Topic::UserEvents, vec![event(&user, 3)]).await.unwrap();
+    log.append(&Topic::UserEvents, vec![user_event(&user, 3)])
+        .await
+        .unwrap();
     let seen = pushed_until(pushes.as_mut(), 3).await;
     assert_eq!(seen.last(), Some(&3), "{seen:?}");
     assert!(!seen.contains(&1), "nothing is pushed twice: {seen:?}");
