@@ -9,12 +9,12 @@
 
 mod common;
 
-use common::{metric, temp_dir, SECRET};
+use common::{temp_dir, wait_for_acks, SECRET};
 use seqline_core::ports::{Log, Presence, Store};
 use seqline_core::GatewayId;
 use seqline_loadgen::{Mode, RunOptions, Workload};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -128,11 +128,7 @@ impl Cluster {
     }
 
     async fn wait_for_acks(&self, at_least: u64) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while metric(&self.addr, "seqline_gateway_acks_total").await.unwrap_or(0) < at_least {
-            assert!(Instant::now() < deadline, "traffic did not reach {at_least} acks");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_acks(&self.addr, at_least, Duration::from_secs(120)).await
     }
 
     /// Stops the persister and fanout (draining their batch) and starts new ones.

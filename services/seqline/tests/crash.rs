@@ -10,19 +10,7 @@ mod common;
 
 use common::*;
 use seqline_loadgen::{Mode, RunOptions, Workload};
-use std::time::{Duration, Instant};
-
-async fn wait_for_acks(addr: &str, at_least: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let acks = metric(addr, "seqline_gateway_acks_total").await.unwrap_or(0);
-        if acks >= at_least {
-            return;
-        }
-        assert!(Instant::now() < deadline, "only {acks} acks after 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w1_survives_sigkill_of_the_server_with_a_clean_checker() {
@@ -47,7 +35,7 @@ async fn w1_survives_sigkill_of_the_server_with_a_clean_checker() {
     let killer = async move {
         // Kill it twice, each time once traffic is flowing.
         for round in 0..2 {
-            wait_for_acks(&addr, 300).await;
+            wait_for_acks(&addr, 300, Duration::from_secs(60)).await;
             server.kill();
             eprintln!("crash round {round}: killed, restarting");
             server = Server::start(&data, &addr);

@@ -288,19 +288,8 @@ async fn metrics_count_every_hop_while_the_collector_is_down() {
         ("seqline_e2e_latency_ms_count{stage=\"push\"}", 2),
         ("seqline_e2e_latency_ms_count{stage=\"ack\"}", 2),
     ];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     for (name, at_least) in expected {
-        loop {
-            let value = metric(&server.addr, name).await.unwrap_or(0);
-            if value >= at_least {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name} = {value}, expected at least {at_least}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_metric(&server.addr, name, at_least, std::time::Duration::from_secs(10)).await;
     }
     assert_eq!(metric(&server.addr, "seqline_fence_refusals_total").await, Some(0));
 

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{metric, temp_dir, SECRET};
+use common::{metric, temp_dir, wait_for_acks, SECRET};
 use seqline_core::failpoint::{self, names};
 use seqline_core::ports::{Log, Presence, Store};
 use seqline_core::GatewayId;
@@ -23,19 +23,11 @@ use seqline_loadgen::{Mode, RunOptions, Workload};
 use seqline_telemetry::metrics::Counter;
 use seqline_telemetry::Metrics;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 async fn acks(addr: &str) -> u64 {
     metric(addr, "seqline_gateway_acks_total").await.unwrap_or(0)
-}
-
-async fn wait_acks(addr: &str, at_least: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while acks(addr).await < at_least {
-        assert!(Instant::now() < deadline, "traffic did not reach {at_least} acks");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +96,7 @@ async fn a_stalled_sequencer_is_fenced_off_when_it_wakes_up() {
     let fenced_before = Metrics::global().counter(Counter::FenceRefusals);
 
     let scenario = async {
-        wait_acks(&addr, 200).await;
+        wait_for_acks(&addr, 200, Duration::from_secs(120)).await;
         // A stalls holding its next batch.
         let gate = failpoint::pause_next(names::SEQUENCER_BEFORE_STORE);
         gate.reached().await;
@@ -117,7 +109,7 @@ async fn a_stalled_sequencer_is_fenced_off_when_it_wakes_up() {
             b_stop.clone(),
         ));
         let now = acks(&addr).await;
-        wait_acks(&addr, now + 100).await;
+        wait_for_acks(&addr, now + 100, Duration::from_secs(120)).await;
         // A wakes up with its old heads.
         gate.release();
         let a_result = tokio::time::timeout(Duration::from_secs(60), a)

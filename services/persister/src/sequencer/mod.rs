@@ -13,6 +13,8 @@ mod worker;
 
 pub use state::{apply, Applied, ConvState, Limits};
 
+pub(crate) use diffusion::copy_for;
+
 use crate::{worker::consume, PersisterConfig, Ports};
 use seqline_core::records::Topic;
 use tokio_util::sync::CancellationToken;

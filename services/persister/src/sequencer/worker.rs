@@ -212,8 +212,9 @@ impl Handler for SequencerHandler {
         }
         let now = now_ms();
         let mut writes: Vec<ConversationBatch> = Vec::new();
-        // Deliveries in command order: a replayed message must reach each
-        // timeline before any later message of its conversation.
+        // Deliveries in conv_seq order per conversation: a replayed message
+        // must reach each timeline before any later message of its
+        // conversation, even when its resend comes after a new command.
         let mut deliveries: Vec<Pending> = Vec::new();
         let mut receipts: HashMap<GatewayId, Vec<LogRecord>> = HashMap::new();
         // Counted once the outputs are durable: a failed batch is retried.
@@ -235,6 +236,10 @@ impl Handler for SequencerHandler {
                 device_last: Vec::new(),
             };
             let existed = state.is_some();
+            // Replays are of messages stored before this batch, so they go
+            // before every message this batch sequences.
+            let mut replays: Vec<(ConvSeq, ConvSeq)> = Vec::new();
+            let first_fresh = deliveries.len();
             for cmd in cmds {
                 let applied = apply(state, (*cmd).clone(), now, &self.limits);
                 let outcome = match applied {
@@ -245,7 +250,7 @@ impl Handler for SequencerHandler {
                                 // Sequenced by this owner: its deliveries left.
                             } else if s.head.0.saturating_sub(conv_seq.0) <= self.batch_max {
                                 tracing::debug!(conversation_id = %conv, conv_seq = conv_seq.0, head = s.head.0, "replaying the deliveries of a duplicate");
-                                deliveries.push(Pending::Replay(conv.clone(), *conv_seq, s.head));
+                                replays.push((*conv_seq, s.head));
                             } else {
                                 tracing::debug!(conversation_id = %conv, conv_seq = conv_seq.0, head = s.head.0, "duplicate too old to replay");
                             }
@@ -307,6 +312,14 @@ impl Handler for SequencerHandler {
                         outcome,
                     })));
             }
+            replays.sort();
+            replays.dedup_by_key(|(seq, _)| *seq);
+            deliveries.splice(
+                first_fresh..first_fresh,
+                replays
+                    .into_iter()
+                    .map(|(seq, head)| Pending::Replay(conv.clone(), seq, head)),
+            );
             w.new_head = state.as_ref().map(|s| s.head).unwrap_or_default();
             if !w.dedup.is_empty() || w.create.is_some() {
                 writes.push(w);

@@ -195,6 +195,28 @@ pub async fn metric(addr: &str, name: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
 }
 
+/// Polls a `/metrics` counter until it reaches `at_least`; fails the test
+/// with the last value seen when `within` runs out.
+pub async fn wait_metric(addr: &str, name: &str, at_least: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let value = metric(addr, name).await.unwrap_or(0);
+        if value >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} = {value} after {within:?}, expected at least {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the gateway has sent `at_least` acks.
+pub async fn wait_for_acks(addr: &str, at_least: u64, within: Duration) {
+    wait_metric(addr, "seqline_gateway_acks_total", at_least, within).await
+}
+
 /// The whole timeline of the connection's user, page by page.
 pub async fn sync_all(ws: &mut Ws) -> Vec<seqline_core::model::TimelineEntry> {
     let mut out = Vec::new();
