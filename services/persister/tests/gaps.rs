@@ -11,14 +11,10 @@ mod common;
 
 use common::*;
 use seqline_core::ids::{ClientMsgId, ConvSeq};
-use seqline_core::model::{Message, MessageKind, Outcome};
-use seqline_core::ports::{ConversationBatch, Log, LogConsumer, Polled, Store};
+use seqline_core::model::{Message, MessageKind};
+use seqline_core::ports::{ConversationBatch, LogConsumer, Store};
 use seqline_core::records::{Delivery, LogRecord, Topic};
 use seqline_core::UserSeq;
-
-fn sequenced(n: u64) -> Outcome {
-    Outcome::Sequenced { conv_seq: ConvSeq(n) }
-}
 
 /// A message like `template`, at `seq`, of `kind` about `members`.
 fn message(template: &Message, seq: u64, kind: MessageKind, members: &[&str]) -> Message {
@@ -130,35 +126,23 @@ async fn a_delivery_past_undelivered_messages_brings_the_owed_ones_first() {
 }
 
 /// Every delivery to `u` on the deliveries topic until one of `c` at `seq`.
-async fn deliveries_until(consumer: &mut Box<dyn LogConsumer>, u: &str, c: &str, seq: u64) -> Vec<u64> {
-    let end = tokio::time::Instant::now() + WAIT;
+async fn deliveries_until(consumer: &mut dyn LogConsumer, u: &str, c: &str, seq: u64) -> Vec<u64> {
     let mut out = Vec::new();
-    loop {
-        let polled = tokio::time::timeout_at(end, consumer.poll(100))
-            .await
-            .expect("the deliveries in time")
-            .unwrap();
-        if let Polled::Records { records, .. } = polled {
-            for r in records {
-                if let Ok(LogRecord::Delivery(d)) = r.record {
-                    if d.user.as_str() == u && d.message.conv.as_str() == c {
-                        out.push(d.message.conv_seq.0);
-                        if d.message.conv_seq.0 == seq {
-                            return out;
-                        }
-                    }
-                }
-            }
+    read_deliveries(consumer, |d| {
+        if d.user.as_str() == u && d.message.conv.as_str() == c {
+            out.push(d.message.conv_seq.0);
+            return d.message.conv_seq.0 != seq;
         }
-    }
+        true
+    })
+    .await;
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_after_a_new_message_in_one_batch_is_replayed_before_it() {
     let mut rig = Rig::start(1).await;
-    let mut deliveries = rig.log.subscribe("test-deliveries", &Topic::Deliveries).await.unwrap();
-    // Committed at 0, the group holds retention back for what it reads.
-    deliveries.commit(0, 0).await.unwrap();
+    let mut deliveries = tap(&rig).await;
     let (create, rec) = rig.create("g:pair", "alice", &["bob"]);
     rig.append(&Topic::Inbound, vec![rec]).await;
     assert_eq!(rig.receipt(create).await, sequenced(1));
@@ -182,7 +166,7 @@ async fn a_resend_after_a_new_message_in_one_batch_is_replayed_before_it() {
     assert_eq!(rig.receipt(stored.client_msg_id).await, sequenced(2));
 
     // (The restart may send message 1 again: at least once, in order.)
-    let order = deliveries_until(&mut deliveries, "bob", "g:pair", 3).await;
+    let order = deliveries_until(deliveries.as_mut(), "bob", "g:pair", 3).await;
     let mut first_seen = Vec::new();
     for seq in &order {
         if !first_seen.contains(seq) {

@@ -9,14 +9,10 @@
 mod common;
 
 use common::*;
-use seqline_core::ids::{ClientMsgId, ConvSeq};
+use seqline_core::ids::ClientMsgId;
 use seqline_core::model::{Outcome, RefusalCode};
 use seqline_core::ports::Store;
 use seqline_core::records::{Delivery, LogRecord, Topic};
-
-fn sequenced(n: u64) -> Outcome {
-    Outcome::Sequenced { conv_seq: ConvSeq(n) }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_id_with_another_body_keeps_the_original() {

@@ -9,42 +9,20 @@ mod common;
 
 use common::*;
 use seqline_core::failpoint::{self, names};
-use seqline_core::ids::{ClientMsgId, ConvSeq, UserSeq};
+use seqline_core::ids::{ClientMsgId, UserSeq};
 use seqline_core::model::Outcome;
-use seqline_core::ports::{Log, LogConsumer, Polled, Store};
+use seqline_core::ports::{LogConsumer, Store};
 use seqline_core::records::{LogRecord, Topic};
-
-fn sequenced(n: u64) -> Outcome {
-    Outcome::Sequenced { conv_seq: ConvSeq(n) }
-}
-
-/// A reader of the (single-partition) deliveries topic that holds its
-/// records back from retention (it has committed).
-async fn tap(rig: &Rig) -> Box<dyn LogConsumer> {
-    let mut consumer = rig.log.subscribe("test-deliveries", &Topic::Deliveries).await.unwrap();
-    assert!(matches!(consumer.poll(1).await.unwrap(), Polled::Assigned(_)));
-    consumer.commit(0, 0).await.unwrap();
-    consumer
-}
 
 /// Every delivery up to and including the last one of message `last`;
 /// returns their client ids.
 async fn deliveries_until(consumer: &mut dyn LogConsumer, last: ClientMsgId, members: usize) -> Vec<ClientMsgId> {
-    let end = tokio::time::Instant::now() + WAIT;
     let mut ids = Vec::new();
-    while ids.iter().filter(|id| **id == last).count() < members {
-        let polled = tokio::time::timeout_at(end, consumer.poll(100))
-            .await
-            .expect("the deliveries in time")
-            .unwrap();
-        if let Polled::Records { records, .. } = polled {
-            for r in records {
-                if let Ok(LogRecord::Delivery(d)) = r.record {
-                    ids.push(d.message.client_msg_id);
-                }
-            }
-        }
-    }
+    read_deliveries(consumer, |d| {
+        ids.push(d.message.client_msg_id);
+        ids.iter().filter(|id| **id == last).count() < members
+    })
+    .await;
     ids
 }
 

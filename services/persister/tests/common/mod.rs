@@ -8,7 +8,9 @@
 use seqline_core::ids::*;
 use seqline_core::model::{ConversationKind, Outcome};
 use seqline_core::ports::{Log, LogConsumer, Polled, Store};
-use seqline_core::records::{Command, CreateCommand, DeadLetter, GatewayRecord, LogRecord, Origin, SendCommand, Topic};
+use seqline_core::records::{
+    Command, CreateCommand, DeadLetter, Delivery, GatewayRecord, LogRecord, Origin, SendCommand, Topic,
+};
 use seqline_embedded::{EmbeddedEngine, EmbeddedLog, EmbeddedStore, LogOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -271,4 +273,38 @@ pub fn conv_on(partition: u32, count: u32) -> String {
         .map(|i| format!("g:room{i}"))
         .find(|c| partition_for(c, count) == partition)
         .unwrap()
+}
+
+pub fn sequenced(n: u64) -> Outcome {
+    Outcome::Sequenced { conv_seq: ConvSeq(n) }
+}
+
+/// A reader of the (single-partition) deliveries topic that holds its
+/// records back from retention (it has committed).
+pub async fn tap(rig: &Rig) -> Box<dyn LogConsumer> {
+    let mut consumer = rig.log.subscribe("test-deliveries", &Topic::Deliveries).await.unwrap();
+    assert!(matches!(consumer.poll(1).await.unwrap(), Polled::Assigned(_)));
+    consumer.commit(0, 0).await.unwrap();
+    consumer
+}
+
+/// Hands every delivery `consumer` reads to `more`, in order, until it
+/// returns false (waits for them).
+pub async fn read_deliveries(consumer: &mut dyn LogConsumer, mut more: impl FnMut(Delivery) -> bool) {
+    let end = tokio::time::Instant::now() + WAIT;
+    loop {
+        let polled = tokio::time::timeout_at(end, consumer.poll(100))
+            .await
+            .expect("the deliveries in time")
+            .unwrap();
+        if let Polled::Records { records, .. } = polled {
+            for r in records {
+                if let Ok(LogRecord::Delivery(d)) = r.record {
+                    if !more(d) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
