@@ -98,6 +98,19 @@ pub struct Cluster {
 /// Instances of each role.
 const INSTANCES: usize = 2;
 
+/// Tuning of the broker clients for long runs, read from the environment
+/// (`CHAOS_KAFKA_PARTITIONS`, `CHAOS_KAFKA_GW_PARTITIONS`,
+/// `CHAOS_KAFKA_LINGER_MS`, `CHAOS_KAFKA_FETCH_WAIT_MS`): tansu's in-memory
+/// engine reads a partition by walking its batches, so a run of an hour goes
+/// further with fewer, larger batches (see docs/chaos.md).
+fn env_u32(name: &str) -> Option<u32> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+fn env_millis(name: &str) -> Option<Duration> {
+    std::env::var(name).ok()?.parse().ok().map(Duration::from_millis)
+}
+
 impl Cluster {
     /// Starts the broker, `redis-server`, the store in `data`, and two
     /// instances of every role.
@@ -110,16 +123,21 @@ impl Cluster {
             .next()
             .and_then(|p| p.parse().ok())
             .context("redis port")?;
+        let parts = env_u32("CHAOS_KAFKA_PARTITIONS").unwrap_or(4);
+        let gw_parts = env_u32("CHAOS_KAFKA_GW_PARTITIONS").unwrap_or(1);
         let kafka = seqline_kafka::KafkaOptions {
             bootstrap: broker.addr.clone(),
             topic_prefix: format!("chaos{run}."),
-            inbound: 4,
-            deliveries: 4,
-            user_events: 4,
-            conv_events: 2,
+            inbound: parts,
+            deliveries: parts,
+            user_events: parts,
+            conv_events: (parts / 2).max(1),
+            gateway: gw_parts,
             replication_factor: 1,
             session_timeout: Duration::from_secs(6),
             message_timeout: Duration::from_secs(6),
+            linger: env_millis("CHAOS_KAFKA_LINGER_MS").unwrap_or(Duration::from_millis(5)),
+            fetch_wait: env_millis("CHAOS_KAFKA_FETCH_WAIT_MS").unwrap_or(Duration::from_millis(20)),
             extra: std::env::var("CHAOS_KAFKA_DEBUG")
                 .map(|d| vec![("debug".to_string(), d)])
                 .unwrap_or_default(),
@@ -156,8 +174,15 @@ impl Cluster {
     pub fn describe(&self) -> String {
         format!(
             "tansu {} and redis-server {} (processes); {INSTANCES} gateways, {INSTANCES} persisters, \
-             {INSTANCES} fanouts (one runtime each, shared embedded store); partitions 4, session timeout {:?}",
-            self.broker.addr, self.redis.addr, self.kafka.session_timeout
+             {INSTANCES} fanouts (one runtime each, shared embedded store); partitions {} (gw.* {}), \
+             session timeout {:?}, linger {:?}, fetch wait {:?}",
+            self.broker.addr,
+            self.redis.addr,
+            self.kafka.inbound,
+            self.kafka.gateway,
+            self.kafka.session_timeout,
+            self.kafka.linger,
+            self.kafka.fetch_wait
         )
     }
 
