@@ -18,6 +18,7 @@ use seqline_core::ports::{Log, Presence, Store};
 use seqline_core::records::Topic;
 use seqline_core::GatewayId;
 use seqline_testkit::servers::{self, ServerProcess};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,16 +60,22 @@ struct Role {
 }
 
 impl Role {
-    /// Every consumer of the instance is subscribed and has its assignment.
-    fn settled(&self) -> bool {
+    /// Every consumer of the instance is subscribed and has its assignment,
+    /// but for those in `wedged` groups.
+    fn settled(&self, wedged: &BTreeSet<String>) -> bool {
         let consumers = match self.kind {
             Kind::Gateway => 1,
             Kind::Persister | Kind::Fanout => 2,
         };
         self.log.get().is_some_and(|log| {
-            let (all, settled) = log.members_settled();
-            all >= consumers && settled == all
+            let (all, _) = log.members_settled();
+            all >= consumers && log.unsettled_groups().iter().all(|g| wedged.contains(g))
         })
+    }
+
+    /// The groups this instance is still waiting in.
+    fn unsettled(&self) -> Vec<String> {
+        self.log.get().map(|log| log.unsettled_groups()).unwrap_or_default()
     }
 }
 
@@ -93,7 +100,35 @@ pub struct Cluster {
     injector: seqline_kafka::KafkaLog,
     roles: Vec<Role>,
     starts: u64,
+    /// Groups tansu's coordinator left without an assignment on a topic
+    /// that never carried a record (see [`Cluster::settle`]); later steps
+    /// do not wait for them.
+    wedged: BTreeSet<String>,
 }
+
+/// The topic a role's consumer group reads (the roles run with their
+/// default configurations, see [`Cluster::spawn`]).
+fn topic_of(group: &str) -> Option<Topic> {
+    let persister = seqline_persister::PersisterConfig::default();
+    let fanout = seqline_fanout::FanoutConfig::default();
+    if group == persister.sequencer_group {
+        Some(Topic::Inbound)
+    } else if group == persister.timeline_group {
+        Some(Topic::Deliveries)
+    } else if group == fanout.group {
+        Some(Topic::UserEvents)
+    } else if group == fanout.conv_group {
+        Some(Topic::ConvEvents)
+    } else {
+        let gw = group.strip_prefix("gateway.")?;
+        GatewayId::parse(gw).ok().map(Topic::Gateway)
+    }
+}
+
+/// After this long unsettled, a group on an empty topic is not waited for.
+const SETTLE_SOFT: Duration = Duration::from_secs(40);
+/// Longest wait for the groups to settle after replacing an instance.
+const SETTLE_HARD: Duration = Duration::from_secs(180);
 
 /// Instances of each role.
 const INSTANCES: usize = 2;
@@ -160,6 +195,7 @@ impl Cluster {
             injector,
             roles: Vec::new(),
             starts: 0,
+            wedged: BTreeSet::new(),
         };
         for kind in [Kind::Persister, Kind::Fanout, Kind::Gateway] {
             for slot in 0..INSTANCES {
@@ -184,6 +220,32 @@ impl Cluster {
             self.kafka.linger,
             self.kafka.fetch_wait
         )
+    }
+
+    /// The drained signal of the final phase: neither the sequencers nor
+    /// the timeline writers have anything uncommitted, and still nothing
+    /// after a producer timeout (by when any append a gateway still held
+    /// has landed or failed).
+    pub fn drain_check(&self) -> seqline_loadgen::DrainCheck {
+        let log = self.injector.clone();
+        let linger = self.kafka.message_timeout;
+        // The roles run with the default configuration (see `spawn`).
+        let groups = Arc::new(seqline_persister::PersisterConfig::default());
+        seqline_loadgen::DrainCheck::new(move || {
+            let (log, groups) = (log.clone(), groups.clone());
+            Box::pin(async move {
+                let behind = || async {
+                    let sequencer = log.backlog(&groups.sequencer_group, &Topic::Inbound).await?;
+                    let timeline = log.backlog(&groups.timeline_group, &Topic::Deliveries).await?;
+                    anyhow::Ok(sequencer + timeline)
+                };
+                if behind().await? > 0 {
+                    return Ok(false);
+                }
+                tokio::time::sleep(linger).await;
+                Ok(behind().await? == 0)
+            })
+        })
     }
 
     /// The gateways' addresses (the proxy's backends).
@@ -306,26 +368,61 @@ impl Cluster {
 
     /// Waits (bounded) until every instance has joined its groups and every
     /// group has finished rebalancing, as an orchestrator waits for a
-    /// replacement to be ready before it goes on. Stopping or killing the
-    /// next instance in the middle of a rebalance leaves tansu's group
+    /// replacement to be ready before it stops the next. Stopping or killing
+    /// the next instance in the middle of a rebalance can leave tansu's group
     /// coordinator without an assignment for that group for good (every
     /// member waits, none gets partitions; rejoining does not help), which
     /// no client can repair.
-    async fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while !self.roles.iter().all(Role::settled) {
-            if Instant::now() > deadline {
+    ///
+    /// A group still unsettled after [`SETTLE_SOFT`] on a topic nothing was
+    /// ever written to (the read-diffusion lane when no group is huge) is
+    /// taken for wedged that way and not waited for again: it has nothing
+    /// to do, and waiting for it at every later step would leave the run a
+    /// fault a minute. A group with records to consume is waited for up to
+    /// [`SETTLE_HARD`] at every step: a broker slowed by hours of data can
+    /// take minutes to rebalance, and killing members meanwhile wedges it
+    /// for real.
+    async fn settle(&mut self) {
+        let started = Instant::now();
+        let mut warned = false;
+        while !self.roles.iter().all(|r| r.settled(&self.wedged)) {
+            let waited = started.elapsed();
+            if waited > SETTLE_SOFT && !warned {
+                warned = true;
+                let mut groups = BTreeSet::new();
+                for r in &self.roles {
+                    groups.extend(r.unsettled().into_iter().filter(|g| !self.wedged.contains(g)));
+                }
+                tracing::warn!(
+                    ?groups,
+                    "groups did not settle in {SETTLE_SOFT:?}; still waiting for those with records"
+                );
+                for group in groups {
+                    let Some(topic) = topic_of(&group) else { continue };
+                    if self.injector.appended(&topic).await.is_ok_and(|n| n == 0) {
+                        tracing::warn!(%group, "wedged on a topic that never carried a record; not waited for again");
+                        self.wedged.insert(group);
+                    }
+                }
+            }
+            if waited > SETTLE_HARD {
                 let unsettled: Vec<&str> = self
                     .roles
                     .iter()
-                    .filter(|r| !r.settled())
+                    .filter(|r| !r.settled(&self.wedged))
                     .map(|r| r.thread.as_str())
                     .collect();
-                tracing::warn!(?unsettled, "groups did not settle in 40 s; going on");
+                tracing::warn!(?unsettled, "groups did not settle in {SETTLE_HARD:?}; going on");
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Consumer groups the broker's coordinator wedged on topics nothing
+    /// was written to (not waited for after).
+    pub fn wedged_groups(&self) -> Vec<String> {
+        self.wedged.iter().cloned().collect()
     }
 
     /// Stops the instance at `index` gracefully (drain), starts a new one.

@@ -32,6 +32,10 @@ pub struct Tally {
     pub acks_during_outage: u64,
     /// Failure point hits, summed over every process lifetime.
     pub failpoint_hits: BTreeMap<String, u64>,
+    /// Kafka mode: consumer groups the broker's coordinator left without an
+    /// assignment on a topic that never carried a record (tansu; later
+    /// steps did not wait for them).
+    pub wedged_groups: Vec<String>,
 }
 
 impl Tally {
@@ -174,6 +178,13 @@ impl fmt::Display for ChaosReport {
             "  acks sent while the broker was out (F8): {}",
             self.tally.acks_during_outage
         )?;
+        if !self.tally.wedged_groups.is_empty() {
+            writeln!(
+                f,
+                "  idle consumer groups the broker wedged (not waited for after): {}",
+                self.tally.wedged_groups.join(", ")
+            )?;
+        }
         for e in &self.tally.role_failures {
             writeln!(f, "  role ended on its own, restarted: {e}")?;
         }

@@ -8,7 +8,7 @@ use crate::proxy::FaultProxy;
 use crate::report::{ChaosReport, Tally};
 use crate::schedule::{Fault, Schedule, Step};
 use anyhow::{bail, Context, Result};
-use seqline_loadgen::{Mode, RunOptions, Workload};
+use seqline_loadgen::{DrainCheck, Mode, RunOptions, Workload};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -114,7 +114,7 @@ impl System {
     }
 }
 
-fn workloads(o: &ChaosOptions, url: &str, http: &str) -> [RunOptions; 2] {
+fn workloads(o: &ChaosOptions, url: &str, http: &str, drained: Option<DrainCheck>) -> [RunOptions; 2] {
     let base = |w: Workload, history: &str, seed: u64| {
         let mut r = RunOptions::new(w, o.secret.clone());
         r.url = url.to_string();
@@ -124,6 +124,7 @@ fn workloads(o: &ChaosOptions, url: &str, http: &str) -> [RunOptions; 2] {
         r.settle_timeout = o.settle;
         r.history = Some(o.dir.join(history));
         r.seed = seed;
+        r.drained = drained.clone();
         r
     };
     let w1 = base(
@@ -248,7 +249,11 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
         format!("ws://{}/v1/ws", proxy.addr()),
         format!("http://{}", proxy.addr()),
     );
-    let [w1, w2] = workloads(&o, &url, &http);
+    let drained = match &system {
+        System::Embedded(_) => None,
+        System::Kafka(c) => Some(c.drain_check()),
+    };
+    let [w1, w2] = workloads(&o, &url, &http, drained);
     let loads_done = std::sync::atomic::AtomicBool::new(false);
     // The workloads and the faults run side by side on this task (the
     // workloads spawn a task per device of their own).
@@ -274,7 +279,10 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
             p.bank(&hits);
             tally.add_hits(&p.banked());
         }
-        System::Kafka(c) => tally.add_hits(&c.failpoint_hits()),
+        System::Kafka(c) => {
+            tally.add_hits(&c.failpoint_hits());
+            tally.wedged_groups = c.wedged_groups();
+        }
     }
     let topology = system.describe();
     let proxy_stats = proxy.stats();

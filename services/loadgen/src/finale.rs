@@ -2,6 +2,7 @@
 //! server head (`converged`), then re-reads its whole timeline from 0
 //! (`final`), so the checker can compare what everyone ends up with.
 
+use crate::options::{DrainCheck, QUIET};
 use crate::setup::{retry, LiveDevice};
 use crate::stats::Stats;
 use seqline_checker::{body_hash, EventBody, FinalEntry, Scope};
@@ -98,6 +99,62 @@ pub(crate) struct Settled {
     pub not_converged: usize,
     pub final_views: usize,
     pub final_errors: Vec<String>,
+    pub quiet_secs: Option<f64>,
+}
+
+/// Every device's head as the server reports it (`None`: no answer by
+/// `deadline`).
+async fn heads(devices: &[LiveDevice], deadline: Instant) -> Vec<Option<u64>> {
+    futures_util::future::join_all(
+        devices
+            .iter()
+            .map(|d| async move { retry(deadline, || d.client.ping()).await.ok() }),
+    )
+    .await
+}
+
+/// Waits until the system is quiet: the drained check (if any) says yes,
+/// and every device's head stays the same for [`QUIET`], with the check
+/// still saying yes at the end. Convergence alone is not enough before the
+/// final reads: a send whose client gave up on it (unknown outcome) may
+/// still sit in the log and be sequenced later, and a final read taken
+/// before it would differ from one taken after. Returns the heads, or why
+/// the system did not go quiet by `deadline`.
+async fn quiesce(
+    devices: &[LiveDevice],
+    drained: Option<&DrainCheck>,
+    deadline: Instant,
+) -> Result<Vec<Option<u64>>, String> {
+    let is_drained = || async {
+        match drained {
+            None => Ok(true),
+            Some(check) => check.drained().await.map_err(|e| format!("{e:#}")),
+        }
+    };
+    let mut why = "not asked".to_string();
+    while Instant::now() < deadline {
+        match is_drained().await {
+            Ok(true) => {}
+            Ok(false) => {
+                why = "the system still had a backlog".into();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => {
+                why = format!("the drained check failed: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        let before = heads(devices, deadline).await;
+        tokio::time::sleep(QUIET).await;
+        let after = heads(devices, deadline).await;
+        if before == after && after.iter().all(Option::is_some) && is_drained().await == Ok(true) {
+            return Ok(after);
+        }
+        why = "heads still moving or unanswered".into();
+    }
+    Err(why)
 }
 
 /// How much longer than the settle timeout convergence may take while
@@ -108,7 +165,8 @@ fn total_cursor(devices: &[LiveDevice]) -> u64 {
     devices.iter().map(|d| d.client.status().cursor).sum()
 }
 
-/// Heal, convergence of every device, final reads. Convergence gets
+/// Heal, convergence of every device, quiet (see [`quiesce`]), final
+/// reads, and a check that no head moved during them. Convergence gets
 /// `settle_timeout` at a time, again and again while the devices' cursors
 /// still move, up to [`PROGRESS_ROUNDS`] times.
 pub(crate) async fn settle(
@@ -116,6 +174,7 @@ pub(crate) async fn settle(
     devices: &[LiveDevice],
     settle_timeout: Duration,
     final_reads: bool,
+    drained: Option<&DrainCheck>,
 ) -> Settled {
     stats.record("", "", EventBody::Heal {});
     let mut out = Settled::default();
@@ -141,12 +200,38 @@ pub(crate) async fn settle(
     if !final_reads {
         return out;
     }
+    let started = Instant::now();
+    let deadline = started + settle_timeout;
+    let quiet = match quiesce(devices, drained, deadline).await {
+        Ok(heads) => {
+            out.quiet_secs = Some(started.elapsed().as_secs_f64());
+            Some(heads)
+        }
+        Err(why) => {
+            out.final_errors
+                .push(format!("the system did not go quiet before the final reads: {why}"));
+            None
+        }
+    };
     let deadline = Instant::now() + settle_timeout;
     let reads = futures_util::future::join_all(devices.iter().map(|d| final_read(stats, d, deadline))).await;
     for (d, r) in devices.iter().zip(reads) {
         match r {
             Ok(_) => out.final_views += 1,
             Err(e) => out.final_errors.push(format!("{}/{}: {e}", d.user, d.device)),
+        }
+    }
+    // The reads compare devices with each other: they mean something only
+    // if nothing was written while they ran.
+    if let Some(before) = quiet {
+        let after = heads(devices, deadline).await;
+        for ((d, b), a) in devices.iter().zip(before).zip(after) {
+            if a != b {
+                out.final_errors.push(format!(
+                    "{}/{}: head moved from {b:?} to {a:?} during the final reads",
+                    d.user, d.device
+                ));
+            }
         }
     }
     out

@@ -44,7 +44,7 @@ mod setup;
 mod stats;
 mod w4;
 
-pub use options::{Mode, RunOptions, Workload};
+pub use options::{DrainCheck, DrainFuture, Mode, RunOptions, Workload};
 pub use procstat::ServerStats;
 pub use report::{CatchUp, HugeGroup, LatencySummary, RunReport};
 pub use run::run;

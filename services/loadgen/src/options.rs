@@ -1,6 +1,9 @@
 //! What a run does: workload, pacing, limits, where the history goes.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The traffic shape (WORKLOADS.md).
@@ -120,6 +123,39 @@ pub struct RunOptions {
     pub churn: Option<Duration>,
     /// Prefix of user ids (fresh per run when `None`, so runs never share users).
     pub run_id: Option<String>,
+    /// Asked before the final reads, until it says yes: has the system
+    /// processed everything it accepted? (In Kafka mode: no consumer group
+    /// is behind.) Without it, the final reads wait only for every device's
+    /// head to stay still for [`QUIET`].
+    pub drained: Option<DrainCheck>,
+}
+
+/// How long every device's head must stay the same before the final reads.
+pub const QUIET: Duration = Duration::from_secs(3);
+
+/// The future a [`DrainCheck`] returns: `Ok(true)` once drained.
+pub type DrainFuture = Pin<Box<dyn Future<Output = anyhow::Result<bool>> + Send>>;
+
+/// A drained signal of the system under test (see [`RunOptions::drained`]).
+#[derive(Clone)]
+pub struct DrainCheck(pub Arc<dyn Fn() -> DrainFuture + Send + Sync>);
+
+impl DrainCheck {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn() -> DrainFuture + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Asks once.
+    pub async fn drained(&self) -> anyhow::Result<bool> {
+        (self.0)().await
+    }
+}
+
+impl std::fmt::Debug for DrainCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DrainCheck")
+    }
 }
 
 impl RunOptions {
@@ -139,6 +175,7 @@ impl RunOptions {
             progress: false,
             churn: None,
             run_id: None,
+            drained: None,
         }
     }
 }

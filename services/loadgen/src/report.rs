@@ -149,6 +149,9 @@ pub struct RunReport {
     pub not_converged: usize,
     /// Final views recorded.
     pub final_views: usize,
+    /// Seconds from convergence until the system was quiet enough for the
+    /// final reads (drained, every head still), when it got there.
+    pub quiet_secs: Option<f64>,
     /// Devices whose final read failed, and why.
     pub final_errors: Vec<String>,
     /// Server RSS and CPU, when its pid was given.
@@ -260,13 +263,17 @@ impl fmt::Display for RunReport {
             )?,
             None => writeln!(f, "  server: no pid given")?,
         }
-        writeln!(
+        write!(
             f,
             "  converged {}/{}, final views {}",
             self.converged,
             self.converged + self.not_converged,
             self.final_views
         )?;
+        match self.quiet_secs {
+            Some(s) => writeln!(f, " (read once quiet, {s:.1}s after convergence)")?,
+            None => writeln!(f)?,
+        }
         for e in &self.final_errors {
             writeln!(f, "  final read failed: {e}")?;
         }

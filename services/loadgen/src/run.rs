@@ -89,7 +89,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         None => None,
     };
 
-    let settled = finale::settle(&stats, &live, opts.settle_timeout, true).await;
+    let settled = finale::settle(&stats, &live, opts.settle_timeout, true, opts.drained.as_ref()).await;
     close(live, &mut senders).await;
     let server = sampler.finish().await;
 
@@ -142,6 +142,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         converged: settled.converged,
         not_converged: settled.not_converged,
         final_views: settled.final_views,
+        quiet_secs: settled.quiet_secs,
         final_errors: settled.final_errors,
         server,
         history: opts.history.as_ref().map(|p| p.display().to_string()),

@@ -306,7 +306,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
     let invoked = Counters::get(&c.invoked);
     let priority_sent = Counters::get(&c.priority_invoked);
 
-    let settled = finale::settle(&stats, &live, opts.settle_timeout, false).await;
+    let settled = finale::settle(&stats, &live, opts.settle_timeout, false, None).await;
     let devices = live.len();
     close(live, &mut senders).await;
     let server = sampler.finish().await;
@@ -381,6 +381,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
         converged: settled.converged,
         not_converged: settled.not_converged,
         final_views: settled.final_views,
+        quiet_secs: settled.quiet_secs,
         final_errors: settled.final_errors,
         server,
         history: opts.history.as_ref().map(|p| p.display().to_string()),

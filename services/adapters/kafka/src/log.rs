@@ -4,6 +4,7 @@ use crate::admin::Admin;
 use crate::avro::Codec;
 use crate::config::KafkaOptions;
 use crate::consumer::{self, Member};
+use crate::error::client_error;
 use crate::producer::{Outgoing, Producer};
 use async_trait::async_trait;
 use seqline_core::ids::partition_for;
@@ -85,6 +86,91 @@ impl KafkaLog {
             .fold((0, 0), |(all, settled), s| {
                 (all + 1, settled + usize::from(s.member.settled()))
             })
+    }
+
+    /// How many records of `topic` lie past `group`'s committed offsets,
+    /// summed over the partitions (a partition the group never committed
+    /// counts from its low watermark, where the group would start). Zero
+    /// means the group has processed, and made durable, everything appended
+    /// so far: the drained signal a test or an operator waits for before
+    /// reading results.
+    pub async fn backlog(&self, group: &str, topic: &Topic) -> Result<u64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        use rdkafka::{Offset, TopicPartitionList};
+        let inner = &self.inner;
+        inner.admin.ensure(topic).await?;
+        let name = inner.options.topic_name(topic);
+        let partitions = inner.options.partitions(topic);
+        // Not subscribed: asking for committed offsets does not join the group.
+        let config = inner.options.consumer_config(group);
+        let timeout = inner.options.message_timeout.min(Duration::from_secs(10));
+        let what = format!("backlog of {group} on {name}");
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions {
+                tpl.add_partition(&name, p as i32);
+            }
+            let committed = consumer.committed_offsets(tpl, timeout)?;
+            let mut behind = 0u64;
+            for p in 0..partitions {
+                let (low, high) = consumer.fetch_watermarks(&name, p as i32, timeout)?;
+                let at = match committed.find_partition(&name, p as i32).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                behind += u64::try_from(high.saturating_sub(at.max(low))).unwrap_or(0);
+            }
+            Ok::<_, rdkafka::error::KafkaError>(behind)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("{what}: task: {e}")))?
+        .map_err(|e| client_error(&what, &e))
+    }
+
+    /// The groups in which a consumer subscribed through this log has not
+    /// finished its last rebalance (see [`KafkaLog::members_settled`]).
+    pub fn unsettled_groups(&self) -> Vec<String> {
+        let members = MEMBERS.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut groups: Vec<String> = members
+            .iter()
+            .filter(|(_, subs)| {
+                subs.iter().any(|s| {
+                    std::ptr::eq(s.log.as_ptr(), Arc::as_ptr(&self.inner))
+                        && !s.member.has_left()
+                        && !s.member.settled()
+                })
+            })
+            .map(|((_, group, _), _)| group.clone())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
+    }
+
+    /// How many records were ever appended to `topic` (its partitions'
+    /// high watermarks, summed): 0 for a topic nothing was written to.
+    pub async fn appended(&self, topic: &Topic) -> Result<u64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        let inner = &self.inner;
+        inner.admin.ensure(topic).await?;
+        let name = inner.options.topic_name(topic);
+        let partitions = inner.options.partitions(topic);
+        let config = inner.options.admin_config();
+        let timeout = inner.options.message_timeout.min(Duration::from_secs(10));
+        let what = format!("end offsets of {name}");
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let mut total = 0u64;
+            for p in 0..partitions {
+                let (_, high) = consumer.fetch_watermarks(&name, p as i32, timeout)?;
+                total += u64::try_from(high).unwrap_or(0);
+            }
+            Ok::<_, rdkafka::error::KafkaError>(total)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("{what}: task: {e}")))?
+        .map_err(|e| client_error(&what, &e))
     }
 
     /// Produces `raw` bytes, bypassing the record encoding, to `partition`

@@ -300,3 +300,39 @@ async fn records_of_the_previous_schema_and_junk_come_through_the_log() {
     assert!(reason.contains("fingerprint"), "{reason}");
     assert_eq!(got[2].record.as_ref().unwrap(), &LogRecord::Delivery(delivery));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_counts_what_a_group_has_not_committed() {
+    let broker = Broker::start();
+    let options = test_options(&broker.bootstrap);
+    let log = KafkaLog::connect(options).await.unwrap();
+    let (topic, gw, group) = (Topic::Gateway(gateway("g")), gateway("g"), unique("grp"));
+    assert_eq!(log.backlog(&group, &topic).await.unwrap(), 0, "an empty topic");
+    let records: Vec<LogRecord> = (0..10).map(|n| keyed_record(&unique("k"), n, &gw)).collect();
+    log.append(&topic, records).await.unwrap();
+    assert_eq!(
+        log.backlog(&group, &topic).await.unwrap(),
+        10,
+        "a group that never committed is behind by everything"
+    );
+    assert_eq!(log.backlog(&unique("other"), &topic).await.unwrap(), 10);
+
+    let mut consumer = log.subscribe(&group, &topic).await.unwrap();
+    assigned(consumer.as_mut()).await;
+    let mut left = 10u64;
+    while left > 0 {
+        let Polled::Records { partition, records } = poll(consumer.as_mut()).await else {
+            continue;
+        };
+        let next = records.last().unwrap().offset + 1;
+        consumer.commit(partition, next).await.unwrap();
+        left -= records.len() as u64;
+        assert_eq!(
+            log.backlog(&group, &topic).await.unwrap(),
+            left,
+            "after committing {partition}"
+        );
+    }
+    // Another group's commits do not count for this one.
+    assert_eq!(log.backlog(&unique("other"), &topic).await.unwrap(), 10);
+}
