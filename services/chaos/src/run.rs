@@ -188,6 +188,9 @@ async fn inject_faults(
         if step.faults.len() > 1 {
             tally.mixed();
         }
+        // One line per step, so a run that goes wrong shows what hit it last.
+        let labels: Vec<String> = step.faults.iter().map(|f| f.label()).collect();
+        tracing::info!(at_secs = started.elapsed().as_secs(), faults = %labels.join(" + "), "fault step");
         for fault in &step.faults {
             tally.injected(*fault);
             match fault {
