@@ -135,13 +135,11 @@ async fn quiesce(
     while Instant::now() < deadline {
         match is_drained().await {
             Ok(true) => {}
-            Ok(false) => {
-                why = "the system still had a backlog".into();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            Err(e) => {
-                why = format!("the drained check failed: {e}");
+            not_yet => {
+                why = match not_yet {
+                    Err(e) => format!("the drained check failed: {e}"),
+                    _ => "the system still had a backlog".into(),
+                };
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }

@@ -33,6 +33,13 @@ struct Subscribed {
     member: Member,
 }
 
+/// One partition's watermarks, and a group's committed offset in it.
+struct PartitionOffsets {
+    low: i64,
+    high: i64,
+    committed: Option<i64>,
+}
+
 /// The Kafka [`Log`]. Cheap to clone.
 #[derive(Clone)]
 pub struct KafkaLog {
@@ -97,37 +104,14 @@ impl KafkaLog {
     /// its last batch's base offset + 1: there the count is low, and 0 once
     /// the group has committed into the last batch of every partition.)
     pub async fn backlog(&self, group: &str, topic: &Topic) -> Result<u64> {
-        use rdkafka::consumer::{BaseConsumer, Consumer as _};
-        use rdkafka::{Offset, TopicPartitionList};
-        let inner = &self.inner;
-        inner.admin.ensure(topic).await?;
-        let name = inner.options.topic_name(topic);
-        let partitions = inner.options.partitions(topic);
-        // Not subscribed: asking for committed offsets does not join the group.
-        let config = inner.options.consumer_config(group);
-        let timeout = inner.options.message_timeout.min(Duration::from_secs(10));
-        let what = format!("backlog of {group} on {name}");
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..partitions {
-                tpl.add_partition(&name, p as i32);
-            }
-            let committed = consumer.committed_offsets(tpl, timeout)?;
-            let mut behind = 0u64;
-            for p in 0..partitions {
-                let (low, high) = consumer.fetch_watermarks(&name, p as i32, timeout)?;
-                let at = match committed.find_partition(&name, p as i32).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => low,
-                };
-                behind += u64::try_from(high.saturating_sub(at.max(low))).unwrap_or(0);
-            }
-            Ok::<_, rdkafka::error::KafkaError>(behind)
-        })
-        .await
-        .map_err(|e| Error::Unavailable(format!("{what}: task: {e}")))?
-        .map_err(|e| client_error(&what, &e))
+        let offsets = self.offsets(topic, Some(group)).await?;
+        Ok(offsets
+            .iter()
+            .map(|o| {
+                let at = o.committed.unwrap_or(o.low).max(o.low);
+                u64::try_from(o.high.saturating_sub(at)).unwrap_or(0)
+            })
+            .sum())
     }
 
     /// The groups in which a consumer subscribed through this log has not
@@ -154,22 +138,53 @@ impl KafkaLog {
     /// high watermarks, summed; low on tansu, see [`KafkaLog::backlog`]):
     /// 0 for a topic nothing was written to.
     pub async fn appended(&self, topic: &Topic) -> Result<u64> {
+        let offsets = self.offsets(topic, None).await?;
+        Ok(offsets.iter().map(|o| u64::try_from(o.high).unwrap_or(0)).sum())
+    }
+
+    /// Every partition's watermarks of `topic` and, with a `group`, the
+    /// group's committed offset. Does not join the group.
+    async fn offsets(&self, topic: &Topic, group: Option<&str>) -> Result<Vec<PartitionOffsets>> {
         use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        use rdkafka::{Offset, TopicPartitionList};
         let inner = &self.inner;
         inner.admin.ensure(topic).await?;
         let name = inner.options.topic_name(topic);
-        let partitions = inner.options.partitions(topic);
-        let config = inner.options.admin_config();
+        let partitions = inner.options.partitions(topic) as i32;
+        let config = match group {
+            Some(g) => inner.options.consumer_config(g),
+            None => inner.options.admin_config(),
+        };
         let timeout = inner.options.message_timeout.min(Duration::from_secs(10));
-        let what = format!("end offsets of {name}");
+        let what = match group {
+            Some(g) => format!("offsets of {g} on {name}"),
+            None => format!("end offsets of {name}"),
+        };
+        let with_group = group.is_some();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = config.create()?;
-            let mut total = 0u64;
-            for p in 0..partitions {
-                let (_, high) = consumer.fetch_watermarks(&name, p as i32, timeout)?;
-                total += u64::try_from(high).unwrap_or(0);
-            }
-            Ok::<_, rdkafka::error::KafkaError>(total)
+            let committed = if with_group {
+                let mut tpl = TopicPartitionList::new();
+                for p in 0..partitions {
+                    tpl.add_partition(&name, p);
+                }
+                Some(consumer.committed_offsets(tpl, timeout)?)
+            } else {
+                None
+            };
+            (0..partitions)
+                .map(|p| {
+                    let (low, high) = consumer.fetch_watermarks(&name, p, timeout)?;
+                    let committed = committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(&name, p))
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                    Ok(PartitionOffsets { low, high, committed })
+                })
+                .collect::<std::result::Result<Vec<_>, rdkafka::error::KafkaError>>()
         })
         .await
         .map_err(|e| Error::Unavailable(format!("{what}: task: {e}")))?
