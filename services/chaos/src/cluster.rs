@@ -17,6 +17,8 @@ use seqline_core::failpoint::{self, names};
 use seqline_core::ports::{Log, Presence, Store};
 use seqline_core::records::Topic;
 use seqline_core::GatewayId;
+use seqline_telemetry::metrics::Counter;
+use seqline_telemetry::Metrics;
 use seqline_testkit::servers::{self, ServerProcess};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -104,6 +106,8 @@ pub struct Cluster {
     /// that never carried a record (see [`Cluster::settle`]); later steps
     /// do not wait for them.
     wedged: BTreeSet<String>,
+    /// The fence counter when the cluster started.
+    fences_at_start: u64,
 }
 
 /// The topic a role's consumer group reads (the roles run with their
@@ -133,9 +137,29 @@ const SETTLE_HARD: Duration = Duration::from_secs(180);
 /// Instances of each role.
 const INSTANCES: usize = 2;
 
+/// F9: how long past the max poll interval plus a session timeout a
+/// stalled sequencer is held. Its consumer stops polling 5 s after the
+/// worker stopped reading and leaves the group a max poll interval later;
+/// the other instance learns of the rebalance at its next heartbeat (a
+/// third of the session timeout), rejoins, takes the partitions over and
+/// stores the held commands.
+const F9_TAKEOVER: Duration = Duration::from_secs(5);
+
+/// The consumers' session timeout: longer than the longest broker stop
+/// (F8 holds the broker 8-13 s, past the 6 s producer timeout) plus a
+/// heartbeat interval (a third of this). A broker stopped past the session
+/// timeout expires every member of every group at once on resume, and
+/// tansu 0.6's coordinator then keeps the expired leader's id for the
+/// next generation: no live member is leader, none ever gets an
+/// assignment, and the group stays wedged for good (Apache Kafka elects a
+/// new leader). The wedges of the long runs of 2026-12-07 each followed such
+/// an outage; see docs/chaos.md.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Tuning of the broker clients for long runs, read from the environment
 /// (`CHAOS_KAFKA_PARTITIONS`, `CHAOS_KAFKA_GW_PARTITIONS`,
-/// `CHAOS_KAFKA_LINGER_MS`, `CHAOS_KAFKA_FETCH_WAIT_MS`): tansu's in-memory
+/// `CHAOS_KAFKA_LINGER_MS`, `CHAOS_KAFKA_FETCH_WAIT_MS`,
+/// `CHAOS_KAFKA_SESSION_TIMEOUT_MS`): tansu's in-memory
 /// engine reads a partition by walking its batches, so a run of an hour goes
 /// further with fewer, larger batches (see docs/chaos.md).
 fn env_u32(name: &str) -> Option<u32> {
@@ -160,6 +184,7 @@ impl Cluster {
             .context("redis port")?;
         let parts = env_u32("CHAOS_KAFKA_PARTITIONS").unwrap_or(4);
         let gw_parts = env_u32("CHAOS_KAFKA_GW_PARTITIONS").unwrap_or(1);
+        let session_timeout = env_millis("CHAOS_KAFKA_SESSION_TIMEOUT_MS").unwrap_or(SESSION_TIMEOUT);
         let kafka = seqline_kafka::KafkaOptions {
             bootstrap: broker.addr.clone(),
             topic_prefix: format!("chaos{run}."),
@@ -169,7 +194,10 @@ impl Cluster {
             conv_events: (parts / 2).max(1),
             gateway: gw_parts,
             replication_factor: 1,
-            session_timeout: Duration::from_secs(6),
+            session_timeout,
+            // A stalled worker's consumer leaves its group this long after
+            // it stopped polling (F9 gets a takeover).
+            max_poll_interval: session_timeout,
             message_timeout: Duration::from_secs(6),
             linger: env_millis("CHAOS_KAFKA_LINGER_MS").unwrap_or(Duration::from_millis(5)),
             fetch_wait: env_millis("CHAOS_KAFKA_FETCH_WAIT_MS").unwrap_or(Duration::from_millis(20)),
@@ -196,6 +224,7 @@ impl Cluster {
             roles: Vec::new(),
             starts: 0,
             wedged: BTreeSet::new(),
+            fences_at_start: Metrics::global().counter(Counter::FenceRefusals),
         };
         for kind in [Kind::Persister, Kind::Fanout, Kind::Gateway] {
             for slot in 0..INSTANCES {
@@ -211,12 +240,13 @@ impl Cluster {
         format!(
             "tansu {} and redis-server {} (processes); {INSTANCES} gateways, {INSTANCES} persisters, \
              {INSTANCES} fanouts (one runtime each, shared embedded store); partitions {} (gw.* {}), \
-             session timeout {:?}, linger {:?}, fetch wait {:?}",
+             session timeout {:?}, max poll interval {:?}, linger {:?}, fetch wait {:?}",
             self.broker.addr,
             self.redis.addr,
             self.kafka.inbound,
             self.kafka.gateway,
             self.kafka.session_timeout,
+            self.kafka.max_poll_interval,
             self.kafka.linger,
             self.kafka.fetch_wait
         )
@@ -512,8 +542,15 @@ impl Cluster {
                     .await
                     .is_ok()
                 {
-                    // Past the session timeout: the other persister takes over.
-                    tokio::time::sleep(self.kafka.session_timeout + step.hold).await;
+                    // The held worker stops reading its records, so its
+                    // consumer stops polling and leaves the group; the other
+                    // persister takes the partitions over and stores the held
+                    // commands. The held batch's write then comes from a
+                    // stale owner and must be refused.
+                    tokio::time::sleep(
+                        self.kafka.max_poll_interval + self.kafka.session_timeout + F9_TAKEOVER + step.hold,
+                    )
+                    .await;
                 } else {
                     tally.point_missed(names::SEQUENCER_BEFORE_STORE);
                 }
@@ -594,6 +631,12 @@ impl Cluster {
             .into_iter()
             .map(|(p, n)| (p.to_string(), n))
             .collect()
+    }
+
+    /// Stale writes the store refused since the cluster started (the roles
+    /// run in this process, so the counter is this process's).
+    pub fn fence_refusals(&self) -> u64 {
+        Metrics::global().counter(Counter::FenceRefusals) - self.fences_at_start
     }
 
     /// Stops every role (drain), then the servers.

@@ -36,6 +36,9 @@ pub struct Tally {
     /// assignment on a topic that never carried a record (tansu; later
     /// steps did not wait for them).
     pub wedged_groups: Vec<String>,
+    /// Kafka mode: writes of stale owners the store refused (the fence of
+    /// F9: a stalled sequencer writing after the other took over).
+    pub fence_refusals: Option<u64>,
 }
 
 impl Tally {
@@ -178,6 +181,9 @@ impl fmt::Display for ChaosReport {
             "  acks sent while the broker was out (F8): {}",
             self.tally.acks_during_outage
         )?;
+        if let Some(n) = self.tally.fence_refusals {
+            writeln!(f, "  stale writes the store refused (F9 fencing): {n}")?;
+        }
         if !self.tally.wedged_groups.is_empty() {
             writeln!(
                 f,

@@ -10,6 +10,8 @@ use crate::schedule::{Fault, Schedule, Step};
 use anyhow::{bail, Context, Result};
 use seqline_loadgen::{DrainCheck, Mode, RunOptions, Workload};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which system is under test.
@@ -125,6 +127,7 @@ fn workloads(o: &ChaosOptions, url: &str, http: &str, drained: Option<DrainCheck
         r.history = Some(o.dir.join(history));
         r.seed = seed;
         r.drained = drained.clone();
+        r.set_up = Some(Arc::new(AtomicBool::new(false)));
         r
     };
     let w1 = base(
@@ -156,17 +159,20 @@ async fn inject_faults(
     o: &ChaosOptions,
     system: &mut System,
     proxy: &FaultProxy,
-    loads_done: &std::sync::atomic::AtomicBool,
+    loads_done: &AtomicBool,
+    set_up: &[Arc<AtomicBool>],
     until: Instant,
 ) -> Result<(Tally, f64)> {
-    // Faults start once traffic flows (the workloads' setup is not the test).
+    // Faults start once both workloads are set up and traffic flows (the
+    // setup is not the test: a fault then fails it before any guarantee
+    // is at stake).
     let warm = Instant::now() + Duration::from_secs(120);
-    while system.acks().await < 200 {
-        if loads_done.load(std::sync::atomic::Ordering::Acquire) {
-            bail!("the workloads ended before 200 messages were acknowledged");
+    while system.acks().await < 200 || !set_up.iter().all(|f| f.load(Ordering::Acquire)) {
+        if loads_done.load(Ordering::Acquire) {
+            bail!("the workloads ended before they were set up and 200 messages were acknowledged");
         }
         if Instant::now() > warm {
-            bail!("fewer than 200 messages acknowledged after 120 s: the workloads could not start");
+            bail!("the workloads were not set up with 200 messages acknowledged after 120 s: they could not start");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -257,18 +263,19 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
         System::Kafka(c) => Some(c.drain_check()),
     };
     let [w1, w2] = workloads(&o, &url, &http, drained);
-    let loads_done = std::sync::atomic::AtomicBool::new(false);
+    let set_up: Vec<Arc<AtomicBool>> = [&w1, &w2].iter().filter_map(|w| w.set_up.clone()).collect();
+    let loads_done = AtomicBool::new(false);
     // The workloads and the faults run side by side on this task (the
     // workloads spawn a task per device of their own).
     let loads = async {
         let out = tokio::join!(seqline_loadgen::run(w1), seqline_loadgen::run(w2));
-        loads_done.store(true, std::sync::atomic::Ordering::Release);
+        loads_done.store(true, Ordering::Release);
         out
     };
     // The send phase ends `duration` after the workloads start; the faults
     // end with it, so the heal comes before the final reads.
     let until = Instant::now() + o.duration;
-    let chaos = inject_faults(&o, &mut system, &proxy, &loads_done, until);
+    let chaos = inject_faults(&o, &mut system, &proxy, &loads_done, &set_up, until);
     let ((w1, w2), chaos) = tokio::join!(loads, chaos);
     let w1 = w1.context("W1 run")?;
     let w2 = w2.context("W2 run")?;
@@ -285,6 +292,7 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
         System::Kafka(c) => {
             tally.add_hits(&c.failpoint_hits());
             tally.wedged_groups = c.wedged_groups();
+            tally.fence_refusals = Some(c.fence_refusals());
         }
     }
     let topology = system.describe();

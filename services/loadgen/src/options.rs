@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,6 +129,10 @@ pub struct RunOptions {
     /// is behind.) Without it, the final reads wait only for every device's
     /// head to stay still for [`QUIET`].
     pub drained: Option<DrainCheck>,
+    /// Set once the setup is done (every conversation created, every
+    /// device connected) and the send phase begins, for a caller that
+    /// must not disturb the setup (the chaos runner's faults).
+    pub set_up: Option<Arc<AtomicBool>>,
 }
 
 /// How long every device's head must stay the same before the final reads.
@@ -176,6 +181,7 @@ impl RunOptions {
             churn: None,
             run_id: None,
             drained: None,
+            set_up: None,
         }
     }
 }

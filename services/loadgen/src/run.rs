@@ -47,6 +47,9 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
     let setup_deadline = Instant::now() + opts.settle_timeout.max(Duration::from_secs(30));
     setup::create_conversations(&opts.http, &tokens, &plan, setup_deadline).await?;
     let mut live = setup::connect_all(&opts.url, &tokens, &stats, &plan, setup_deadline).await?;
+    if let Some(flag) = &opts.set_up {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+    }
 
     let (stop_churn, churn_stopped) = tokio::sync::watch::channel(false);
     let mut churn = match opts.churn {

@@ -2,7 +2,7 @@
 //!
 //! | port | URL |
 //! |---|---|
-//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&session_timeout=10s]` |
+//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&session_timeout=10s&max_poll_interval=300s]` |
 //! | store | `embedded://DIR`, `scylla://HOST:PORT[,…][/KEYSPACE][?rf=3]` |
 //! | presence | `memory://`, `redis://HOST:PORT[/DB][?prefix=seqline]` |
 //!
@@ -65,8 +65,12 @@ fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline
             "session_timeout" => o.session_timeout = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?,
             "client_id" => o.client_id = v.to_string(),
             "fetch_wait" => o.fetch_wait = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?,
+            "max_poll_interval" => {
+                o.max_poll_interval = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?;
+            }
             other => bail!(
-                "unknown kafka:// parameter {other:?} (prefix, replication, partitions, session_timeout, fetch_wait, client_id)"
+                "unknown kafka:// parameter {other:?} (prefix, replication, partitions, session_timeout, \
+                 max_poll_interval, fetch_wait, client_id)"
             ),
         }
     }
@@ -166,6 +170,9 @@ mod tests {
         let o = kafka_options(hosts, &params).unwrap();
         assert_eq!((o.topic_prefix.as_str(), o.inbound, o.user_events), ("x.", 4, 4));
         assert!(kafka_options("a:1", &[("bogus", "1")]).is_err());
+        let o = kafka_options("a:1", &[("session_timeout", "30s"), ("max_poll_interval", "60s")]).unwrap();
+        assert_eq!(o.max_poll_interval, std::time::Duration::from_secs(60));
+        assert!(o.validate().is_ok());
         assert!(split_url("embedded://./data", "kafka").is_none());
         assert_eq!(split_url("embedded://./data", "embedded").unwrap().0, "./data");
     }

@@ -34,6 +34,11 @@ pub struct KafkaOptions {
     /// A consumer that sends no heartbeat for this long loses its partitions.
     /// Low values make takeovers and the first assignment fast.
     pub session_timeout: Duration,
+    /// A consumer whose thread has not polled for this long (its worker
+    /// is stuck and the record channel full) leaves its group, so another
+    /// member takes its partitions over (`max.poll.interval.ms`). At least
+    /// the session timeout.
+    pub max_poll_interval: Duration,
     /// An append fails if a record is not acknowledged within this time.
     pub message_timeout: Duration,
     /// How long the producer waits to fill a batch.
@@ -64,6 +69,7 @@ impl Default for KafkaOptions {
             dead_letter: 1,
             replication_factor: 3,
             session_timeout: Duration::from_secs(10),
+            max_poll_interval: Duration::from_secs(300),
             message_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(5),
             consumer_buffer: 4096,
@@ -96,6 +102,7 @@ impl fmt::Debug for KafkaOptions {
             .field("dead_letter", &self.dead_letter)
             .field("replication_factor", &self.replication_factor)
             .field("session_timeout", &self.session_timeout)
+            .field("max_poll_interval", &self.max_poll_interval)
             .field("message_timeout", &self.message_timeout)
             .field("linger", &self.linger)
             .field("consumer_buffer", &self.consumer_buffer)
@@ -143,6 +150,11 @@ impl KafkaOptions {
         }
         if self.session_timeout < Duration::from_secs(1) {
             return Err(Error::Config("session timeout must be at least 1s".into()));
+        }
+        if self.max_poll_interval < self.session_timeout {
+            return Err(Error::Config(
+                "max poll interval must be at least the session timeout".into(),
+            ));
         }
         Ok(())
     }
@@ -196,6 +208,7 @@ impl KafkaOptions {
             .set("partition.assignment.strategy", "range,roundrobin")
             .set("session.timeout.ms", millis(self.session_timeout))
             .set("heartbeat.interval.ms", millis(heartbeat))
+            .set("max.poll.interval.ms", millis(self.max_poll_interval))
             .set("fetch.wait.max.ms", millis(self.fetch_wait));
         self.finish(config)
     }
@@ -290,5 +303,21 @@ mod tests {
             linger: Duration::from_secs(60),
             ..Default::default()
         }));
+        assert!(bad(KafkaOptions {
+            session_timeout: Duration::from_secs(30),
+            max_poll_interval: Duration::from_secs(20),
+            ..Default::default()
+        }));
+    }
+
+    #[test]
+    fn a_consumer_that_stops_polling_leaves_after_the_max_poll_interval() {
+        let options = KafkaOptions {
+            max_poll_interval: Duration::from_secs(45),
+            ..Default::default()
+        };
+        let config = options.consumer_config("g");
+        assert_eq!(config.get("max.poll.interval.ms"), Some("45000"));
+        assert_eq!(config.get("session.timeout.ms"), Some("10000"));
     }
 }

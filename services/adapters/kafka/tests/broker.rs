@@ -256,6 +256,69 @@ async fn a_rebalance_between_processes_revokes_and_fences_commits() {
     }
 }
 
+/// A worker that stops reading (stuck in a batch) must not hold its
+/// partitions for good: its consumer stops polling, leaves the group once
+/// the max poll interval has passed, and the other member takes every
+/// partition. Once the stuck worker reads again it is told of the
+/// revocation first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_worker_stops_reading_loses_its_partitions() {
+    let broker = Broker::start();
+    let options = KafkaOptions {
+        max_poll_interval: Duration::from_secs(6),
+        ..test_options(&broker.bootstrap)
+    };
+    let (first, second) = (
+        KafkaLog::connect(options.clone()).await.unwrap(),
+        KafkaLog::connect(options.clone()).await.unwrap(),
+    );
+    let (topic, group) = (Topic::Gateway(gateway("g")), unique("grp"));
+    let mut a = first.subscribe(&group, &topic).await.unwrap();
+    assert_eq!(assigned(a.as_mut()).await.len(), 4);
+    let mut b = second.subscribe(&group, &topic).await.unwrap();
+    let b_task = tokio::spawn(async move {
+        let parts = assigned(b.as_mut()).await;
+        (b, parts)
+    });
+    loop {
+        if let Polled::Revoked(_) = poll(a.as_mut()).await {
+            break;
+        }
+    }
+    let mine = assigned(a.as_mut()).await;
+    let (mut b, theirs) = b_task.await.unwrap();
+    assert_eq!(mine.len() + theirs.len(), 4, "shared out: {mine:?} + {theirs:?}");
+    assert!(!mine.is_empty(), "the stuck member must hold something: {mine:?}");
+
+    // `a` stops reading. `b` ends up with every partition.
+    let stuck = Instant::now();
+    let deadline = Duration::from_secs(90);
+    loop {
+        let polled = tokio::time::timeout(deadline.saturating_sub(stuck.elapsed()), b.poll(100))
+            .await
+            .expect("the stuck member kept its partitions")
+            .unwrap();
+        if let Polled::Assigned(p) = polled {
+            if p.len() == 4 {
+                break;
+            }
+        }
+    }
+    eprintln!("taken over {:?} after the worker stopped reading", stuck.elapsed());
+
+    // Reading again, `a` first learns that it lost its partitions.
+    loop {
+        match poll(a.as_mut()).await {
+            Polled::Revoked(p) => {
+                assert_eq!(p, mine, "the stuck member's partitions are revoked");
+                break;
+            }
+            Polled::Records { .. } => {}
+            Polled::Assigned(p) => panic!("assigned {p:?} before the revocation"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_the_previous_schema_and_junk_come_through_the_log() {
     let broker = Broker::start();

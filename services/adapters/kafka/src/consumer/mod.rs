@@ -7,6 +7,11 @@
 //! fetches them again from the committed offset), and a commit after it
 //! fails with [`Error::Fenced`] until the next assignment is polled.
 //!
+//! The thread stops polling librdkafka while the handle has not read for
+//! [`thread::UNREAD`] (its worker is stuck), so a worker stuck for longer
+//! than the max poll interval loses its partitions to the other members,
+//! as in any Kafka consumer whose application stops calling poll.
+//!
 //! Within one [`crate::KafkaLog`], subscribing again to a group and topic
 //! takes over: the older member is revoked, leaves the group, and then
 //! fails every call, as on the embedded log.
@@ -25,6 +30,7 @@ use seqline_core::{Error, Result};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use thread::GroupContext;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -49,14 +55,66 @@ pub(crate) enum Event {
 }
 
 /// State shared by the thread and the handle.
-#[derive(Default)]
 pub(crate) struct Shared {
     epoch: AtomicU64,
     assigned: Mutex<BTreeSet<u32>>,
     closed: AtomicBool,
+    /// When the consumer was made; `read_at` counts from here.
+    born: Instant,
+    /// Milliseconds after `born` the handle last entered or left `poll`.
+    read_at: AtomicU64,
+    /// Whether the handle is waiting in `poll` now.
+    reading: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            assigned: Mutex::default(),
+            closed: AtomicBool::new(false),
+            born: Instant::now(),
+            read_at: AtomicU64::new(0),
+            reading: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Marks the handle as reading while it waits in `poll`; a `poll` that
+/// returns or is dropped stamps the time.
+struct Reading<'a>(&'a Shared);
+
+impl<'a> Reading<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        shared.stamp();
+        shared.reading.store(true, Ordering::Release);
+        Reading(shared)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.stamp();
+        self.0.reading.store(false, Ordering::Release);
+    }
 }
 
 impl Shared {
+    fn stamp(&self) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.read_at.store(now, Ordering::Release);
+    }
+
+    /// How long the handle has not been reading (zero while it waits in
+    /// `poll`): its worker is busy or stuck.
+    fn unread_for(&self) -> Duration {
+        if self.reading.load(Ordering::Acquire) {
+            return Duration::ZERO;
+        }
+        let at = Duration::from_millis(self.read_at.load(Ordering::Acquire));
+        self.born.elapsed().saturating_sub(at)
+    }
+
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
@@ -249,6 +307,8 @@ impl LogConsumer for KafkaConsumer {
         if self.gone {
             return Err(self.fenced());
         }
+        let shared = Arc::clone(&self.shared);
+        let _reading = Reading::start(&shared);
         loop {
             // The only await: a poll dropped here has taken nothing.
             let event = match self.pending.take() {

@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How long one librdkafka poll blocks; bounds how late a quit is noticed.
 const POLL: Duration = Duration::from_millis(100);
+/// After the handle has not read for this long, the thread stops polling
+/// librdkafka until it reads again: librdkafka then leaves the group once
+/// its max poll interval has passed without a poll.
+pub(super) const UNREAD: Duration = Duration::from_secs(5);
 /// How long leaving the group may take.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -104,7 +108,25 @@ impl ConsumerContext for GroupContext {
 /// Polls until told to quit (or the handle is gone), then leaves the group.
 pub(super) fn run(consumer: Arc<BaseConsumer<GroupContext>>, codec: Arc<Codec>, done: watch::Sender<bool>) {
     let context = Arc::clone(consumer.context());
+    let mut stuck = false;
     while !context.quit.is_cancelled() {
+        let unread = context.shared.unread_for();
+        if unread > UNREAD {
+            if !stuck {
+                stuck = true;
+                tracing::warn!(
+                    topic = %context.topic,
+                    unread = ?unread,
+                    "the worker stopped reading records; not polling, so the group moves its partitions \
+                     once the max poll interval has passed"
+                );
+            }
+            std::thread::sleep(POLL);
+            continue;
+        }
+        if std::mem::take(&mut stuck) {
+            tracing::info!(topic = %context.topic, "the worker reads again; polling");
+        }
         match consumer.poll(POLL) {
             None => {}
             Some(Ok(message)) => {
