@@ -137,17 +137,16 @@ const SETTLE_HARD: Duration = Duration::from_secs(180);
 /// Instances of each role.
 const INSTANCES: usize = 2;
 
-/// F9: how long past the max poll interval plus a session timeout a
-/// stalled sequencer is held. Its consumer stops polling 5 s after the
-/// worker stopped reading and leaves the group a max poll interval later;
-/// the other instance learns of the rebalance at its next heartbeat (a
-/// third of the session timeout), rejoins, takes the partitions over and
-/// stores the held commands.
-const F9_TAKEOVER: Duration = Duration::from_secs(5);
+/// F9: how long past the max poll interval a stalled sequencer is held.
+/// Its consumer stops polling 5 s after the worker stopped reading and
+/// leaves the group a max poll interval later; the other instance learns
+/// of the rebalance at its next heartbeat, rejoins, takes the partitions
+/// over and stores the held commands.
+const F9_TAKEOVER: Duration = Duration::from_secs(20);
 
 /// The consumers' session timeout: longer than the longest broker stop
 /// (F8 holds the broker 8-13 s, past the 6 s producer timeout) plus a
-/// heartbeat interval (a third of this). A broker stopped past the session
+/// heartbeat interval. A broker stopped past the session
 /// timeout expires every member of every group at once on resume, and
 /// tansu 0.6's coordinator then keeps the expired leader's id for the
 /// next generation: no live member is leader, none ever gets an
@@ -155,6 +154,10 @@ const F9_TAKEOVER: Duration = Duration::from_secs(5);
 /// new leader). The wedges of the long runs of 2026-12-07 each followed such
 /// an outage; see docs/chaos.md.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The consumers' heartbeat: each member learns of a rebalance at its next
+/// one, so a long session timeout need not make rebalances slow.
+const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Tuning of the broker clients for long runs, read from the environment
 /// (`CHAOS_KAFKA_PARTITIONS`, `CHAOS_KAFKA_GW_PARTITIONS`,
@@ -195,6 +198,9 @@ impl Cluster {
             gateway: gw_parts,
             replication_factor: 1,
             session_timeout,
+            // Rebalances are noticed at the next heartbeat: keep them quick
+            // although the session timeout is long.
+            heartbeat: Some(HEARTBEAT),
             // A stalled worker's consumer leaves its group this long after
             // it stopped polling (F9 gets a takeover).
             max_poll_interval: session_timeout,
@@ -240,12 +246,13 @@ impl Cluster {
         format!(
             "tansu {} and redis-server {} (processes); {INSTANCES} gateways, {INSTANCES} persisters, \
              {INSTANCES} fanouts (one runtime each, shared embedded store); partitions {} (gw.* {}), \
-             session timeout {:?}, max poll interval {:?}, linger {:?}, fetch wait {:?}",
+             session timeout {:?}, heartbeat {:?}, max poll interval {:?}, linger {:?}, fetch wait {:?}",
             self.broker.addr,
             self.redis.addr,
             self.kafka.inbound,
             self.kafka.gateway,
             self.kafka.session_timeout,
+            self.kafka.heartbeat.unwrap_or(self.kafka.session_timeout / 3),
             self.kafka.max_poll_interval,
             self.kafka.linger,
             self.kafka.fetch_wait
@@ -547,10 +554,7 @@ impl Cluster {
                     // persister takes the partitions over and stores the held
                     // commands. The held batch's write then comes from a
                     // stale owner and must be refused.
-                    tokio::time::sleep(
-                        self.kafka.max_poll_interval + self.kafka.session_timeout + F9_TAKEOVER + step.hold,
-                    )
-                    .await;
+                    tokio::time::sleep(self.kafka.max_poll_interval + F9_TAKEOVER + step.hold).await;
                 } else {
                     tally.point_missed(names::SEQUENCER_BEFORE_STORE);
                 }

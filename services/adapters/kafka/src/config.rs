@@ -34,6 +34,9 @@ pub struct KafkaOptions {
     /// A consumer that sends no heartbeat for this long loses its partitions.
     /// Low values make takeovers and the first assignment fast.
     pub session_timeout: Duration,
+    /// How often a consumer heartbeats, which is also how soon it learns of
+    /// a rebalance; a third of the session timeout when `None`.
+    pub heartbeat: Option<Duration>,
     /// A consumer whose thread has not polled for this long (its worker
     /// is stuck and the record channel full) leaves its group, so another
     /// member takes its partitions over (`max.poll.interval.ms`). At least
@@ -69,6 +72,7 @@ impl Default for KafkaOptions {
             dead_letter: 1,
             replication_factor: 3,
             session_timeout: Duration::from_secs(10),
+            heartbeat: None,
             max_poll_interval: Duration::from_secs(300),
             message_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(5),
@@ -102,6 +106,7 @@ impl fmt::Debug for KafkaOptions {
             .field("dead_letter", &self.dead_letter)
             .field("replication_factor", &self.replication_factor)
             .field("session_timeout", &self.session_timeout)
+            .field("heartbeat", &self.heartbeat)
             .field("max_poll_interval", &self.max_poll_interval)
             .field("message_timeout", &self.message_timeout)
             .field("linger", &self.linger)
@@ -151,6 +156,11 @@ impl KafkaOptions {
         if self.session_timeout < Duration::from_secs(1) {
             return Err(Error::Config("session timeout must be at least 1s".into()));
         }
+        if self.heartbeat.is_some_and(|h| h >= self.session_timeout) {
+            return Err(Error::Config(
+                "heartbeat must be shorter than the session timeout".into(),
+            ));
+        }
         if self.max_poll_interval < self.session_timeout {
             return Err(Error::Config(
                 "max poll interval must be at least the session timeout".into(),
@@ -198,7 +208,10 @@ impl KafkaOptions {
     /// eager rebalancing (every revocation revokes the whole assignment).
     pub(crate) fn consumer_config(&self, group: &str) -> ClientConfig {
         let mut config = self.base();
-        let heartbeat = (self.session_timeout / 3).max(Duration::from_millis(100));
+        let heartbeat = self
+            .heartbeat
+            .unwrap_or(self.session_timeout / 3)
+            .max(Duration::from_millis(100));
         config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -319,5 +332,17 @@ mod tests {
         let config = options.consumer_config("g");
         assert_eq!(config.get("max.poll.interval.ms"), Some("45000"));
         assert_eq!(config.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(config.get("heartbeat.interval.ms"), Some("3333"));
+        let fast = KafkaOptions {
+            heartbeat: Some(Duration::from_secs(1)),
+            ..options
+        };
+        assert_eq!(fast.consumer_config("g").get("heartbeat.interval.ms"), Some("1000"));
+        assert!(KafkaOptions {
+            heartbeat: Some(Duration::from_secs(10)),
+            ..fast
+        }
+        .validate()
+        .is_err());
     }
 }
