@@ -508,6 +508,21 @@ impl Cluster {
 
     /// Injects one fault of Kafka mode and heals it.
     pub async fn inject(&mut self, fault: Fault, step: &Step, tally: &mut Tally) -> Result<()> {
+        let kills = matches!(
+            fault,
+            Fault::KillGateway
+                | Fault::KillPersister
+                | Fault::KillFanout
+                | Fault::KillRoleAt(_)
+                | Fault::RollingRestart
+        );
+        if kills {
+            // As an orchestrator stops an instance only once the last
+            // change has settled: a member (the group's leader) leaving
+            // tansu's coordinator mid-rebalance wedges the group for good,
+            // and F8 and F9 leave rebalances behind them.
+            self.settle().await;
+        }
         match fault {
             Fault::KillGateway => {
                 let i = self.pick(Kind::Gateway, step.pick);
