@@ -34,14 +34,18 @@ fn options(topology: Topology, tag: &str, seed: u64, secs: u64) -> ChaosOptions 
     }
 }
 
-fn assert_clean(report: &ChaosReport) {
+fn assert_clean(report: &ChaosReport, min_faults: u64) {
     eprintln!("{report}");
     for id in CheckId::ALL {
         assert_eq!(report.count(id), 0, "{id} found anomalies:\n{report}");
     }
     assert!(report.passed(), "the chaos run failed:\n{report}");
     assert!(report.acked() > 300, "too little traffic was acked: {}", report.acked());
-    assert!(report.tally.total >= 5, "too few faults: {}", report.tally.total);
+    assert!(
+        report.tally.total >= min_faults,
+        "too few faults: {}",
+        report.tally.total
+    );
     assert!(
         report.tally.by_id.len() >= 3,
         "too few kinds of faults: {:?}",
@@ -56,7 +60,7 @@ async fn embedded_mode_survives_a_seeded_fault_schedule() {
     let report = seqline_chaos::run(options(Topology::Embedded, "chaos-embedded", 42, 25))
         .await
         .unwrap();
-    assert_clean(&report);
+    assert_clean(&report, 5);
     // Every failure point was passed by traffic in some process lifetime.
     for point in seqline_core::failpoint::ALL {
         assert!(
@@ -68,12 +72,15 @@ async fn embedded_mode_survives_a_seeded_fault_schedule() {
 }
 
 /// Kafka mode: tansu and redis-server as processes, two instances of each
-/// role, the same seeded schedule of faults (see docs/chaos.md).
+/// role, the same seeded schedule of faults (see docs/chaos.md). A role is
+/// killed only once the consumer groups have settled, so a step that kills
+/// takes 10-20 s here and F9 holds a sequencer for about a minute: the run
+/// is longer and asks for fewer faults (the long runs count them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_mode_survives_a_seeded_fault_schedule() {
-    let report = seqline_chaos::run(options(Topology::Kafka, "chaos-kafka", 43, 30))
+    let report = seqline_chaos::run(options(Topology::Kafka, "chaos-kafka", 43, 60))
         .await
         .unwrap();
-    assert_clean(&report);
+    assert_clean(&report, 3);
     assert_eq!(report.tally.acks_during_outage, 0);
 }
