@@ -206,6 +206,27 @@ async fn conv_events_get_their_own_partition_count_and_new_records_travel() {
     }
 }
 
+/// A member of `group` on `second` joins while `a` holds the partitions:
+/// returns what `a` had revoked, and the new member with its assignment
+/// (it waits for that on a task of its own).
+async fn second_member_joins(
+    a: &mut dyn LogConsumer,
+    second: &KafkaLog,
+    group: &str,
+    topic: &Topic,
+) -> (Vec<u32>, tokio::task::JoinHandle<(Box<dyn LogConsumer>, Vec<u32>)>) {
+    let mut b = second.subscribe(group, topic).await.unwrap();
+    let b_task = tokio::spawn(async move {
+        let parts = assigned(b.as_mut()).await;
+        (b, parts)
+    });
+    loop {
+        if let Polled::Revoked(p) = poll(a).await {
+            return (p, b_task);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_between_processes_revokes_and_fences_commits() {
     let broker = Broker::start();
@@ -224,17 +245,8 @@ async fn a_rebalance_between_processes_revokes_and_fences_commits() {
         panic!("expected the record")
     };
 
-    let mut b = second.subscribe(&group, &topic).await.unwrap();
-    let b_task = tokio::spawn(async move {
-        let parts = assigned(b.as_mut()).await;
-        (b, parts)
-    });
-    loop {
-        if let Polled::Revoked(p) = poll(a.as_mut()).await {
-            assert_eq!(p.len(), 4, "eager rebalancing revokes everything");
-            break;
-        }
-    }
+    let (revoked, b_task) = second_member_joins(a.as_mut(), &second, &group, &topic).await;
+    assert_eq!(revoked.len(), 4, "eager rebalancing revokes everything");
     let e = a.commit(partition, records[0].offset + 1).await.unwrap_err();
     assert!(matches!(e, Error::Fenced(_)), "commit after revocation: {e}");
 
@@ -275,16 +287,7 @@ async fn a_member_whose_worker_stops_reading_loses_its_partitions() {
     let (topic, group) = (Topic::Gateway(gateway("g")), unique("grp"));
     let mut a = first.subscribe(&group, &topic).await.unwrap();
     assert_eq!(assigned(a.as_mut()).await.len(), 4);
-    let mut b = second.subscribe(&group, &topic).await.unwrap();
-    let b_task = tokio::spawn(async move {
-        let parts = assigned(b.as_mut()).await;
-        (b, parts)
-    });
-    loop {
-        if let Polled::Revoked(_) = poll(a.as_mut()).await {
-            break;
-        }
-    }
+    let (_, b_task) = second_member_joins(a.as_mut(), &second, &group, &topic).await;
     let mine = assigned(a.as_mut()).await;
     let (mut b, theirs) = b_task.await.unwrap();
     assert_eq!(mine.len() + theirs.len(), 4, "shared out: {mine:?} + {theirs:?}");
