@@ -30,8 +30,10 @@ pub struct ScyllaOptions {
     /// when the keyspace is created; a store configured otherwise refuses to
     /// start.
     pub bucket_size: u64,
-    /// Create the keyspace with `tablets = {'enabled': false}` (ScyllaDB
-    /// without LWT on tablets needs it; Cassandra does not know the option).
+    /// Create the keyspace with `tablets = {'enabled': false}` where the
+    /// server knows tablets (ScyllaDB versions without LWT on tablets need
+    /// it). `connect` asks the server: Cassandra and ScyllaDB before tablets
+    /// reject the option, so they never get it.
     pub disable_tablets: bool,
     /// Most statements in flight for one batch.
     pub max_in_flight: usize,

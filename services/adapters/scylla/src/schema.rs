@@ -1,7 +1,10 @@
 //! The schema of `schemas/seqline.cql`, split into statements, with the
 //! keyspace statement rebuilt from the options.
 
+use crate::error;
 use crate::options::ScyllaOptions;
+use scylla::client::session::Session;
+use seqline_core::Result;
 
 /// The schema file, compiled in.
 pub(crate) const SCHEMA: &str = include_str!("../../../../schemas/seqline.cql");
@@ -59,9 +62,33 @@ pub(crate) fn statements(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// `CREATE KEYSPACE` for `options`.
-pub(crate) fn create_keyspace(options: &ScyllaOptions) -> String {
-    let tablets = if options.disable_tablets {
+/// The columns of ScyllaDB's `system_schema.scylla_keyspaces`; no rows on
+/// Cassandra, which has no such table.
+pub(crate) const SCYLLA_KEYSPACE_COLUMNS: &str = "SELECT column_name FROM system_schema.columns \
+     WHERE keyspace_name = 'system_schema' AND table_name = 'scylla_keyspaces'";
+
+/// Whether the server knows tablets (ScyllaDB 6 and later: its keyspaces
+/// have `initial_tablets`), so `CREATE KEYSPACE` may say `tablets = …`.
+pub(crate) async fn server_knows_tablets(session: &Session) -> Result<bool> {
+    let what = "scylla keyspace columns";
+    let rows = session
+        .query_unpaged(SCYLLA_KEYSPACE_COLUMNS, ())
+        .await
+        .map_err(|e| error::execution(what, e))?
+        .into_rows_result()
+        .map_err(|e| error::rows(what, e))?;
+    let columns = rows
+        .rows::<(String,)>()
+        .map_err(|e| error::rows(what, e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| error::rows(what, e))?;
+    Ok(columns.iter().any(|(c,)| c == "initial_tablets"))
+}
+
+/// `CREATE KEYSPACE` for `options`; `tablets`: with `tablets = {'enabled':
+/// false}` (only a server that knows tablets accepts it).
+pub(crate) fn create_keyspace(options: &ScyllaOptions, tablets: bool) -> String {
+    let tablets = if tablets {
         " AND tablets = {'enabled': false}"
     } else {
         ""
@@ -104,15 +131,13 @@ mod tests {
             replication_factor: 1,
             ..Default::default()
         };
-        let ks = create_keyspace(&options);
+        let ks = create_keyspace(&options, true);
         assert!(ks.starts_with("CREATE KEYSPACE IF NOT EXISTS chat WITH replication"));
         assert!(ks.contains("'replication_factor': 1}"));
         assert!(ks.ends_with("AND tablets = {'enabled': false}"));
-        let cassandra = create_keyspace(&ScyllaOptions {
-            disable_tablets: false,
-            ..options
-        });
+        let cassandra = create_keyspace(&options, false);
         assert!(!cassandra.contains("tablets"));
+        assert!(cassandra.ends_with("'replication_factor': 1}"));
     }
 
     #[test]
@@ -139,6 +164,6 @@ mod tests {
     #[test]
     fn the_file_uses_the_default_options() {
         let file = &statements(SCHEMA)[0];
-        assert_eq!(file, &create_keyspace(&ScyllaOptions::default()));
+        assert_eq!(file, &create_keyspace(&ScyllaOptions::default(), true));
     }
 }

@@ -55,6 +55,9 @@ use seqline_core::{Error, Result};
 use statements::Statements;
 use std::sync::Arc;
 
+/// The column of an LWT's answer telling whether it was applied.
+const APPLIED: &str = "[applied]";
+
 /// The ScyllaDB [`Store`]. Cheap to clone.
 #[derive(Clone)]
 pub struct ScyllaStore {
@@ -107,7 +110,21 @@ impl ScyllaStore {
                     .map_err(|e| error::execution(&cql, e))
             }
         };
-        ddl(schema::create_keyspace(&options)).await?;
+        // `tablets = {'enabled': false}` only where the server knows tablets
+        // (ScyllaDB 6 and later): Cassandra and older ScyllaDB reject it.
+        let scylla = session
+            .get_cluster_state()
+            .get_nodes_info()
+            .iter()
+            .any(|node| node.sharder().is_some());
+        let tablets = options.disable_tablets && schema::server_knows_tablets(&session).await?;
+        tracing::info!(
+            server = if scylla { "ScyllaDB" } else { "Cassandra or another CQL server" },
+            tablets_clause = tablets,
+            keyspace = %options.keyspace,
+            "connected"
+        );
+        ddl(schema::create_keyspace(&options, tablets)).await?;
         session
             .use_keyspace(options.keyspace.as_str(), false)
             .await
@@ -220,13 +237,30 @@ impl Inner {
         Ok(out)
     }
 
-    /// Runs an LWT; whether it was applied (`[applied]`, the first column).
+    /// Runs an LWT; whether it was applied.
+    ///
+    /// The answer's columns differ by server and outcome: Cassandra answers
+    /// an applied LWT with `[applied]` alone, ScyllaDB with `[applied]` and
+    /// the row as it was; a lost one is `[applied] = false` and the current
+    /// row on both. So the row is read untyped and `[applied]` found by
+    /// name, whatever else comes with it.
     pub(crate) async fn lwt(&self, st: &PreparedStatement, values: impl SerializeRow, what: &str) -> Result<bool> {
-        let row: Option<scylla::value::Row> = self.first(st, values, what).await?;
-        match row.and_then(|r| r.columns.into_iter().next().flatten()) {
+        let rows = self
+            .exec(st, values, what)
+            .await?
+            .into_rows_result()
+            .map_err(|e| error::rows(what, e))?;
+        let Some((index, _)) = rows.column_specs().get_by_name(APPLIED) else {
+            let columns: Vec<&str> = rows.column_specs().iter().map(|c| c.name()).collect();
+            return Err(Error::Corrupt(format!(
+                "scylla {what}: LWT answered columns {columns:?}, without {APPLIED}"
+            )));
+        };
+        let row: Option<scylla::value::Row> = rows.maybe_first_row().map_err(|e| error::rows(what, e))?;
+        match row.and_then(|r| r.columns.into_iter().nth(index).flatten()) {
             Some(scylla::value::CqlValue::Boolean(applied)) => Ok(applied),
             other => Err(Error::Corrupt(format!(
-                "scylla {what}: LWT answered {other:?}, not [applied]"
+                "scylla {what}: LWT answered {APPLIED} = {other:?}"
             ))),
         }
     }
