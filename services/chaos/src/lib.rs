@@ -4,14 +4,15 @@
 //! run the checker (C1-C12, L1) over both histories.
 //!
 //! Two topologies: **embedded** (one `seqline dev` process, killed, aborted
-//! at failure points, stopped and restarted) and **kafka** (tansu and
-//! `redis-server` processes, two instances of each role). A fault proxy in
-//! front of the gateways cuts, freezes and drops acks (F10).
+//! at failure points, stopped and restarted) and **cluster** (Apache Kafka,
+//! Apache Cassandra, `redis-server` and two processes of each role, all
+//! separate OS processes that the faults signal). A fault proxy in front of
+//! the gateways cuts, freezes and drops acks (F10).
 //!
 //! # Layout
 //! - [`schedule`]: the faults by PROOF.md id and the seeded schedule.
 //! - [`embedded`]: the `seqline dev` process and its faults.
-//! - [`cluster`]: Kafka mode and its faults.
+//! - [`cluster`]: cluster mode (every part a process) and its faults.
 //! - [`proxy`]: the fault-injecting TCP/WebSocket proxy.
 //! - [`metrics`]: reading the gateways' `/metrics`.
 //! - [`report`]: faults tallied, the checker's counts, the printed table.

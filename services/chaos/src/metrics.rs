@@ -40,7 +40,7 @@ pub async fn failpoint_hits(addr: &str) -> Vec<(String, u64)> {
     parse_failpoints(&text)
 }
 
-fn parse_failpoints(text: &str) -> Vec<(String, u64)> {
+pub fn parse_failpoints(text: &str) -> Vec<(String, u64)> {
     text.lines()
         .filter_map(|l| {
             let rest = l.strip_prefix("seqline_failpoint_hits_total{point=\"")?;

@@ -26,17 +26,13 @@ pub struct Tally {
     pub points_missed: BTreeMap<String, u64>,
     /// Processes that died when no fault asked them to.
     pub unexpected_exits: Vec<String>,
-    /// Kafka mode: roles that ended on their own and were restarted.
+    /// Cluster mode: roles that ended on their own and were restarted.
     pub role_failures: Vec<String>,
     /// Broker outages during which an ack was still sent (must stay 0).
     pub acks_during_outage: u64,
     /// Failure point hits, summed over every process lifetime.
     pub failpoint_hits: BTreeMap<String, u64>,
-    /// Kafka mode: consumer groups the broker's coordinator left without an
-    /// assignment on a topic that never carried a record (tansu; later
-    /// steps did not wait for them).
-    pub wedged_groups: Vec<String>,
-    /// Kafka mode: writes of stale owners the store refused (the fence of
+    /// Cluster mode: writes of stale owners the store refused (the fence of
     /// F9: a stalled sequencer writing after the other took over).
     pub fence_refusals: Option<u64>,
 }
@@ -65,7 +61,7 @@ impl Tally {
         *self.points_missed.entry(name.into()).or_default() += 1;
     }
 
-    /// A role ended on its own and was restarted (Kafka mode: roles fail
+    /// A role ended on its own and was restarted (Cluster mode: roles fail
     /// fast, e.g. while the broker is away, and an orchestrator restarts them).
     pub fn role_failure(&mut self, what: String) {
         tracing::warn!(%what, "role ended on its own; restarted");
@@ -183,13 +179,6 @@ impl fmt::Display for ChaosReport {
         )?;
         if let Some(n) = self.tally.fence_refusals {
             writeln!(f, "  stale writes the store refused (F9 fencing): {n}")?;
-        }
-        if !self.tally.wedged_groups.is_empty() {
-            writeln!(
-                f,
-                "  idle consumer groups the broker wedged (not waited for after): {}",
-                self.tally.wedged_groups.join(", ")
-            )?;
         }
         for e in &self.tally.role_failures {
             writeln!(f, "  role ended on its own, restarted: {e}")?;

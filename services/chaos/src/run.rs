@@ -2,7 +2,7 @@
 //! W1 and W2 through the proxy, inject the seeded schedule while they send,
 //! heal, let the workloads settle and re-read, and collect the reports.
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::embedded::DevProcess;
 use crate::proxy::FaultProxy;
 use crate::report::{ChaosReport, Tally};
@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 pub enum Topology {
     /// One `seqline dev` process.
     Embedded,
-    /// tansu + redis-server + two instances of each role.
-    Kafka,
+    /// Apache Kafka, Apache Cassandra, redis-server and two processes of
+    /// each role.
+    Cluster,
 }
 
 /// Everything a run needs.
@@ -36,6 +37,9 @@ pub struct ChaosOptions {
     pub max_gap: Duration,
     /// Only these faults (default: every fault of the topology).
     pub faults: Option<Vec<Fault>>,
+    /// Inject each fault of `faults` once, in order (a test that must see
+    /// every one), instead of a seeded random mix.
+    pub each_once: bool,
     /// W1 users.
     pub users: usize,
     /// W2 groups (of `members` members, `senders` sending each).
@@ -54,7 +58,7 @@ pub struct ChaosOptions {
     pub settle: Duration,
     /// Where the histories, the data and the server log go.
     pub dir: PathBuf,
-    /// The `seqline` binary (embedded mode).
+    /// The `seqline` binary (every process of the system under test).
     pub seqline_bin: PathBuf,
     /// Token secret.
     pub secret: String,
@@ -64,21 +68,21 @@ pub struct ChaosOptions {
 
 enum System {
     Embedded(Box<DevProcess>),
-    Kafka(Box<Cluster>),
+    Cluster(Box<Cluster>),
 }
 
 impl System {
     fn backends(&self) -> Vec<String> {
         match self {
             System::Embedded(p) => vec![p.addr.clone()],
-            System::Kafka(c) => c.gateways(),
+            System::Cluster(c) => c.gateways(),
         }
     }
 
     fn describe(&self) -> String {
         match self {
             System::Embedded(p) => format!("one `seqline dev` process on {} (embedded log and store)", p.addr),
-            System::Kafka(c) => c.describe(),
+            System::Cluster(c) => c.describe(),
         }
     }
 
@@ -99,7 +103,7 @@ impl System {
                     p.restart().await?;
                 }
             }
-            System::Kafka(c) => {
+            System::Cluster(c) => {
                 for ended in c.restart_failed().await? {
                     tally.role_failure(ended);
                 }
@@ -111,7 +115,7 @@ impl System {
     async fn inject(&mut self, fault: Fault, step: &Step, tally: &mut Tally) -> Result<()> {
         match self {
             System::Embedded(p) => p.inject(fault, step, tally).await,
-            System::Kafka(c) => c.inject(fault, step, tally).await,
+            System::Cluster(c) => c.inject(fault, step, tally).await,
         }
     }
 }
@@ -178,9 +182,12 @@ async fn inject_faults(
     }
     let faults = o.faults.clone().unwrap_or_else(|| match o.topology {
         Topology::Embedded => Fault::embedded(),
-        Topology::Kafka => Fault::cluster(),
+        Topology::Cluster => Fault::cluster(),
     });
-    let mut schedule = Schedule::new(o.seed, faults, o.max_gap);
+    let mut schedule = match o.each_once {
+        true => Schedule::each_once(o.seed, faults, o.max_gap),
+        false => Schedule::new(o.seed, faults, o.max_gap),
+    };
     let mut tally = Tally::default();
     let started = Instant::now();
     let mut last_print = Instant::now();
@@ -232,7 +239,7 @@ async fn inject_faults(
     }
     // Heal: everything up; the proxy's timed faults end on their own.
     system.revive(&mut tally).await?;
-    if let System::Kafka(c) = system {
+    if let System::Cluster(c) = system {
         c.heal(&mut tally).await?;
     }
     proxy.set_backends(system.backends());
@@ -242,13 +249,17 @@ async fn inject_faults(
 /// Runs the whole thing; the report says whether every guarantee held.
 pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
-    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let mut system = match o.topology {
         Topology::Embedded => System::Embedded(Box::new(
             DevProcess::start(&o.seqline_bin, &o.dir.join("data"), &o.secret).await?,
         )),
-        Topology::Kafka => System::Kafka(Box::new(
-            Cluster::start(&o.dir.join("store"), &o.secret, &run_id).await?,
+        Topology::Cluster => System::Cluster(Box::new(
+            Cluster::start(ClusterOptions::new(
+                o.seqline_bin.clone(),
+                o.dir.join("cluster"),
+                &o.secret,
+            ))
+            .await?,
         )),
     };
     let proxy = FaultProxy::start(system.backends())
@@ -260,7 +271,7 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
     );
     let drained = match &system {
         System::Embedded(_) => None,
-        System::Kafka(c) => Some(c.drain_check()),
+        System::Cluster(c) => Some(c.drain_check()),
     };
     let [w1, w2] = workloads(&o, &url, &http, drained);
     let set_up: Vec<Arc<AtomicBool>> = [&w1, &w2].iter().filter_map(|w| w.set_up.clone()).collect();
@@ -289,10 +300,9 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
             p.bank(&hits);
             tally.add_hits(&p.banked());
         }
-        System::Kafka(c) => {
-            tally.add_hits(&c.failpoint_hits());
-            tally.wedged_groups = c.wedged_groups();
-            tally.fence_refusals = Some(c.fence_refusals());
+        System::Cluster(c) => {
+            tally.add_hits(&c.failpoint_hits().await);
+            tally.fence_refusals = Some(c.fence_refusals().await);
         }
     }
     let topology = system.describe();
@@ -300,12 +310,12 @@ pub async fn run(o: ChaosOptions) -> Result<ChaosReport> {
     proxy.shutdown();
     match system {
         System::Embedded(mut p) => p.kill().await,
-        System::Kafka(c) => c.stop().await,
+        System::Cluster(c) => c.stop().await,
     }
     Ok(ChaosReport {
         mode: match o.topology {
             Topology::Embedded => "embedded".into(),
-            Topology::Kafka => "kafka".into(),
+            Topology::Cluster => "cluster".into(),
         },
         seed: o.seed,
         topology,

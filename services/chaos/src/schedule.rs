@@ -62,11 +62,11 @@ pub enum Fault {
     TerminateProcess,
     /// Embedded: SIGSTOP the process past the clients' ping timeout, SIGCONT.
     StallProcess,
-    /// Cluster: kill one gateway (its runtime dropped at once), start a new one.
+    /// Cluster: SIGKILL one gateway process, start a new one.
     KillGateway,
     /// Cluster: kill one persister (sequencer + timeline writer).
     KillPersister,
-    /// Cluster: kill the role instance that reached `point`, held there.
+    /// Cluster: restart a role process armed to abort at `point`.
     KillRoleAt(Point),
     /// Cluster: kill one fanout, losing its queued pushes.
     KillFanout,
@@ -78,8 +78,14 @@ pub enum Fault {
     /// Cluster: SIGSTOP the broker past the producer timeout: no ack may be
     /// sent meanwhile.
     BrokerOutage,
-    /// Cluster: hold a sequencer in a batch past the consumer session timeout
-    /// so another takes over, then let it write: it must be fenced off.
+    /// Cluster: SIGKILL the broker and start it again on the same data.
+    BrokerKill,
+    /// Cluster: SIGKILL the store (Cassandra) and start it again on the
+    /// same data.
+    StoreRestart,
+    /// Cluster: a persister process stops itself (SIGSTOP) mid-batch before
+    /// its store write, stays stopped past the consumer session timeout so
+    /// the other takes over, then SIGCONT: its write must be fenced off.
     SequencerStall,
     /// Cluster: SIGKILL `redis-server` and start it again on the same port.
     RedisRestart,
@@ -104,6 +110,8 @@ impl Fault {
             Fault::TerminateProcess | Fault::RollingRestart => "F5",
             Fault::StallProcess | Fault::BrokerPause => "F7",
             Fault::BrokerOutage => "F8",
+            Fault::BrokerKill => "F6",
+            Fault::StoreRestart => "store",
             Fault::SequencerStall => "F9",
             Fault::CutConnections | Fault::HalfOpen | Fault::DropAcks => "F10",
             Fault::PoisonRecords => "F13",
@@ -125,7 +133,9 @@ impl Fault {
             Fault::RollingRestart => "rolling restart of every role".to_string(),
             Fault::BrokerPause => "SIGSTOP/SIGCONT the broker".to_string(),
             Fault::BrokerOutage => "broker stopped past the producer timeout".to_string(),
-            Fault::SequencerStall => "sequencer stalled past the session timeout".to_string(),
+            Fault::BrokerKill => "SIGKILL + restart Kafka on its data".to_string(),
+            Fault::StoreRestart => "SIGKILL + restart Cassandra on its data".to_string(),
+            Fault::SequencerStall => "persister SIGSTOPped mid-batch past the session timeout".to_string(),
             Fault::RedisRestart => "SIGKILL + restart redis-server".to_string(),
             Fault::PoisonRecords => "malformed records into the topics".to_string(),
             Fault::CutConnections => "cut every connection".to_string(),
@@ -152,7 +162,7 @@ impl Fault {
         all
     }
 
-    /// The faults of Kafka mode.
+    /// The faults of cluster mode.
     pub fn cluster() -> Vec<Fault> {
         let mut all = vec![
             Fault::KillGateway,
@@ -161,6 +171,8 @@ impl Fault {
             Fault::RollingRestart,
             Fault::BrokerPause,
             Fault::BrokerOutage,
+            Fault::BrokerKill,
+            Fault::StoreRestart,
             Fault::SequencerStall,
             Fault::RedisRestart,
             Fault::PoisonRecords,
@@ -191,6 +203,8 @@ pub struct Schedule {
     faults: Vec<Fault>,
     /// Longest quiet time between steps.
     max_gap: Duration,
+    /// Each fault once, in order, one per step (then none).
+    in_order: bool,
 }
 
 impl Schedule {
@@ -201,12 +215,35 @@ impl Schedule {
             rng: StdRng::seed_from_u64(seed ^ 0x5eed_c4a0_5f00_0001),
             faults,
             max_gap,
+            in_order: false,
+        }
+    }
+
+    /// Every fault of `faults` exactly once, in that order, one per step,
+    /// then the schedule ends (a test that must see each fault).
+    pub fn each_once(seed: u64, faults: Vec<Fault>, max_gap: Duration) -> Self {
+        Self {
+            in_order: true,
+            ..Self::new(seed, faults, max_gap)
         }
     }
 
     /// The next step. Every fourth step or so mixes two faults (F14), never
     /// two disruptive ones.
     pub fn next_step(&mut self) -> Option<Step> {
+        if self.in_order {
+            if self.faults.is_empty() {
+                return None;
+            }
+            let fault = self.faults.remove(0);
+            let gap_ms = self.rng.gen_range(0..=self.max_gap.as_millis().max(1) as u64);
+            return Some(Step {
+                gap: Duration::from_millis(gap_ms),
+                faults: vec![fault],
+                hold: Duration::from_millis(self.rng.gen_range(1_000..=6_000)),
+                pick: self.rng.gen(),
+            });
+        }
         let first = *self.faults.choose(&mut self.rng)?;
         let mut faults = vec![first];
         if self.rng.gen_bool(0.25) {
@@ -259,6 +296,15 @@ mod tests {
             }
         }
         assert!(steps(1, vec![], 3).is_empty());
+    }
+
+    #[test]
+    fn each_once_gives_every_fault_once_in_order_then_ends() {
+        let faults = vec![Fault::KillPersister, Fault::BrokerKill, Fault::StoreRestart];
+        let mut s = Schedule::each_once(3, faults.clone(), Duration::from_secs(1));
+        let got: Vec<Fault> = std::iter::from_fn(|| s.next_step()).flat_map(|s| s.faults).collect();
+        assert_eq!(got, faults);
+        assert_eq!(Fault::BrokerKill.id(), "F6");
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! A chaos run can also make a process die *at* a point: with
 //! `SEQLINE_FAILPOINTS="gateway.after_append=abort@40"` the process aborts
 //! (as abruptly as a SIGKILL: nothing is flushed or closed) on the 40th hit
-//! of that point, after printing which point it died at. [`configure`] reads
-//! that syntax; several points are separated by `;`.
+//! of that point, after printing which point it died at. With
+//! `sequencer.before_store=stop@3` the whole process stops itself (SIGSTOP)
+//! on the 3rd hit, in the middle of what it was doing, until someone sends
+//! it SIGCONT: a stalled worker across processes (fault F9). [`configure`]
+//! reads that syntax; several points are separated by `;`.
 //!
 //! Unarmed points cost one atomic load and one counter increment.
 
@@ -38,6 +41,8 @@ struct Point {
     armed: Mutex<Option<Arc<Gate>>>,
     /// Abort the process on this hit (0: never).
     abort_at: AtomicU64,
+    /// Stop the process (SIGSTOP to itself) on this hit (0: never).
+    stop_at: AtomicU64,
 }
 
 /// Every point named in the code, for [`configure`]'s check of names.
@@ -121,9 +126,23 @@ pub async fn hit(name: &'static str) {
         eprintln!("seqline: failpoint {name} reached {n} times: aborting the process (SEQLINE_FAILPOINTS)");
         std::process::abort();
     }
+    if p.stop_at.load(Ordering::Relaxed) == n {
+        stop_self(name, n);
+    }
     let gate = p.armed.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(gate) = gate {
         gate.pause().await;
+    }
+}
+
+/// Sends SIGSTOP to this process (every thread stops where it is) and
+/// returns once someone sent SIGCONT. `kill` does the sending, so no unsafe
+/// code is needed; the calling thread waits for it like any child.
+fn stop_self(name: &str, n: u64) {
+    eprintln!("seqline: failpoint {name} reached {n} times: stopping the process (SEQLINE_FAILPOINTS)");
+    let pid = std::process::id().to_string();
+    if let Err(e) = std::process::Command::new("kill").args(["-STOP", &pid]).status() {
+        eprintln!("seqline: failpoint {name}: could not stop the process: {e}");
     }
 }
 
@@ -149,28 +168,50 @@ pub fn pause_next(name: &'static str) -> Arc<Gate> {
     gate
 }
 
-/// Arms the points of `spec`, `point=abort@N[;point=abort@N…]`: the process
-/// aborts on the N-th hit of that point (N counts from this process's start).
-/// Returns the armed (point, N) pairs; refuses unknown points and actions.
-pub fn configure(spec: &str) -> Result<Vec<(&'static str, u64)>, String> {
+/// What an armed point does to the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `abort@N`: abort (as abruptly as SIGKILL) on the N-th hit.
+    Abort,
+    /// `stop@N`: SIGSTOP itself on the N-th hit, go on after SIGCONT.
+    Stop,
+}
+
+/// Arms the points of `spec`, `point=abort@N` or `point=stop@N`, several
+/// separated by `;`: on the N-th hit of that point (N counts from this
+/// process's start) the process aborts, or stops itself until SIGCONT.
+/// Returns the armed (point, action, N); refuses unknown points and actions.
+pub fn configure(spec: &str) -> Result<Vec<(&'static str, Action, u64)>, String> {
     let mut armed = Vec::new();
     for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, action) = part
             .split_once('=')
-            .ok_or_else(|| format!("failpoint {part:?}: expected point=abort@N"))?;
+            .ok_or_else(|| format!("failpoint {part:?}: expected point=abort@N or point=stop@N"))?;
         let Some(known) = ALL.iter().find(|p| **p == name.trim()) else {
             return Err(format!("unknown failpoint {name:?} (known: {})", ALL.join(", ")));
         };
-        let at = action
+        let (what, at) = action
             .trim()
-            .strip_prefix("abort@")
-            .and_then(|n| n.parse::<u64>().ok())
+            .split_once('@')
+            .ok_or_else(|| format!("failpoint {name}: action {action:?} is not abort@N or stop@N"))?;
+        let what = match what {
+            "abort" => Action::Abort,
+            "stop" => Action::Stop,
+            _ => return Err(format!("failpoint {name}: action {action:?} is not abort@N or stop@N")),
+        };
+        let at = at
+            .parse::<u64>()
+            .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| format!("failpoint {name}: action {action:?} is not abort@N with N >= 1"))?;
-        armed.push((*known, at));
+            .ok_or_else(|| format!("failpoint {name}: action {action:?} needs N >= 1"))?;
+        armed.push((*known, what, at));
     }
-    for (name, at) in &armed {
-        point(name).abort_at.store(*at, Ordering::Relaxed);
+    for (name, what, at) in &armed {
+        let p = point(name);
+        match what {
+            Action::Abort => p.abort_at.store(*at, Ordering::Relaxed),
+            Action::Stop => p.stop_at.store(*at, Ordering::Relaxed),
+        }
     }
     if !armed.is_empty() {
         ANY_ARMED.store(true, Ordering::Release);
@@ -203,8 +244,11 @@ mod tests {
     #[test]
     fn configure_reads_abort_points_and_refuses_nonsense() {
         assert_eq!(
-            configure("gateway.after_append=abort@40; timeline.after_store=abort@2").unwrap(),
-            vec![(names::GATEWAY_AFTER_APPEND, 40), (names::TIMELINE_AFTER_STORE, 2)]
+            configure("gateway.after_append=abort@40; timeline.after_store=stop@2").unwrap(),
+            vec![
+                (names::GATEWAY_AFTER_APPEND, Action::Abort, 40),
+                (names::TIMELINE_AFTER_STORE, Action::Stop, 2)
+            ]
         );
         assert_eq!(configure("").unwrap(), vec![]);
         for bad in [
@@ -213,11 +257,12 @@ mod tests {
             "gateway.after_append=abort@0",
             "gateway.after_append=panic@3",
             "gateway.after_append=abort@x",
+            "gateway.after_append=stop@0",
         ] {
             assert!(configure(bad).is_err(), "{bad} was accepted");
         }
         // Disarm what the first call armed, so other tests never abort.
-        configure("gateway.after_append=abort@18446744073709551615;timeline.after_store=abort@18446744073709551615")
+        configure("gateway.after_append=abort@18446744073709551615;timeline.after_store=stop@18446744073709551615")
             .unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! A small health endpoint for roles without the gateway's HTTP server
 //! (`[health] listen`): `/healthz` while the process runs, `/readyz` until it
-//! starts draining.
+//! starts draining, `/metrics` with the process's counters (fence refusals,
+//! dead letters, failure point hits) in Prometheus text.
 
 use anyhow::Context;
 use axum::{http::StatusCode, routing::get, Router};
@@ -24,11 +25,28 @@ pub async fn spawn(addr: SocketAddr, draining: CancellationToken) -> anyhow::Res
                 }
             }
         }),
-    );
+    )
+    .route("/metrics", get(|| async { metrics() }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "health endpoint stopped");
         }
     });
     Ok(())
+}
+
+/// The process's counters in Prometheus text (the gateway serves the same
+/// series on its own `/metrics`).
+fn metrics() -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let points = seqline_core::failpoint::all_hits();
+    if !points.is_empty() {
+        let _ = writeln!(out, "# TYPE seqline_failpoint_hits_total counter");
+        for (point, hits) in points {
+            let _ = writeln!(out, "seqline_failpoint_hits_total{{point=\"{point}\"}} {hits}");
+        }
+    }
+    seqline_telemetry::Metrics::global().render_prometheus(&mut out);
+    out
 }

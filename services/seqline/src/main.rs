@@ -119,11 +119,12 @@ fn serve(
         let armed = seqline_core::failpoint::configure(&spec)
             .map_err(anyhow::Error::msg)
             .context("SEQLINE_FAILPOINTS")?;
-        for (point, at) in armed {
+        for (point, action, at) in armed {
             tracing::warn!(
                 point,
+                ?action,
                 at,
-                "failpoint armed: the process aborts on this hit (chaos testing only)"
+                "failpoint armed: the process aborts or stops itself on this hit (chaos testing only)"
             );
         }
     }

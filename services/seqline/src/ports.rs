@@ -2,7 +2,7 @@
 //!
 //! | port | URL |
 //! |---|---|
-//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&session_timeout=10s&max_poll_interval=300s]` |
+//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&gateway_partitions=1&session_timeout=10s&heartbeat=3s&max_poll_interval=300s&message_timeout=30s&linger=5ms&fetch_wait=20ms]` |
 //! | store | `embedded://DIR`, `scylla://HOST:PORT[,…][/KEYSPACE][?rf=3]` |
 //! | presence | `memory://`, `redis://HOST:PORT[/DB][?prefix=seqline]` |
 //!
@@ -68,9 +68,15 @@ fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline
             "max_poll_interval" => {
                 o.max_poll_interval = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?;
             }
+            "heartbeat" => o.heartbeat = Some(seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?),
+            "message_timeout" => {
+                o.message_timeout = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?;
+            }
+            "linger" => o.linger = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?,
+            "gateway_partitions" => o.gateway = v.parse().context("gateway_partitions must be a number")?,
             other => bail!(
-                "unknown kafka:// parameter {other:?} (prefix, replication, partitions, session_timeout, \
-                 max_poll_interval, fetch_wait, client_id)"
+                "unknown kafka:// parameter {other:?} (prefix, replication, partitions, gateway_partitions, \
+                 session_timeout, heartbeat, max_poll_interval, message_timeout, linger, fetch_wait, client_id)"
             ),
         }
     }
@@ -172,6 +178,13 @@ mod tests {
         assert!(kafka_options("a:1", &[("bogus", "1")]).is_err());
         let o = kafka_options("a:1", &[("session_timeout", "30s"), ("max_poll_interval", "60s")]).unwrap();
         assert_eq!(o.max_poll_interval, std::time::Duration::from_secs(60));
+        let o = kafka_options(
+            "a:1",
+            &[("heartbeat", "2s"), ("message_timeout", "10s"), ("linger", "1ms"), ("gateway_partitions", "2")],
+        )
+        .unwrap();
+        assert_eq!(o.heartbeat, Some(std::time::Duration::from_secs(2)));
+        assert_eq!((o.message_timeout.as_secs(), o.linger.as_millis(), o.gateway), (10, 1, 2));
         assert!(o.validate().is_ok());
         assert!(split_url("embedded://./data", "kafka").is_none());
         assert_eq!(split_url("embedded://./data", "embedded").unwrap().0, "./data");

@@ -19,6 +19,7 @@ fn options(topology: Topology, tag: &str, seed: u64, secs: u64) -> ChaosOptions 
         duration: Duration::from_secs(secs),
         max_gap: Duration::from_millis(1_500),
         faults: None,
+        each_once: false,
         users: 12,
         groups: 3,
         members: 6,
@@ -76,16 +77,40 @@ async fn embedded_mode_survives_a_seeded_fault_schedule() {
     }
 }
 
-/// Kafka mode: tansu and redis-server as processes, two instances of each
-/// role, the same seeded schedule of faults (see docs/chaos.md). A role is
-/// killed only once the consumer groups have settled, so a step that kills
-/// takes 10-20 s here and F9 holds a sequencer for about a minute: the run
-/// is longer and asks for fewer faults (the long runs count them).
+/// Cluster mode, every part a separate process: Apache Kafka, Apache
+/// Cassandra, redis-server, two gateways, two persisters and two fanouts.
+/// Each fault the cluster must survive comes once, in order, while W1 and W2
+/// run through both gateways: a persister SIGKILLed mid-traffic, a
+/// persister stopped mid-batch past its session timeout (F9: the other takes
+/// over and the stopped one's late write is fenced), the broker SIGKILLed
+/// and restarted on its data (F6), Cassandra SIGKILLed and restarted, Redis
+/// restarted, a gateway SIGKILLed while its devices are connected (they
+/// reconnect through the proxy to the other), a role aborted at a failure
+/// point, junk records, dropped acks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_mode_survives_a_seeded_fault_schedule() {
-    let report = seqline_chaos::run(options(Topology::Kafka, "chaos-kafka", 43, 60))
-        .await
-        .unwrap();
-    assert_clean(&report, 3);
+async fn cluster_mode_processes_survive_every_fault_once() {
+    use seqline_chaos::schedule::{Fault, Point};
+    let faults = vec![
+        Fault::KillPersister,
+        Fault::DropAcks,
+        Fault::SequencerStall,
+        Fault::BrokerKill,
+        Fault::KillRoleAt(Point::SequencerAfterStore),
+        Fault::StoreRestart,
+        Fault::RedisRestart,
+        Fault::PoisonRecords,
+        Fault::KillGateway,
+    ];
+    let mut o = options(Topology::Cluster, "chaos-cluster", 43, 240);
+    o.faults = Some(faults.clone());
+    o.each_once = true;
+    o.max_gap = Duration::from_secs(3);
+    let report = seqline_chaos::run(o).await.unwrap();
+    assert_clean(&report, faults.len() as u64);
     assert_eq!(report.tally.acks_during_outage, 0);
+    for id in ["F1", "F2", "F6", "F9", "F10", "F13", "store", "redis"] {
+        assert!(report.tally.by_id.contains_key(id), "{id} was not injected: {:?}", report.tally.by_id);
+    }
+    let fenced = report.tally.fence_refusals.unwrap_or(0);
+    assert!(fenced > 0, "the stopped persister's late write was not fenced:\n{report}");
 }

@@ -1,4 +1,4 @@
-//! `seqline-chaos --mode embedded|kafka`: W1 and W2 under a seeded fault
+//! `seqline-chaos --mode embedded|cluster`: W1 and W2 under a seeded fault
 //! schedule, then heal, re-read and check. Prints the seed, the faults per
 //! id and the count per check; exits 1 when anything was found.
 
@@ -12,8 +12,8 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(about = "Chaos run: W1 + W2 under faults F1-F14, then the consistency checker")]
 struct Args {
-    /// embedded (one `seqline dev` process) or kafka (tansu, redis-server,
-    /// two instances of each role).
+    /// embedded (one `seqline dev` process) or cluster (Apache Kafka, Apache
+    /// Cassandra, redis-server and two processes of each role).
     #[arg(long, default_value = "embedded")]
     mode: String,
     /// Seed of the fault schedule and of the workloads.
@@ -56,7 +56,7 @@ struct Args {
     /// directory under the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// The `seqline` binary for embedded mode (default: next to this one).
+    /// The `seqline` binary (default: next to this one).
     #[arg(long)]
     seqline_bin: Option<PathBuf>,
     /// Token secret for the servers the run starts.
@@ -81,12 +81,12 @@ async fn main() -> Result<()> {
     let a = Args::parse();
     let topology = match a.mode.as_str() {
         "embedded" => Topology::Embedded,
-        "kafka" => Topology::Kafka,
-        other => bail!("unknown mode `{other}` (embedded or kafka)"),
+        "cluster" | "kafka" => Topology::Cluster,
+        other => bail!("unknown mode `{other}` (embedded or cluster)"),
     };
     let all = match topology {
         Topology::Embedded => Fault::embedded(),
-        Topology::Kafka => Fault::cluster(),
+        Topology::Cluster => Fault::cluster(),
     };
     let faults = if a.only.is_empty() {
         None
@@ -106,7 +106,7 @@ async fn main() -> Result<()> {
             .context("locating this binary")?
             .with_file_name("seqline"),
     };
-    if topology == Topology::Embedded && !seqline_bin.exists() {
+    if !seqline_bin.exists() {
         bail!(
             "{} not found: build it (cargo build --release -p seqline) or pass --seqline-bin",
             seqline_bin.display()
@@ -133,6 +133,7 @@ async fn main() -> Result<()> {
         duration: a.duration,
         max_gap: a.max_gap,
         faults,
+        each_once: false,
         users: a.users,
         groups: a.groups,
         members: a.members,
