@@ -22,9 +22,12 @@
 //! - [`presence`]: the `Presence` contract.
 //! - [`wait`]: polling a condition with a deadline (no fixed sleeps).
 //! - [`servers`]: private tansu and redis-server processes for tests.
+//! - [`kafka`]: Apache Kafka (KRaft, one node) for tests: the shared broker of
+//!   the run and private brokers a test may kill and restart.
 
 pub mod fixtures;
 pub mod harness;
+pub mod kafka;
 pub mod log;
 pub mod presence;
 pub mod servers;
