@@ -31,6 +31,22 @@ pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 pub(crate) const TABLE_COLUMNS: &str =
     "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?";
 
+/// The column names of `keyspace.table`.
+pub(crate) async fn table_columns(session: &Session, keyspace: &str, table: &str) -> Result<Vec<String>> {
+    let what = format!("columns of {table}");
+    let rows = session
+        .query_unpaged(TABLE_COLUMNS, (keyspace, table))
+        .await
+        .map_err(|e| error::execution(&what, e))?
+        .into_rows_result()
+        .map_err(|e| error::rows(&what, e))?;
+    rows.rows::<(String,)>()
+        .map_err(|e| error::rows(&what, e))?
+        .map(|r| r.map(|(c,)| c))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| error::rows(&what, e))
+}
+
 /// `ALTER TABLE` adding each of [`ADDED_COLUMNS`] of `table` that is not
 /// among `existing`.
 pub(crate) fn missing_columns(table: &str, existing: &[String]) -> Vec<String> {

@@ -133,22 +133,24 @@ impl ScyllaStore {
             ddl(table).await?;
         }
         for table in schema::altered_tables() {
-            let what = format!("columns of {table}");
-            let rows = session
-                .query_unpaged(schema::TABLE_COLUMNS, (options.keyspace.as_str(), table))
-                .await
-                .map_err(|e| error::execution(&what, e))?
-                .into_rows_result()
-                .map_err(|e| error::rows(&what, e))?;
-            let existing = rows
-                .rows::<(String,)>()
-                .map_err(|e| error::rows(&what, e))?
-                .map(|r| r.map(|(c,)| c))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| error::rows(&what, e))?;
+            let existing = schema::table_columns(&session, &options.keyspace, table).await?;
             for alter in schema::missing_columns(table, &existing) {
                 tracing::info!(%alter, "adding a column to an existing table");
-                ddl(alter).await?;
+                match ddl(alter.clone()).await {
+                    Ok(_) => {}
+                    // Stores connecting at once race to add the column; the
+                    // losers are told it exists (an invalid query), which is
+                    // what they wanted. CQL has no `ADD IF NOT EXISTS` that
+                    // both ScyllaDB and Cassandra know.
+                    Err(Error::Config(why)) => {
+                        let now = schema::table_columns(&session, &options.keyspace, table).await?;
+                        if schema::missing_columns(table, &now).contains(&alter) {
+                            return Err(Error::Config(why));
+                        }
+                        tracing::info!(%alter, "another store added the column first");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         let serial_read = match serial {
