@@ -50,8 +50,8 @@ pub struct KafkaOptions {
     pub consumer_buffer: usize,
     /// Longest a fetch waits at the broker for new records
     /// (`fetch.wait.max.ms`). Brokers that answer a fetch as soon as data
-    /// arrives make this irrelevant; brokers that do not (the local test
-    /// broker) add up to this much latency per hop.
+    /// arrives (Apache Kafka) make this irrelevant; brokers that do not
+    /// (tansu) add up to this much latency per hop.
     pub fetch_wait: Duration,
     /// Extra librdkafka settings for every client (producer, consumer, admin),
     /// applied last.
@@ -169,11 +169,16 @@ impl KafkaOptions {
         Ok(())
     }
 
+    /// Settings of every client. A broker that went away is tried again at
+    /// least every second (`reconnect.backoff.max.ms`; librdkafka's default
+    /// backs off to 10 s, so after a broker restart appends and consumers
+    /// would stall up to 10 s more than the outage).
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap)
-            .set("client.id", &self.client_id);
+            .set("client.id", &self.client_id)
+            .set("reconnect.backoff.max.ms", "1000");
         config
     }
 
@@ -278,6 +283,23 @@ mod tests {
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("enable.gapless.guarantee"), Some("true"));
         assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn every_client_reconnects_within_a_second() {
+        let options = KafkaOptions::default();
+        for config in [
+            options.producer_config(),
+            options.consumer_config("g"),
+            options.admin_config(),
+        ] {
+            assert_eq!(config.get("reconnect.backoff.max.ms"), Some("1000"));
+        }
+        let patient = KafkaOptions {
+            extra: vec![("reconnect.backoff.max.ms".into(), "10000".into())],
+            ..options
+        };
+        assert_eq!(patient.admin_config().get("reconnect.backoff.max.ms"), Some("10000"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The `Log` contract of `seqline-testkit` against `KafkaLog` on a real
-//! broker (tansu, or `SEQLINE_TEST_KAFKA`), one test per check.
+//! The `Log` contract of `seqline-testkit` against `KafkaLog` on the shared
+//! Apache Kafka broker of the run (`SEQLINE_TEST_KAFKA`), one test per check.
 
 #![allow(clippy::unwrap_used)]
 

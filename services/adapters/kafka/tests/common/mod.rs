@@ -1,6 +1,7 @@
-//! A real broker for the tests: `SEQLINE_TEST_KAFKA` (a bootstrap address)
-//! when set, otherwise a private tansu process on a free loopback port,
-//! killed when the fixture is dropped.
+//! Apache Kafka for the tests: the shared broker of the run
+//! (`SEQLINE_TEST_KAFKA`, see `seqline_testkit::kafka`), each test on topics
+//! of its own (a random prefix) and groups of its own; a test that stops or
+//! kills the broker starts a private one (`KafkaServer`).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::new_without_default)]
 
@@ -8,56 +9,12 @@ use async_trait::async_trait;
 use seqline_core::ports::Log;
 use seqline_core::records::Topic;
 use seqline_kafka::{KafkaLog, KafkaOptions};
-use seqline_testkit::servers::ServerProcess;
 use seqline_testkit::{Harness, LogHarness};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-/// A broker to talk to.
-pub struct Broker {
-    pub bootstrap: String,
-    process: Option<ServerProcess>,
-}
-
-impl Broker {
-    /// The broker of `SEQLINE_TEST_KAFKA`, or a fresh tansu.
-    pub fn start() -> Self {
-        match std::env::var("SEQLINE_TEST_KAFKA") {
-            Ok(bootstrap) if !bootstrap.is_empty() => Self {
-                bootstrap,
-                process: None,
-            },
-            _ => Self::tansu(),
-        }
-    }
-
-    /// Always a fresh tansu of our own (for tests that stop the broker).
-    pub fn tansu() -> Self {
-        let process = seqline_testkit::servers::tansu();
-        Self {
-            bootstrap: process.addr.clone(),
-            process: Some(process),
-        }
-    }
-
-    /// The PID of the tansu process this fixture started.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().and_then(ServerProcess::pid)
-    }
-
-    /// Sends `signal` (e.g. "STOP", "CONT") to our own tansu process.
-    pub fn signal(&self, signal: &str) {
-        let process = self
-            .process
-            .as_ref()
-            .expect("only a broker started by the test can be signalled");
-        assert!(process.signal(signal), "kill -{signal} {:?}", process.pid());
-    }
-}
-
-/// Options of the tests: a private topic prefix, several partitions per
-/// gateway topic (per-key order is checked across partitions), a short
-/// session timeout so assignments come quickly.
+/// Options of the tests: a private topic prefix and several partitions per
+/// gateway topic (per-key order is checked across partitions); the group
+/// timeouts are the defaults of `KafkaOptions`.
 pub fn test_options(bootstrap: &str) -> KafkaOptions {
     let id = uuid::Uuid::new_v4().simple().to_string();
     KafkaOptions {
@@ -66,27 +23,21 @@ pub fn test_options(bootstrap: &str) -> KafkaOptions {
         client_id: "seqline-test".into(),
         gateway: 4,
         replication_factor: 1,
-        session_timeout: Duration::from_secs(6),
-        message_timeout: Duration::from_secs(10),
         ..KafkaOptions::default()
     }
 }
 
-/// The `LogHarness` of the contract suite.
+/// The `LogHarness` of the contract suite, on the shared broker.
 pub struct KafkaFixture {
     options: KafkaOptions,
     last: Mutex<Option<KafkaLog>>,
-    // Dropped last: the logs go before the broker.
-    broker: Broker,
 }
 
 impl KafkaFixture {
     pub fn new() -> Self {
-        let broker = Broker::start();
         Self {
-            options: test_options(&broker.bootstrap),
+            options: test_options(&seqline_testkit::kafka::shared_bootstrap()),
             last: Mutex::new(None),
-            broker,
         }
     }
 }
