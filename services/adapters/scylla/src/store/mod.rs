@@ -58,6 +58,18 @@ use std::sync::Arc;
 /// The column of an LWT's answer telling whether it was applied.
 const APPLIED: &str = "[applied]";
 
+/// Whether an LWT answered with `columns` and `row` was applied: the
+/// `[applied]` column, wherever it is among the others.
+fn applied_of(columns: &[&str], row: Option<scylla::value::Row>) -> std::result::Result<bool, String> {
+    let Some(index) = columns.iter().position(|c| *c == APPLIED) else {
+        return Err(format!("LWT answered columns {columns:?}, without {APPLIED}"));
+    };
+    match row.and_then(|r| r.columns.into_iter().nth(index).flatten()) {
+        Some(scylla::value::CqlValue::Boolean(applied)) => Ok(applied),
+        other => Err(format!("LWT answered {APPLIED} = {other:?}")),
+    }
+}
+
 /// The ScyllaDB [`Store`]. Cheap to clone.
 #[derive(Clone)]
 pub struct ScyllaStore {
@@ -252,19 +264,9 @@ impl Inner {
             .await?
             .into_rows_result()
             .map_err(|e| error::rows(what, e))?;
-        let Some((index, _)) = rows.column_specs().get_by_name(APPLIED) else {
-            let columns: Vec<&str> = rows.column_specs().iter().map(|c| c.name()).collect();
-            return Err(Error::Corrupt(format!(
-                "scylla {what}: LWT answered columns {columns:?}, without {APPLIED}"
-            )));
-        };
+        let columns: Vec<&str> = rows.column_specs().iter().map(|c| c.name()).collect();
         let row: Option<scylla::value::Row> = rows.maybe_first_row().map_err(|e| error::rows(what, e))?;
-        match row.and_then(|r| r.columns.into_iter().nth(index).flatten()) {
-            Some(scylla::value::CqlValue::Boolean(applied)) => Ok(applied),
-            other => Err(Error::Corrupt(format!(
-                "scylla {what}: LWT answered {APPLIED} = {other:?}"
-            ))),
-        }
+        applied_of(&columns, row).map_err(|why| Error::Corrupt(format!("scylla {what}: {why}")))
     }
 
     /// Runs `writes`, at most `max_in_flight` at a time; the first error wins.
@@ -342,5 +344,34 @@ impl Store for ScyllaStore {
     }
     async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>> {
         self.inner.read_positions(user).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scylla::value::{CqlValue, Row};
+
+    fn row(columns: Vec<Option<CqlValue>>) -> Option<Row> {
+        Some(Row { columns })
+    }
+
+    #[test]
+    fn lwt_answers_of_either_server_are_read_by_name() {
+        let applied = |b| Some(CqlValue::Boolean(b));
+        // Cassandra, applied: `[applied]` alone.
+        assert_eq!(applied_of(&["[applied]"], row(vec![applied(true)])), Ok(true));
+        // ScyllaDB, applied: `[applied]` and the row as it was (null when new).
+        let old_row = vec![applied(true), None, Some(CqlValue::BigInt(4))];
+        assert_eq!(applied_of(&["[applied]", "conv", "head"], row(old_row)), Ok(true));
+        // Both, lost: `[applied] = false` and the current row.
+        let current = vec![applied(false), Some(CqlValue::BigInt(7)), Some(CqlValue::BigInt(99))];
+        assert_eq!(applied_of(&["[applied]", "head", "ts"], row(current)), Ok(false));
+        // Found by name, not position.
+        let later = vec![Some(CqlValue::BigInt(7)), applied(false)];
+        assert_eq!(applied_of(&["head", "[applied]"], row(later)), Ok(false));
+        assert!(applied_of(&["head"], row(vec![Some(CqlValue::BigInt(7))])).is_err());
+        assert!(applied_of(&["[applied]"], None).is_err());
+        assert!(applied_of(&["[applied]"], row(vec![None])).is_err());
     }
 }
