@@ -15,7 +15,8 @@
 # `start` uses SEQLINE_KAFKA_PORT (default 19092), SEQLINE_KAFKA_CONTROLLER_PORT
 # (default 19093) and keeps data, log and PID in SEQLINE_KAFKA_DIR (default
 # .engines/run/kafka-$PORT). KAFKA_HEAP (default "-Xms256m -Xmx512m") sizes
-# the JVM.
+# the JVM. With SEQLINE_KAFKA_WATCH_PID set, `run` kills the broker once that
+# process is gone (a test's private broker does not outlive the test).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -150,6 +151,16 @@ run() {
         java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format \
             -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
             die "formatting $dir/data failed; see $dir/format.log"
+    fi
+    if [[ -n "${SEQLINE_KAFKA_WATCH_PID:-}" ]]; then
+        # A test's private broker: when the test process dies without
+        # stopping it (killed at a timeout), a watcher kills the JVM (this
+        # shell's PID, once exec'd) instead of leaving it behind.
+        local watched="$SEQLINE_KAFKA_WATCH_PID" me=$$
+        (
+            while kill -0 "$watched" 2>/dev/null && kill -0 "$me" 2>/dev/null; do sleep 1; done
+            kill -0 "$watched" 2>/dev/null || kill -KILL "$me" 2>/dev/null
+        ) </dev/null >/dev/null 2>&1 &
     fi
     exec java "${java_opts[@]}" -cp "$LIBS/*" kafka.Kafka "$dir/server.properties"
 }

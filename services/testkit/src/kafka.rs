@@ -99,7 +99,9 @@ fn file_len(path: &Path) -> u64 {
 /// A private Apache Kafka broker (KRaft, one node) this test started, on
 /// free loopback ports with data in a directory of its own. Dropping it
 /// kills the broker (by its PID) and removes the directory (kept, and its
-/// path printed, when the test is panicking).
+/// path printed, when the test is panicking). A test process that dies
+/// without dropping it takes the broker with it (`kafka.sh` watches the
+/// test's PID).
 pub struct KafkaServer {
     dir: PathBuf,
     port: u16,
@@ -214,6 +216,7 @@ impl KafkaServer {
             .arg(&self.dir)
             .arg(self.port.to_string())
             .arg(self.controller_port.to_string())
+            .env("SEQLINE_KAFKA_WATCH_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
