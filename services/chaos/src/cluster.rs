@@ -534,6 +534,10 @@ impl Cluster {
     /// what ended and why.
     pub async fn restart_failed(&mut self) -> Result<Vec<String>> {
         let mut ended = Vec::new();
+        // The counters of every live role, before any of them dies.
+        for r in &mut self.roles {
+            r.scrape().await;
+        }
         for i in 0..self.roles.len() {
             if let Some(status) = self.roles[i].exited() {
                 ended.push(format!("{}: exited with {status}", self.roles[i].name()));
@@ -676,8 +680,21 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tally.point_reached(point);
+        self.roles[i].scrape().await;
+        let fenced_before = self.roles[i].total("fence_refusals");
         tokio::time::sleep(self.o.session_timeout + F9_TAKEOVER + step.hold).await;
         signal(pid, "CONT");
+        // Read its counters while it lives: the refusal of its stale write
+        // comes within moments (a later fault may kill it before the next
+        // scrape, and a killed process cannot be asked).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            self.roles[i].scrape().await;
+            if self.roles[i].total("fence_refusals") > fenced_before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     }
 

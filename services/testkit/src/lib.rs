@@ -21,10 +21,13 @@
 //! - [`log`]: the `Log` contract.
 //! - [`presence`]: the `Presence` contract.
 //! - [`wait`]: polling a condition with a deadline (no fixed sleeps).
-//! - [`servers`]: private tansu and redis-server processes for tests.
+//! - [`servers`]: private redis-server processes for tests.
 //! - [`kafka`]: Apache Kafka (KRaft, one node) for tests: the shared broker of
 //!   the run and private brokers a test may kill and restart.
+//! - [`cassandra`]: Apache Cassandra (the CQL server standing in for
+//!   ScyllaDB) for tests: the shared node of the run and private nodes.
 
+pub mod cassandra;
 pub mod fixtures;
 pub mod harness;
 pub mod kafka;
