@@ -57,9 +57,7 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: seqline_core::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_sigkill_and_the_store_recovers() {
     let server = start_server().await;
-    let mut options = common::options(&server.addr(), "seqline_restart");
-    options.request_timeout = Duration::from_secs(2);
-    options.connect_timeout = Duration::from_secs(2);
+    let options = common::options(&server.addr(), "seqline_restart");
     let store = ScyllaStore::connect(options).await.unwrap();
 
     let (conv, alice, phone) = (conversation(), user("alice"), device("phone"));

@@ -55,6 +55,12 @@ use seqline_core::{Error, Result};
 use statements::Statements;
 use std::sync::Arc;
 
+/// Least client-side timeout of a schema statement: creating a table
+/// writes and flushes the schema tables, which takes seconds on a busy
+/// Cassandra node (one `CREATE TABLE` took over 2 s on a 2-core test
+/// machine while other tests ran).
+const DDL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The column of an LWT's answer telling whether it was applied.
 const APPLIED: &str = "[applied]";
 
@@ -113,11 +119,14 @@ impl ScyllaStore {
             .build()
             .await
             .map_err(error::session)?;
+        let ddl_timeout = options.request_timeout.max(DDL_TIMEOUT);
         let ddl = |cql: String| {
             let session = &session;
             async move {
+                let mut statement = scylla::statement::unprepared::Statement::new(cql.as_str());
+                statement.set_request_timeout(Some(ddl_timeout));
                 session
-                    .query_unpaged(cql.as_str(), ())
+                    .query_unpaged(statement, ())
                     .await
                     .map_err(|e| error::execution(&cql, e))
             }
