@@ -14,6 +14,8 @@
 # start: native (CQL) port ${SEQLINE_CASSANDRA_PORT:-19042}, storage port
 # ${SEQLINE_CASSANDRA_STORAGE_PORT:-19043}, data, log and PID file in
 # ${SEQLINE_CASSANDRA_DIR:-.engines/run/cassandra-$PORT}. No JMX port is opened.
+# With SEQLINE_CASSANDRA_WATCH_PID set, `run` kills the node once that process
+# is gone (a test's private node does not outlive a test killed at a timeout).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +29,10 @@ START_WAIT="${SEQLINE_CASSANDRA_START_WAIT:-180}"
 PORT="${SEQLINE_CASSANDRA_PORT:-19042}"
 STORAGE_PORT="${SEQLINE_CASSANDRA_STORAGE_PORT:-19043}"
 DIR="${SEQLINE_CASSANDRA_DIR:-$ROOT/.engines/run/cassandra-$PORT}"
+# The node's command line names its data directory absolutely.
+if [[ -d "$DIR" ]]; then
+    DIR="$(cd "$DIR" && pwd)"
+fi
 PIDFILE="$DIR/cassandra.pid"
 
 die() {
@@ -103,6 +109,15 @@ run() {
     local nolock=()
     if [[ "$(id -u)" == 0 ]] && command -v setpriv >/dev/null; then
         nolock=(setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock)
+    fi
+    if [[ -n "${SEQLINE_CASSANDRA_WATCH_PID:-}" ]]; then
+        # A test's private node: when the test process dies without stopping
+        # it, this watcher kills the JVM (this shell's PID, once exec'd).
+        local watched="$SEQLINE_CASSANDRA_WATCH_PID" me=$$
+        (
+            while kill -0 "$watched" 2>/dev/null && kill -0 "$me" 2>/dev/null; do sleep 1; done
+            kill -0 "$watched" 2>/dev/null || kill -KILL "$me" 2>/dev/null
+        ) </dev/null >/dev/null 2>&1 &
     fi
     # JVM flags: Cassandra's jvm-server.options and jvm17-server.options
     # (GC, JPMS), a fixed small heap, and start-up shortcuts for one node.
@@ -187,7 +202,7 @@ start() {
         die "port $PORT is taken by another process; set SEQLINE_CASSANDRA_PORT"
     fi
     local started=$SECONDS
-    setsid "$0" run "$DIR" "$PORT" "$STORAGE_PORT" </dev/null >"$DIR/stdout.log" 2>&1 &
+    setsid bash "$ROOT/scripts/cassandra.sh" run "$DIR" "$PORT" "$STORAGE_PORT" </dev/null >"$DIR/stdout.log" 2>&1 &
     pid=$!
     echo "$pid" >"$PIDFILE"
     local deadline=$((SECONDS + START_WAIT))

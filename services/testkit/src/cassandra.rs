@@ -167,6 +167,9 @@ impl CassandraServer {
             .arg(&self.dir)
             .arg(self.native_port.to_string())
             .arg(self.storage_port.to_string())
+            // The node dies with this process even if it is killed before
+            // dropping the server (a test stopped at its timeout).
+            .env("SEQLINE_CASSANDRA_WATCH_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
