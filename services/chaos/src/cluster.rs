@@ -277,7 +277,10 @@ impl Cluster {
                 // Both JVMs start side by side.
                 let k = tokio::task::spawn_blocking(KafkaServer::start);
                 let c = tokio::task::spawn_blocking(CassandraServer::start);
-                let (k, c) = (k.await.context("starting Kafka")?, c.await.context("starting Cassandra")?);
+                let (k, c) = (
+                    k.await.context("starting Kafka")?,
+                    c.await.context("starting Cassandra")?,
+                );
                 let (b, q) = (k.bootstrap().to_string(), c.addr().to_string());
                 (Some(k), Some(c), b, q)
             }
@@ -727,7 +730,11 @@ impl Cluster {
                     // are not known).
                     role.last.insert(format!("failpoint:{}", point.name()), nth);
                 } else {
-                    tally.role_failure(format!("{} armed at {}: exited with {status}", role.name(), point.name()));
+                    tally.role_failure(format!(
+                        "{} armed at {}: exited with {status}",
+                        role.name(),
+                        point.name()
+                    ));
                 }
                 role.bank();
                 break;

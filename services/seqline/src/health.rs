@@ -14,19 +14,21 @@ pub async fn spawn(addr: SocketAddr, draining: CancellationToken) -> anyhow::Res
         .await
         .with_context(|| format!("health endpoint on {addr}"))?;
     let ready = draining.clone();
-    let app = Router::new().route("/healthz", get(|| async { "ok" })).route(
-        "/readyz",
-        get(move || {
-            let ready = ready.clone();
-            async move {
-                match ready.is_cancelled() {
-                    false => (StatusCode::OK, "ready"),
-                    true => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready.is_cancelled() {
+                        false => (StatusCode::OK, "ready"),
+                        true => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                    }
                 }
-            }
-        }),
-    )
-    .route("/metrics", get(|| async { metrics() }));
+            }),
+        )
+        .route("/metrics", get(|| async { metrics() }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "health endpoint stopped");

@@ -180,11 +180,19 @@ mod tests {
         assert_eq!(o.max_poll_interval, std::time::Duration::from_secs(60));
         let o = kafka_options(
             "a:1",
-            &[("heartbeat", "2s"), ("message_timeout", "10s"), ("linger", "1ms"), ("gateway_partitions", "2")],
+            &[
+                ("heartbeat", "2s"),
+                ("message_timeout", "10s"),
+                ("linger", "1ms"),
+                ("gateway_partitions", "2"),
+            ],
         )
         .unwrap();
         assert_eq!(o.heartbeat, Some(std::time::Duration::from_secs(2)));
-        assert_eq!((o.message_timeout.as_secs(), o.linger.as_millis(), o.gateway), (10, 1, 2));
+        assert_eq!(
+            (o.message_timeout.as_secs(), o.linger.as_millis(), o.gateway),
+            (10, 1, 2)
+        );
         assert!(o.validate().is_ok());
         assert!(split_url("embedded://./data", "kafka").is_none());
         assert_eq!(split_url("embedded://./data", "embedded").unwrap().0, "./data");

@@ -109,8 +109,15 @@ async fn cluster_mode_processes_survive_every_fault_once() {
     assert_clean(&report, faults.len() as u64);
     assert_eq!(report.tally.acks_during_outage, 0);
     for id in ["F1", "F2", "F6", "F9", "F10", "F13", "store", "redis"] {
-        assert!(report.tally.by_id.contains_key(id), "{id} was not injected: {:?}", report.tally.by_id);
+        assert!(
+            report.tally.by_id.contains_key(id),
+            "{id} was not injected: {:?}",
+            report.tally.by_id
+        );
     }
     let fenced = report.tally.fence_refusals.unwrap_or(0);
-    assert!(fenced > 0, "the stopped persister's late write was not fenced:\n{report}");
+    assert!(
+        fenced > 0,
+        "the stopped persister's late write was not fenced:\n{report}"
+    );
 }

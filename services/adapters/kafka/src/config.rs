@@ -49,9 +49,9 @@ pub struct KafkaOptions {
     /// Records a consumer fetches ahead of its `poll` calls.
     pub consumer_buffer: usize,
     /// Longest a fetch waits at the broker for new records
-    /// (`fetch.wait.max.ms`). Brokers that answer a fetch as soon as data
-    /// arrives (Apache Kafka) make this irrelevant; brokers that do not
-    /// (tansu) add up to this much latency per hop.
+    /// (`fetch.wait.max.ms`). Apache Kafka answers a fetch as soon as
+    /// data arrives, so this bounds only idle polls; a broker that does not
+    /// answer early adds up to this much latency per hop.
     pub fetch_wait: Duration,
     /// Extra librdkafka settings for every client (producer, consumer, admin),
     /// applied last.

@@ -100,9 +100,7 @@ impl KafkaLog {
     /// counts from its low watermark, where the group would start). Zero
     /// means the group has processed, and made durable, everything appended
     /// so far: the drained signal a test or an operator waits for before
-    /// reading results. (tansu 0.6 answers a partition's end offset with
-    /// its last batch's base offset + 1: there the count is low, and 0 once
-    /// the group has committed into the last batch of every partition.)
+    /// reading results.
     pub async fn backlog(&self, group: &str, topic: &Topic) -> Result<u64> {
         let offsets = self.offsets(topic, Some(group)).await?;
         Ok(offsets
@@ -135,7 +133,7 @@ impl KafkaLog {
     }
 
     /// How many records were ever appended to `topic` (its partitions'
-    /// high watermarks, summed; low on tansu, see [`KafkaLog::backlog`]):
+    /// high watermarks, summed):
     /// 0 for a topic nothing was written to.
     pub async fn appended(&self, topic: &Topic) -> Result<u64> {
         let offsets = self.offsets(topic, None).await?;
