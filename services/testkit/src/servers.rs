@@ -58,26 +58,6 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
-fn wait_listening(name: &str, addr: &str, child: &mut Child) {
-    let deadline = Instant::now() + START_DEADLINE;
-    let Ok(sock) = addr.parse() else {
-        panic!("bad address {addr}")
-    };
-    loop {
-        if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{name} exited before listening on {addr}: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not listen on {addr} within {START_DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Starts a private `redis-server` without persistence on a free port.
 pub fn redis() -> ServerProcess {
     redis_on(free_port())
