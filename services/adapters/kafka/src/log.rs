@@ -159,34 +159,47 @@ impl KafkaLog {
             None => format!("end offsets of {name}"),
         };
         let with_group = group.is_some();
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
-            let committed = if with_group {
-                let mut tpl = TopicPartitionList::new();
-                for p in 0..partitions {
-                    tpl.add_partition(&name, p);
+        // Right after a topic is created its partitions may not have a
+        // leader yet (the metadata is still propagating): such answers are
+        // retried for a while instead of failing the caller.
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (name, config) = (name.clone(), config.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let consumer: BaseConsumer = config.create()?;
+                let committed = if with_group {
+                    let mut tpl = TopicPartitionList::new();
+                    for p in 0..partitions {
+                        tpl.add_partition(&name, p);
+                    }
+                    Some(consumer.committed_offsets(tpl, timeout)?)
+                } else {
+                    None
+                };
+                (0..partitions)
+                    .map(|p| {
+                        let (low, high) = consumer.fetch_watermarks(&name, p, timeout)?;
+                        let committed =
+                            committed
+                                .as_ref()
+                                .and_then(|c| c.find_partition(&name, p))
+                                .and_then(|e| match e.offset() {
+                                    Offset::Offset(o) => Some(o),
+                                    _ => None,
+                                });
+                        Ok(PartitionOffsets { low, high, committed })
+                    })
+                    .collect::<std::result::Result<Vec<_>, rdkafka::error::KafkaError>>()
+            })
+            .await
+            .map_err(|e| Error::Unavailable(format!("{what}: task: {e}")))?;
+            match result {
+                Err(e) if leader_not_known_yet(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Some(consumer.committed_offsets(tpl, timeout)?)
-            } else {
-                None
-            };
-            (0..partitions)
-                .map(|p| {
-                    let (low, high) = consumer.fetch_watermarks(&name, p, timeout)?;
-                    let committed = committed
-                        .as_ref()
-                        .and_then(|c| c.find_partition(&name, p))
-                        .and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        });
-                    Ok(PartitionOffsets { low, high, committed })
-                })
-                .collect::<std::result::Result<Vec<_>, rdkafka::error::KafkaError>>()
-        })
-        .await
-        .map_err(|e| Error::Unavailable(format!("{what}: task: {e}")))?
-        .map_err(|e| client_error(&what, &e))
+                other => return other.map_err(|e| client_error(&what, &e)),
+            }
+        }
     }
 
     /// Produces `raw` bytes, bypassing the record encoding, to `partition`
@@ -274,4 +287,14 @@ impl Log for KafkaLog {
     fn partitions(&self, topic: &Topic) -> u32 {
         self.inner.options.partitions(topic)
     }
+}
+
+/// Whether `e` says a partition has no known leader yet (a topic created
+/// moments ago, a leader election in progress): worth asking again.
+fn leader_not_known_yet(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::UnknownTopicOrPartition)
+    )
 }
