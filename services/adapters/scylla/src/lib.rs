@@ -33,4 +33,4 @@ mod schema;
 pub mod store;
 
 pub use options::{ConsistencyLevel, ScyllaOptions};
-pub use store::ScyllaStore;
+pub use store::{PaxosCounts, ScyllaStore};

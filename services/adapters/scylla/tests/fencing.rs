@@ -11,7 +11,7 @@ use seqline_core::ids::{ClientMsgId, ConvSeq, UserSeq};
 use seqline_core::model::Outcome;
 use seqline_core::ports::{ConversationBatch, Store, TimelineBatch};
 use seqline_core::Error;
-use seqline_scylla::ScyllaStore;
+use seqline_scylla::{PaxosCounts, ScyllaStore};
 use seqline_testkit::fixtures::{conversation, create_batch, messages_batch, timeline_batch, user};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -184,4 +184,146 @@ async fn two_connections_race_one_timeline_head() {
         stored, expected,
         "exactly the winners' entries, 1..=12, no duplicate or gap"
     );
+}
+
+/// What `store` did between two counts: (serial reads, conditional writes).
+fn paxos_since(store: &ScyllaStore, before: PaxosCounts) -> (u64, u64) {
+    let now = store.paxos_counts();
+    (
+        now.serial_reads - before.serial_reads,
+        now.conditional_writes - before.conditional_writes,
+    )
+}
+
+/// The head cache (each store remembers the head it last committed, and
+/// claims from it without a serial read): a writer whose remembered head
+/// went stale because another store advanced the head is fenced, and
+/// wrote nothing; after a load it commits from the head it loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_cached_conversation_head_is_fenced_and_a_reload_commits() {
+    let (a, b) = two_stores().await;
+    let (conv, alice, bob) = (conversation(), user("alice"), user("bob"));
+    a.commit_conversation(create_batch(&conv, &alice, &[])).await.unwrap();
+
+    // a goes on from the head it created: one LWT, no serial read.
+    let before = a.paxos_counts();
+    a.commit_conversation(messages_batch(&conv, 0, 3, &alice))
+        .await
+        .unwrap();
+    assert_eq!(paxos_since(&a, before), (0, 1), "a commit from the remembered head");
+
+    // b takes the key over: load, then commit 3 → 6 from the loaded head.
+    assert_eq!(b.load_conversation(&conv).await.unwrap().unwrap().head, ConvSeq(3));
+    let before = b.paxos_counts();
+    let b_batch = messages_batch(&conv, 3, 3, &bob);
+    b.commit_conversation(b_batch.clone()).await.unwrap();
+    assert_eq!(paxos_since(&b, before), (0, 1), "a commit from the loaded head");
+
+    // a still remembers head 3: its claim is lost, it reads the row and is
+    // fenced; none of its rows is anywhere.
+    let before = a.paxos_counts();
+    let stale = messages_batch(&conv, 3, 3, &alice);
+    let result = a.commit_conversation(stale.clone()).await;
+    assert!(
+        matches!(result, Err(Error::Fenced(_))),
+        "a stale cached head is fenced, got {result:?}"
+    );
+    assert_eq!(paxos_since(&a, before), (1, 1), "the lost claim, then the serial read");
+    for (id, _) in &stale.dedup {
+        assert_eq!(
+            b.dedup(&conv, *id).await.unwrap(),
+            None,
+            "the fenced writer wrote nothing"
+        );
+    }
+    // The entry is gone: a retry reads the row first, and is fenced again.
+    let before = a.paxos_counts();
+    let result = a.commit_conversation(stale).await;
+    assert!(matches!(result, Err(Error::Fenced(_))), "got {result:?}");
+    assert_eq!(
+        paxos_since(&a, before),
+        (1, 0),
+        "no claim from a head known to be stale"
+    );
+
+    // a regains the key: load, then commit 6 → 9 from the loaded head.
+    assert_eq!(a.load_conversation(&conv).await.unwrap().unwrap().head, ConvSeq(6));
+    let before = a.paxos_counts();
+    let a_batch = messages_batch(&conv, 6, 3, &alice);
+    a.commit_conversation(a_batch.clone()).await.unwrap();
+    assert_eq!(paxos_since(&a, before), (0, 1));
+
+    // Now b's entry (head 6) is the stale one: fenced; a load puts it right.
+    let result = b.commit_conversation(messages_batch(&conv, 6, 3, &bob)).await;
+    assert!(matches!(result, Err(Error::Fenced(_))), "got {result:?}");
+    assert_eq!(b.load_conversation(&conv).await.unwrap().unwrap().head, ConvSeq(9));
+    let last = messages_batch(&conv, 9, 3, &bob);
+    b.commit_conversation(last.clone()).await.unwrap();
+
+    // Retrying a batch that was committed is fenced, as without the cache.
+    let result = b.commit_conversation(last.clone()).await;
+    assert!(matches!(result, Err(Error::Fenced(_))), "got {result:?}");
+
+    for reader in [&a, &b] {
+        assert_eq!(reader.conversation_head(&conv).await.unwrap(), Some(ConvSeq(12)));
+        let stored = reader.messages_after(&conv, ConvSeq(3), 100).await.unwrap();
+        let want: Vec<_> = [
+            b_batch.messages.clone(),
+            a_batch.messages.clone(),
+            last.messages.clone(),
+        ]
+        .concat();
+        assert_eq!(stored, want, "exactly the committed batches, 4..=12");
+    }
+}
+
+/// The same for a timeline head, which has no create: the first batch
+/// (from head 0) takes the full path, the next ones the remembered head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_cached_timeline_head_is_fenced_and_a_reload_commits() {
+    let (a, b) = two_stores().await;
+    let (carol, conv) = (user("carol"), conversation());
+    let mut expected = Vec::new();
+    let commit = |store: &ScyllaStore, head: u64| {
+        let batch = timeline_batch(&carol, head, &conv, head + 1, 2);
+        let store = store.clone();
+        async move { (store.commit_timeline(batch.clone()).await, batch) }
+    };
+
+    let before = a.paxos_counts();
+    let (result, batch) = commit(&a, 0).await;
+    result.unwrap();
+    expected.extend(batch.entries);
+    assert_eq!(
+        paxos_since(&a, before),
+        (1, 1),
+        "the first batch reads the (missing) row"
+    );
+    let before = a.paxos_counts();
+    let (result, batch) = commit(&a, 2).await;
+    result.unwrap();
+    expected.extend(batch.entries);
+    assert_eq!(paxos_since(&a, before), (0, 1), "the next from the remembered head");
+
+    // b takes over and advances 4 → 6; a, still at 4, is fenced.
+    assert_eq!(b.load_timeline(&carol).await.unwrap().head, UserSeq(4));
+    let (result, batch) = commit(&b, 4).await;
+    result.unwrap();
+    expected.extend(batch.entries);
+    let (result, _) = commit(&a, 4).await;
+    assert!(
+        matches!(result, Err(Error::Fenced(_))),
+        "a stale cached head is fenced, got {result:?}"
+    );
+
+    // a regains the user after a load and goes on from 6.
+    assert_eq!(a.load_timeline(&carol).await.unwrap().head, UserSeq(6));
+    let before = a.paxos_counts();
+    let (result, batch) = commit(&a, 6).await;
+    result.unwrap();
+    expected.extend(batch.entries);
+    assert_eq!(paxos_since(&a, before), (0, 1));
+
+    assert_eq!(b.timeline_head(&carol).await.unwrap(), UserSeq(8));
+    assert_eq!(b.timeline_after(&carol, UserSeq(0), 100).await.unwrap(), expected);
 }

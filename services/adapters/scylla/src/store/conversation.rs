@@ -36,11 +36,27 @@ impl Inner {
         let bytes = encode_pending(&pending)?;
         let key = conv.as_str();
         let fenced = |why: String| Err(Error::Fenced(format!("conversation {conv}: {why}")));
+        // Taken out: only a commit that succeeds puts an entry back.
+        let cached = self.heads(Kind::Conversation).take(key);
+        if let Some(cached) = cached.filter(|c| c.head == expected && pending.create.is_none()) {
+            // Our last commit ended at `expected`, rows applied: claim at once.
+            // Lost (or unknown, then found lost by a serial read): nothing
+            // was written, so the full path below decides, from the row.
+            let claimed = self
+                .claim(Kind::Conversation, key, Some(cached.ts), expected, new_head, &bytes)
+                .await?;
+            if let Some(ts) = claimed {
+                return self.apply_claimed_conversation(&conv, &pending, new_head, ts).await;
+            }
+            tracing::debug!("the cached head was stale; reading the head row");
+        }
         let prior = self.read_head(Kind::Conversation, key, true).await?;
         match (&prior, pending.create.is_some()) {
             (Some(head), _) if !head.is_applied() && head.is_claim_of(&bytes, expected, new_head) => {
                 // Our own claim, retried before its rows were all written.
-                return self.finish_conversation(&conv, head).await;
+                self.finish_conversation(&conv, head).await?;
+                self.remember(Kind::Conversation, key, head.head, head.ts);
+                return Ok(());
             }
             (Some(_), true) => return fenced("it already exists".into()),
             (Some(head), false) if head.head != expected => {
@@ -57,13 +73,27 @@ impl Inner {
             (None, true) => {}
         }
         let Some(ts) = self
-            .claim(Kind::Conversation, key, prior.as_ref(), expected, new_head, &bytes)
+            .claim(Kind::Conversation, key, prior.map(|p| p.ts), expected, new_head, &bytes)
             .await?
         else {
             return fenced(format!("lost the compare-and-set from head {expected}"));
         };
-        self.apply_conversation(&conv, &pending, ts).await?;
-        self.mark_applied(Kind::Conversation, key, ts).await
+        self.apply_claimed_conversation(&conv, &pending, new_head, ts).await
+    }
+
+    /// Writes the rows of a batch this store just claimed at `ts`, marks it
+    /// applied and remembers `new_head` as committed.
+    async fn apply_claimed_conversation(
+        &self,
+        conv: &ConversationId,
+        pending: &PendingConversation,
+        new_head: u64,
+        ts: i64,
+    ) -> Result<()> {
+        self.apply_conversation(conv, pending, ts).await?;
+        self.mark_applied(Kind::Conversation, conv.as_str(), ts).await?;
+        self.remember(Kind::Conversation, conv.as_str(), new_head, ts);
+        Ok(())
     }
 
     /// Applies the last claimed batch if it is not yet (it is final).
@@ -124,7 +154,10 @@ impl Inner {
         self.run_all(writes).await
     }
 
+    /// Also refreshes the head cache: a writer taking a key over starts
+    /// from what it loaded, never from an entry of an earlier ownership.
     pub(super) async fn load_conversation(&self, conv: &ConversationId) -> Result<Option<ConversationState>> {
+        self.heads(Kind::Conversation).take(conv.as_str());
         let Some(head) = self.read_head(Kind::Conversation, conv.as_str(), true).await? else {
             return Ok(None);
         };
@@ -135,6 +168,7 @@ impl Inner {
             .ok_or_else(|| Error::Corrupt(format!("conversation {conv} has a head but no settings")))?;
         let members = self.members(conv).await?.into_iter().collect();
         let device_last = self.device_last(conv).await?;
+        self.remember(Kind::Conversation, conv.as_str(), head.head, head.ts);
         Ok(Some(ConversationState {
             meta,
             head: seqline_core::ids::ConvSeq(head.head),

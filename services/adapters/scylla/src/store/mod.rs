@@ -6,7 +6,9 @@
 //! (`pending`, versioned JSON) and its write timestamp `ts`. A commit:
 //!
 //! 1. reads the head row at the serial level; if the last batch is not
-//!    marked applied, applies it first (roll forward: it is final);
+//!    marked applied, applies it first (roll forward: it is final). Skipped
+//!    when this store remembers committing `expected` itself (the head
+//!    cache, below);
 //! 2. claims the range with one LWT, `UPDATE … SET head = new, pending =
 //!    batch, ts = t IF head = expected AND ts = last_ts` (`INSERT … IF NOT
 //!    EXISTS` to create). A lost LWT is `Error::Fenced` and the loser has
@@ -27,6 +29,21 @@
 //! overwrite the winner's at the same keys, and a loser's dedup and
 //! membership rows would be visible; keeping the batch in the head row
 //! makes the claim atomic with what it claims.
+//!
+//! # The head cache
+//! On Cassandra the serial read of step 1 is a Paxos round of its own, as
+//! costly as the claim. A persister owns a key at a time and commits one
+//! batch after another, so the store remembers, per key, the head it last
+//! committed or loaded with every row applied, and its `ts`
+//! ([`heads::HeadCache`]). A commit from that very head goes straight to
+//! the claim: `IF head = expected AND ts = remembered` can only apply while
+//! the row still holds that claim (`ts` only grows), whose rows are all
+//! written, so there is nothing to roll forward. A claim that does not
+//! apply changed nothing; the entry is dropped and the commit runs the full
+//! path above (serial read, then fenced, our own claim, not found, …), so
+//! every answer is the one the full path gives. Any error or fence drops the
+//! entry; loads refresh it. A stale entry costs one failed LWT, never a
+//! wrong answer.
 
 mod conversation;
 pub(crate) mod heads;
@@ -40,6 +57,7 @@ use crate::schema::{self, DEDUP_SHARDS, FORMAT_VERSION};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
+use heads::{HeadCache, PaxosCounters, HEAD_CACHE_CAPACITY};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -54,6 +72,8 @@ use seqline_core::ports::{ConversationBatch, ConversationState, Store, TimelineB
 use seqline_core::{Error, Result};
 use statements::Statements;
 use std::sync::Arc;
+
+pub use heads::PaxosCounts;
 
 /// Least client-side timeout of a schema statement: creating a table
 /// writes and flushes the schema tables, which takes seconds on a busy
@@ -87,6 +107,11 @@ pub(crate) struct Inner {
     st: Statements,
     bucket_size: u64,
     max_in_flight: usize,
+    /// Conversation heads this store committed (see the head cache above).
+    conv_heads: HeadCache,
+    /// Timeline heads this store committed.
+    tl_heads: HeadCache,
+    paxos: PaxosCounters,
 }
 
 impl std::fmt::Debug for ScyllaStore {
@@ -184,6 +209,9 @@ impl ScyllaStore {
             st,
             bucket_size: options.bucket_size,
             max_in_flight: options.max_in_flight,
+            conv_heads: HeadCache::new(HEAD_CACHE_CAPACITY),
+            tl_heads: HeadCache::new(HEAD_CACHE_CAPACITY),
+            paxos: PaxosCounters::default(),
         };
         for (name, value) in [
             ("bucket_size", options.bucket_size as i64),
@@ -193,6 +221,12 @@ impl ScyllaStore {
             inner.check_setting(name, value).await?;
         }
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Paxos operations this store has started since `connect` (including
+    /// the settings checks of `connect` itself): for tests and measurements.
+    pub fn paxos_counts(&self) -> PaxosCounts {
+        self.inner.paxos.get()
     }
 }
 
@@ -268,6 +302,7 @@ impl Inner {
     /// row on both. So the row is read untyped and `[applied]` found by
     /// name, whatever else comes with it.
     pub(crate) async fn lwt(&self, st: &PreparedStatement, values: impl SerializeRow, what: &str) -> Result<bool> {
+        self.paxos.conditional_write();
         let rows = self
             .exec(st, values, what)
             .await?

@@ -23,10 +23,24 @@ impl Inner {
         let bytes = encode_pending(&pending)?;
         let key = user.as_str();
         let fenced = |why: String| Err(Error::Fenced(format!("timeline of {user}: {why}")));
+        // As for conversations: the head cache first, the full path if the
+        // claim from it is lost.
+        let cached = self.heads(Kind::Timeline).take(key);
+        if let Some(cached) = cached.filter(|c| c.head == expected) {
+            let claimed = self
+                .claim(Kind::Timeline, key, Some(cached.ts), expected, new_head, &bytes)
+                .await?;
+            if let Some(ts) = claimed {
+                return self.apply_claimed_timeline(&user, &pending, new_head, ts).await;
+            }
+            tracing::debug!("the cached head was stale; reading the head row");
+        }
         let prior = self.read_head(Kind::Timeline, key, true).await?;
         match &prior {
             Some(head) if !head.is_applied() && head.is_claim_of(&bytes, expected, new_head) => {
-                return self.finish_timeline(&user, head).await;
+                self.finish_timeline(&user, head).await?;
+                self.remember(Kind::Timeline, key, head.head, head.ts);
+                return Ok(());
             }
             Some(head) if head.head != expected => {
                 return fenced(format!("head is {}, writer expected {expected}", head.head))
@@ -36,13 +50,27 @@ impl Inner {
             None => {}
         }
         let Some(ts) = self
-            .claim(Kind::Timeline, key, prior.as_ref(), expected, new_head, &bytes)
+            .claim(Kind::Timeline, key, prior.map(|p| p.ts), expected, new_head, &bytes)
             .await?
         else {
             return fenced(format!("lost the compare-and-set from head {expected}"));
         };
-        self.apply_timeline(&user, &pending, ts).await?;
-        self.mark_applied(Kind::Timeline, key, ts).await
+        self.apply_claimed_timeline(&user, &pending, new_head, ts).await
+    }
+
+    /// Writes the rows of a batch this store just claimed at `ts`, marks it
+    /// applied and remembers `new_head` as committed.
+    async fn apply_claimed_timeline(
+        &self,
+        user: &UserId,
+        pending: &PendingTimeline,
+        new_head: u64,
+        ts: i64,
+    ) -> Result<()> {
+        self.apply_timeline(user, pending, ts).await?;
+        self.mark_applied(Kind::Timeline, user.as_str(), ts).await?;
+        self.remember(Kind::Timeline, user.as_str(), new_head, ts);
+        Ok(())
     }
 
     async fn finish_timeline(&self, user: &UserId, head: &Head) -> Result<()> {
@@ -71,7 +99,9 @@ impl Inner {
         self.run_all(writes).await
     }
 
+    /// Also refreshes the head cache, as `load_conversation` does.
     pub(super) async fn load_timeline(&self, user: &UserId) -> Result<TimelineState> {
+        self.heads(Kind::Timeline).take(user.as_str());
         let Some(head) = self.read_head(Kind::Timeline, user.as_str(), true).await? else {
             return Ok(TimelineState::default());
         };
@@ -81,6 +111,7 @@ impl Inner {
             .into_iter()
             .map(|(conv, seq)| Ok((id(ConversationId::parse(conv))?, ConvSeq(to_u64(seq, "conv_seq")?))))
             .collect::<Result<_>>()?;
+        self.remember(Kind::Timeline, user.as_str(), head.head, head.ts);
         Ok(TimelineState {
             head: UserSeq(head.head),
             applied,
