@@ -31,20 +31,21 @@ stop_engines() {
 scripts/kafka.sh stop >/dev/null 2>&1 || true
 scripts/cassandra.sh stop >/dev/null 2>&1 || true
 rm -rf "$RUN_DIR"
+mkdir -p "$RUN_DIR"
 trap stop_engines EXIT INT TERM
 
 echo "== building the tests while the engines start"
 started=$SECONDS
-scripts/cassandra.sh start >"$RUN_DIR.cassandra-start.log" 2>&1 &
+scripts/cassandra.sh start >"$RUN_DIR/cassandra-start.log" 2>&1 &
 cassandra_pid=$!
-scripts/kafka.sh start >"$RUN_DIR.kafka-start.log" 2>&1 &
+scripts/kafka.sh start >"$RUN_DIR/kafka-start.log" 2>&1 &
 kafka_pid=$!
 cargo nextest run --workspace --no-run --cargo-quiet
 ok=1
 wait "$kafka_pid" || ok=0
-cat "$RUN_DIR.kafka-start.log"
+cat "$RUN_DIR/kafka-start.log"
 wait "$cassandra_pid" || ok=0
-cat "$RUN_DIR.cassandra-start.log"
+cat "$RUN_DIR/cassandra-start.log"
 if [[ $ok != 1 ]]; then
     echo "the test engines did not start (logs above; data and logs under $RUN_DIR)" >&2
     exit 1
