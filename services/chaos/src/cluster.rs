@@ -126,10 +126,10 @@ const SIGABRT: i32 = 6;
 /// Cassandra and Redis first; after an engine restart that can take a while).
 const START_DEADLINE: Duration = Duration::from_secs(120);
 
-/// F9: how long past the session timeout a stopped sequencer stays stopped,
-/// so the group has moved its partitions to the other persister and that
-/// one has stored the commands the stopped one holds.
-const F9_TAKEOVER: Duration = Duration::from_secs(10);
+/// F9: how long past the session timeout a stopped sequencer may stay
+/// stopped while the runner waits for the other persister to take its
+/// partitions over and store the commands the stopped one holds.
+const F9_TAKEOVER: Duration = Duration::from_secs(90);
 
 /// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to `pid`.
 fn signal(pid: u32, signal: &str) -> bool {
@@ -683,19 +683,44 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tally.point_reached(point);
-        self.roles[i].scrape().await;
-        let fenced_before = self.roles[i].total("fence_refusals");
-        tokio::time::sleep(self.o.session_timeout + F9_TAKEOVER + step.hold).await;
+        let fenced_before = self.fence_refusals().await;
+        // Where the sequencers stood when it stopped: its partitions are the
+        // ones whose position then stays put while records wait behind it.
+        let group = seqline_persister::PersisterConfig::default().sequencer_group;
+        let at_stop = self
+            .injector
+            .positions(&group, &Topic::Inbound)
+            .await
+            .unwrap_or_default();
+        tokio::time::sleep(self.o.session_timeout + step.hold).await;
+        // The takeover is done once the other persister has read and stored
+        // past the position of the moment of the stop on every partition
+        // that then had records waiting (the stopped one's among them): it
+        // has stored the commands the stopped one holds, whose batch is now
+        // stale.
+        let deadline = Instant::now() + F9_TAKEOVER;
+        while Instant::now() < deadline {
+            let now = self
+                .injector
+                .positions(&group, &Topic::Inbound)
+                .await
+                .unwrap_or_default();
+            let moved = now.len() == at_stop.len()
+                && now
+                    .iter()
+                    .zip(&at_stop)
+                    .all(|((pos, _), (was, end))| was == end || pos > was);
+            if moved {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         signal(pid, "CONT");
         // Read its counters while it lives: the refusal of its stale write
         // comes within moments (a later fault may kill it before the next
         // scrape, and a killed process cannot be asked).
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            self.roles[i].scrape().await;
-            if self.roles[i].total("fence_refusals") > fenced_before {
-                break;
-            }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && self.fence_refusals().await <= fenced_before {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(())

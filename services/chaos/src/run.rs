@@ -243,6 +243,14 @@ async fn inject_faults(
         c.heal(&mut tally).await?;
     }
     proxy.set_backends(system.backends());
+    // Then keep watching until the workloads are done, as an orchestrator
+    // does: a role that was still failing over the last fault's aftermath
+    // (e.g. a persister giving up on a store that had just come back) ends
+    // after the heal, and must be started again for the final reads.
+    while !loads_done.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        system.revive(&mut tally).await?;
+    }
     Ok((tally, fault_secs))
 }
 

@@ -95,6 +95,18 @@ impl KafkaLog {
             })
     }
 
+    /// Where `group` stands on each partition of `topic`, indexed by
+    /// partition: the offset it would read next (its committed offset, or
+    /// the low watermark where it never committed) and the partition's end.
+    pub async fn positions(&self, group: &str, topic: &Topic) -> Result<Vec<(u64, u64)>> {
+        let offsets = self.offsets(topic, Some(group)).await?;
+        let at = |o: i64| u64::try_from(o).unwrap_or(0);
+        Ok(offsets
+            .iter()
+            .map(|o| (at(o.committed.unwrap_or(o.low).max(o.low)), at(o.high)))
+            .collect())
+    }
+
     /// How many records of `topic` lie past `group`'s committed offsets,
     /// summed over the partitions (a partition the group never committed
     /// counts from its low watermark, where the group would start). Zero
