@@ -31,11 +31,7 @@ const SIGABRT: i32 = 6;
 
 /// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to `pid`.
 pub fn signal(pid: u32, signal: &str) -> bool {
-    std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success())
+    seqline_testkit::servers::signal_pid(pid, signal)
 }
 
 impl DevProcess {

@@ -159,6 +159,19 @@ pub fn all_hits() -> Vec<(&'static str, u64)> {
     out
 }
 
+/// Appends every point's hits to `out` as the Prometheus counter
+/// `seqline_failpoint_hits_total{point="…"}` (nothing when none was hit).
+pub fn render_prometheus(out: &mut String) {
+    use std::fmt::Write;
+    let points = all_hits();
+    if !points.is_empty() {
+        let _ = writeln!(out, "# TYPE seqline_failpoint_hits_total counter");
+        for (point, hits) in points {
+            let _ = writeln!(out, "seqline_failpoint_hits_total{{point=\"{point}\"}} {hits}");
+        }
+    }
+}
+
 /// Arms `name`: the next task to reach it pauses until the returned gate is
 /// released (tests only; later tasks pass).
 pub fn pause_next(name: &'static str) -> Arc<Gate> {

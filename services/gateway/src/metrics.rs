@@ -179,13 +179,7 @@ impl Metrics {
                 c.get()
             );
         }
-        let points = seqline_core::failpoint::all_hits();
-        if !points.is_empty() {
-            let _ = writeln!(out, "# TYPE seqline_failpoint_hits_total counter");
-            for (point, hits) in points {
-                let _ = writeln!(out, "seqline_failpoint_hits_total{{point=\"{point}\"}} {hits}");
-            }
-        }
+        seqline_core::failpoint::render_prometheus(&mut out);
         seqline_telemetry::Metrics::global().render_prometheus(&mut out);
         out
     }

@@ -40,15 +40,8 @@ pub async fn spawn(addr: SocketAddr, draining: CancellationToken) -> anyhow::Res
 /// The process's counters in Prometheus text (the gateway serves the same
 /// series on its own `/metrics`).
 fn metrics() -> String {
-    use std::fmt::Write;
     let mut out = String::new();
-    let points = seqline_core::failpoint::all_hits();
-    if !points.is_empty() {
-        let _ = writeln!(out, "# TYPE seqline_failpoint_hits_total counter");
-        for (point, hits) in points {
-            let _ = writeln!(out, "seqline_failpoint_hits_total{{point=\"{point}\"}} {hits}");
-        }
-    }
+    seqline_core::failpoint::render_prometheus(&mut out);
     seqline_telemetry::Metrics::global().render_prometheus(&mut out);
     out
 }

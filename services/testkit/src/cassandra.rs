@@ -127,12 +127,7 @@ impl CassandraServer {
 
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to this node's JVM only.
     pub fn signal(&self, signal: &str) -> bool {
-        let Some(pid) = self.pid() else { return false };
-        Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.pid().is_some_and(|pid| crate::servers::signal_pid(pid, signal))
     }
 
     /// SIGKILLs the JVM (no shutdown, no flush: a real crash) and waits
@@ -152,29 +147,9 @@ impl CassandraServer {
     }
 
     fn launch(&mut self) {
-        let stdout_log = self.dir.join("stdout.log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stdout_log)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", stdout_log.display()));
-        let err = out
-            .try_clone()
-            .unwrap_or_else(|e| panic!("{}: {e}", stdout_log.display()));
-        let child = Command::new("bash")
-            .arg(script())
-            .arg("run")
-            .arg(&self.dir)
-            .arg(self.native_port.to_string())
-            .arg(self.storage_port.to_string())
-            // The node dies with this process even if it is killed before
-            // dropping the server (a test stopped at its timeout).
-            .env("SEQLINE_CASSANDRA_WATCH_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", script().display()));
+        let ports = [self.native_port, self.storage_port];
+        let child = crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_CASSANDRA_WATCH_PID")
+            .unwrap_or_else(|e| panic!("starting {} in {}: {e}", script().display(), self.dir.display()));
         self.child = Some(child);
         self.wait_accepting();
     }

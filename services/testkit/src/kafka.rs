@@ -167,12 +167,7 @@ impl KafkaServer {
     /// When the broker is not running or `kill` fails.
     pub fn signal(&self, signal: &str) {
         let pid = self.pid().expect("the broker is not running");
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -{signal} {pid} failed");
+        assert!(crate::servers::signal_pid(pid, signal), "kill -{signal} {pid} failed");
     }
 
     /// Kills the broker (SIGKILL, a crash: nothing is flushed or handed over)
@@ -203,25 +198,16 @@ impl KafkaServer {
         let log = self.log_file();
         let from = file_len(&log);
         let stdout_path = self.dir.join("stdout.log");
-        let stdout = File::options()
-            .create(true)
-            .append(true)
-            .open(&stdout_path)
-            .map_err(|e| format!("opening {}: {e}", stdout_path.display()))?;
-        let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let child = Command::new("bash")
-            .arg(script())
-            .arg("run")
-            .arg(&self.dir)
-            .arg(self.port.to_string())
-            .arg(self.controller_port.to_string())
-            .env("SEQLINE_KAFKA_WATCH_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("could not run bash {}: {e}", script().display()))?;
+        let ports = [self.port, self.controller_port];
+        let child =
+            crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_KAFKA_WATCH_PID").map_err(|e| {
+                format!(
+                    "could not run bash {} in {}: {e}",
+                    script().display(),
+                    self.dir.display()
+                )
+            })?;
         let child = self.child.insert(child);
         loop {
             if ready_since(&log, from) {

@@ -33,13 +33,45 @@ impl ServerProcess {
 
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to this process only.
     pub fn signal(&self, signal: &str) -> bool {
-        let Some(pid) = self.pid() else { return false };
-        Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.pid().is_some_and(|pid| signal_pid(pid, signal))
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`, …) to `pid` only.
+pub fn signal_pid(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts `bash SCRIPT run DIR PORT…` (an engine script that `exec`s its
+/// JVM, so the child's PID is the JVM's), output appended to
+/// `DIR/stdout.log`. `watch_var` names the variable through which the
+/// script watches this test process: the engine dies with it even if the
+/// test is killed before dropping its server.
+pub fn launch_engine(
+    script: &std::path::Path,
+    dir: &std::path::Path,
+    ports: &[u16],
+    watch_var: &str,
+) -> std::io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stdout.log"))?;
+    let err = log.try_clone()?;
+    Command::new("bash")
+        .arg(script)
+        .arg("run")
+        .arg(dir)
+        .args(ports.iter().map(u16::to_string))
+        .env(watch_var, std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
 }
 
 impl Drop for ServerProcess {
