@@ -51,7 +51,7 @@ fmt:
 
 ## Benchmark tables: W6 in process; W1 closed and open loop, W2 and W3 against a
 ## fresh `seqline dev` started on a private port and stopped afterwards.
-bench:
+bench: test-tools
 	bash scripts/bench.sh
 
 ## Drive realistic load (W1) against a running instance: make traffic URL=ws://host:port/v1/ws

@@ -7,6 +7,7 @@
 # processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# BENCH_EMBEDDED=0 runs only the cluster rows; BENCH_CLUSTER=0 leaves them out.
 
 PORT=${BENCH_PORT:-17611}
 SECRET=bench-secret-0123456789abcdef
@@ -20,9 +21,11 @@ mkdir -p "$OUT"
 cargo build --release -q -p seqline -p seqline-loadgen --bins
 cargo build --release -q -p seqline-persister --example w6
 
-echo "## W6 sequencer (in process, one core, no I/O)"
-./target/release/examples/w6 "$W6_COMMANDS" 10000
-echo
+if [ "${BENCH_EMBEDDED:-1}" = 1 ]; then
+  echo "## W6 sequencer (in process, one core, no I/O)"
+  ./target/release/examples/w6 "$W6_COMMANDS" 10000
+  echo
+fi
 
 SERVER_PID=""
 DATA=""
@@ -61,23 +64,27 @@ loadgen() {
   echo
 }
 
+if [ "${BENCH_EMBEDDED:-1}" = 1 ]; then
 loadgen w1-closed w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
 loadgen w1-open w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --rate 5000
 loadgen w2-groups w2 --groups 20 --members 50 --senders 10 --messages "$W1_MESSAGES" --window 4
 loadgen w3-catchup w3 --entries "$W3_ENTRIES"
+fi
 
 # Cluster mode: the same W1 and W2 rows against the roles as separate
 # processes (two gateways, a persister, a fanout) on Apache Kafka, Apache
 # Cassandra and redis-server, all on this machine (scripts/cluster.sh, data
 # under $OUT/cluster, private ports). The load goes to one gateway; the
 # server CPU and RSS columns are that gateway's only (the persister, fanout
-# and the JVMs are apart). BENCH_CLUSTER=0 leaves these rows out.
+# and the JVMs are apart). BENCH_CLUSTER=0 leaves these rows out;
+# CLUSTER_MESSAGES (default 5000) and CLUSTER_RATE (open loop, default 100/s)
+# size them.
 if [ "${BENCH_CLUSTER:-1}" = 1 ]; then
   CPORT=$((PORT + 20))
   export CLUSTER_DIR="$OUT/cluster" LISTEN="127.0.0.1:$CPORT" SECRET
-  export SEQLINE_KAFKA_PORT=$((PORT + 30)) SEQLINE_KAFKA_CONTROLLER_PORT=$((PORT + 31))
-  export SEQLINE_CASSANDRA_PORT=$((PORT + 32)) SEQLINE_CASSANDRA_STORAGE_PORT=$((PORT + 33))
-  export SEQLINE_REDIS_PORT=$((PORT + 34))
+  export SEQLINE_KAFKA_PORT=$((PORT + 40)) SEQLINE_KAFKA_CONTROLLER_PORT=$((PORT + 41))
+  export SEQLINE_CASSANDRA_PORT=$((PORT + 42)) SEQLINE_CASSANDRA_STORAGE_PORT=$((PORT + 43))
+  export SEQLINE_REDIS_PORT=$((PORT + 44))
   rm -rf "$CLUSTER_DIR"
   trap 'stop_server; bash scripts/cluster.sh down >/dev/null 2>&1 || true' EXIT
   bash scripts/cluster.sh up >"$OUT/cluster-up.txt" 2>&1 || { cat "$OUT/cluster-up.txt"; exit 1; }
@@ -89,14 +96,20 @@ if [ "${BENCH_CLUSTER:-1}" = 1 ]; then
       --server-pid "$GW_PID" --quiet --history "$OUT/$name.history.jsonl" | tee "$OUT/$name.txt"
     echo
   }
-  cluster_loadgen w1-closed-cluster w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
-  cluster_loadgen w1-open-cluster w1 --users "$W1_USERS" --messages "$((W1_MESSAGES / 4))" --rate 1000
-  cluster_loadgen w2-groups-cluster w2 --groups 20 --members 50 --senders 10 --messages "$W1_MESSAGES" --window 4
+  # Smaller runs than the embedded rows: every message costs the single
+  # Cassandra node several lightweight transactions (one per conversation
+  # and one per member timeline), and W2's 50-member groups multiply that.
+  C_MESSAGES=${CLUSTER_MESSAGES:-5000}
+  C_RATE=${CLUSTER_RATE:-100}
+  cluster_loadgen w1-closed-cluster w1 --users "$W1_USERS" --messages "$C_MESSAGES" --window 8
+  cluster_loadgen w1-open-cluster w1 --users "$W1_USERS" --messages "$((C_RATE * 30))" --rate "$C_RATE"
+  cluster_loadgen w2-groups-cluster w2 --groups 20 --members 50 --senders 10 --messages "$((C_MESSAGES / 5))" --window 4
   bash scripts/cluster.sh down >/dev/null
   trap 'stop_server' EXIT
   unset CLUSTER_DIR LISTEN SEQLINE_KAFKA_PORT SEQLINE_KAFKA_CONTROLLER_PORT SEQLINE_CASSANDRA_PORT \
     SEQLINE_CASSANDRA_STORAGE_PORT SEQLINE_REDIS_PORT
 fi
+if [ "${BENCH_EMBEDDED:-1}" = 1 ]; then
 # W4: one huge group in read-diffusion mode (docs/huge-groups.md). Every
 # run gets a fresh server with room for a million members and 20,000
 # connections. The main row, then a scaling table; the whole section is
@@ -152,4 +165,5 @@ else
   echo "| 100,000 | 10,000 | skipped: 10,000 SDK clients of the load generator share the 2 cores with the server; W4_BIG=1 runs it |"
 fi
 echo
+fi
 echo "tables and histories are in $OUT/"
