@@ -87,7 +87,7 @@ fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 ## Chaos (W7): W1 + W2 through a fault proxy while a seeded schedule injects
-## PROOF.md's faults (F1-F14), then heal, re-read and run the checker; once per
+## the faults of docs/chaos.md (F1-F14), then heal, re-read and run the checker; once per
 ## mode in CHAOS_MODES. Prints the seed, the faults per id and the count per
 ## check; fails on any anomaly. Long runs: make chaos CHAOS_DURATION=15m
 CHAOS_MODES ?= embedded cluster

@@ -99,17 +99,17 @@ async fn acknowledged_writes_survive_sigkill_and_the_store_recovers() {
 
     // The same store finds the node again; the first call may still fail
     // while the driver reconnects, but only as Unavailable.
-    let deadline = Instant::now() + RECOVERY;
-    let state = loop {
+    let state = seqline_testkit::wait::until(RECOVERY, "the store to recover after the restart", || async {
         match store.load_conversation(&conv).await {
-            Ok(state) => break state.unwrap(),
-            Err(e @ Error::Unavailable(_)) if Instant::now() < deadline => {
+            Ok(state) => Some(state.unwrap()),
+            Err(e @ Error::Unavailable(_)) => {
                 println!("not yet: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                None
             }
-            Err(e) => panic!("the store did not recover within {RECOVERY:?}: {e}"),
+            Err(e) => panic!("the store failed with something else than Unavailable: {e}"),
         }
-    };
+    })
+    .await;
     assert_eq!(state.head, ConvSeq(head), "the head survived the kill");
     let stored = store.messages_after(&conv, ConvSeq(0), 100).await.unwrap();
     assert_eq!(stored, acked, "every acknowledged message survived the kill");
