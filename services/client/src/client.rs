@@ -7,7 +7,6 @@ use crate::event::EventStream;
 use crate::follow::Follows;
 use crate::handle::{SendHandle, SendState};
 use crate::outbox::Pending;
-use seqline_core::algo::vclock::causal_sort;
 use seqline_core::ids::{ClientMsgId, ConversationId};
 use seqline_core::model::{Message, TimelineEntry, VectorClock};
 use seqline_core::protocol::{ServerFrame, UnreadCount};
@@ -294,7 +293,7 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<Message>> {
         let page = self.history(conv, before, limit).await?;
-        Ok(causal_sort(page, |m| &m.vclock, |m| m.conv_seq.0))
+        Ok(crate::clocks::causal_order(page))
     }
 
     /// The background task's state now.

@@ -11,6 +11,12 @@ pub struct ResendPolicy {
     pub max_attempts: u32,
     /// Wait after `rate_limited` / `unavailable` answers.
     pub backoff: Backoff,
+    /// Wait between an ack timeout (`request_timeout` without an answer)
+    /// and the resend. Retry `n` is the device's `n`-th ack timeout in a
+    /// row; any ack or refusal from the sequencer starts over at 0. The
+    /// default has full jitter (0 to 0.5 s, doubling up to 0 to 15 s), so
+    /// devices whose sends timed out together do not resend together.
+    pub timeout_backoff: Backoff,
 }
 
 impl Default for ResendPolicy {
@@ -18,6 +24,11 @@ impl Default for ResendPolicy {
         Self {
             max_attempts: 10,
             backoff: Backoff::default(),
+            timeout_backoff: Backoff {
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(15),
+                jitter: 1.0,
+            },
         }
     }
 }

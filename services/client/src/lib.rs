@@ -54,6 +54,7 @@ pub mod outbox;
 
 pub use backoff::Backoff;
 pub use client::{Client, ConvPage, HistoryPage, SendOptions, SyncAnswer};
+pub use clocks::causal_order;
 pub use config::{ClientConfig, ResendPolicy};
 pub use cursor::{ConvPosition, CursorStore, FileCursor, MemoryCursor};
 pub use driver::Status;

@@ -17,8 +17,16 @@
 //!   knows another last message (an unknown-outcome send that was sequenced
 //!   after all), and the first message goes again with no `prev`: every
 //!   earlier one is settled, so nothing can overtake it;
+//! - a message unacked past the ack timeout is resent after a backoff with
+//!   jitter (when configured: [`Outbox::with_timeout_backoff`]), exponential
+//!   in the ack timeouts in a row on the device; any answer from the
+//!   sequencer resets it; the later messages of its conversation go right
+//!   after it, in order;
 //! - a message that has used `max_attempts` transmissions gives up.
 
+use crate::backoff::Backoff;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use seqline_core::ids::{ClientMsgId, ConversationId};
 use seqline_core::model::VectorClock;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -95,12 +103,30 @@ pub struct Due {
     pub exhausted: Vec<Pending>,
 }
 
+/// The wait before a resend after an ack timeout.
+#[derive(Debug)]
+struct TimeoutWait {
+    backoff: Backoff,
+    rng: SmallRng,
+    /// Ack timeouts in a row on this device (an answer resets it).
+    streak: u32,
+}
+
+impl TimeoutWait {
+    fn next(&mut self) -> Duration {
+        let wait = self.backoff.delay(self.streak, &mut self.rng);
+        self.streak = self.streak.saturating_add(1);
+        wait
+    }
+}
+
 /// Pending messages of one device, in send order.
 #[derive(Debug)]
 pub struct Outbox {
     capacity: usize,
     max_attempts: u32,
     ack_timeout: Duration,
+    timeout_wait: Option<TimeoutWait>,
     next_order: u64,
     entries: BTreeMap<u64, Entry>,
     index: HashMap<ClientMsgId, u64>,
@@ -115,11 +141,30 @@ impl Outbox {
             capacity: capacity.max(1),
             max_attempts: max_attempts.max(1),
             ack_timeout,
+            timeout_wait: None,
             next_order: 0,
             entries: BTreeMap::new(),
             index: HashMap::new(),
             chains: HashMap::new(),
         }
+    }
+
+    /// The same outbox, waiting `backoff` (jitter drawn from a generator
+    /// seeded with `seed`) between an ack timeout and the resend; retry `n`
+    /// is the device's `n`-th ack timeout in a row (an ack or a refusal
+    /// from the sequencer starts over at 0).
+    pub fn with_timeout_backoff(mut self, backoff: Backoff, seed: u64) -> Self {
+        self.timeout_wait = Some(TimeoutWait {
+            backoff,
+            rng: SmallRng::seed_from_u64(seed),
+            streak: 0,
+        });
+        self
+    }
+
+    /// Ack timeouts in a row since the last answer from the sequencer.
+    pub fn timeouts_in_a_row(&self) -> u32 {
+        self.timeout_wait.as_ref().map_or(0, |w| w.streak)
     }
 
     /// Messages pending.
@@ -170,12 +215,25 @@ impl Outbox {
         // Per conversation: the predecessor so far, and whether it is settled.
         let mut prev: HashMap<ConversationId, (Option<ClientMsgId>, bool)> = HashMap::new();
         let mut blocked: HashSet<ConversationId> = HashSet::new();
+        // Conversations with a transmission in this pass.
+        let mut sending: HashSet<ConversationId> = HashSet::new();
         let mut dropped = Vec::new();
         for (order, e) in self.entries.iter_mut() {
             let chain = self.chains.entry(e.msg.conv.clone()).or_default();
             let before = prev
                 .entry(e.msg.conv.clone())
                 .or_insert_with(|| (chain.last_settled.map(|(_, id)| id), true));
+            if let (State::InFlight { sent_at, .. }, Some(wait)) = (&e.state, self.timeout_wait.as_mut()) {
+                // The first timed-out message of a conversation waits a
+                // backoff; the later ones go right after it.
+                let deadline = *sent_at + self.ack_timeout;
+                let first = !blocked.contains(&e.msg.conv) && !sending.contains(&e.msg.conv);
+                if deadline <= now && first && e.attempts < self.max_attempts {
+                    e.state = State::Queued {
+                        due: deadline + wait.next(),
+                    };
+                }
+            }
             let ready = match e.state {
                 State::Queued { due } => due <= now,
                 State::InFlight { sent_at, .. } => sent_at + self.ack_timeout <= now,
@@ -206,6 +264,9 @@ impl Outbox {
                 prev: if settled && chain.free_first { None } else { named },
                 attempt: e.attempts,
             });
+            if self.timeout_wait.is_some() {
+                sending.insert(e.msg.conv.clone());
+            }
             *before = (Some(e.msg.id), false);
         }
         for order in dropped {
@@ -221,6 +282,7 @@ impl Outbox {
     pub fn ack(&mut self, id: &ClientMsgId) -> Option<Pending> {
         let order = *self.index.get(id)?;
         let e = self.remove(order)?;
+        self.answered();
         self.chains
             .entry(e.msg.conv.clone())
             .or_default()
@@ -236,6 +298,7 @@ impl Outbox {
         let order = *self.index.get(id)?;
         let e = self.remove(order)?;
         if processed {
+            self.answered();
             self.chains
                 .entry(e.msg.conv.clone())
                 .or_default()
@@ -328,6 +391,13 @@ impl Outbox {
         std::mem::take(&mut self.entries).into_values().map(|e| e.msg).collect()
     }
 
+    /// The sequencer answered: resends after a timeout start from the first delay again.
+    fn answered(&mut self) {
+        if let Some(w) = self.timeout_wait.as_mut() {
+            w.streak = 0;
+        }
+    }
+
     fn remove(&mut self, order: u64) -> Option<Entry> {
         let e = self.entries.remove(&order)?;
         self.index.remove(&e.msg.id);
@@ -338,3 +408,7 @@ impl Outbox {
 #[cfg(test)]
 #[path = "outbox_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "outbox_backoff_tests.rs"]
+mod backoff_tests;

@@ -28,7 +28,8 @@ impl Driver {
             } => {
                 if code == RefusalCode::OutOfOrder {
                     self.outbox.out_of_order(&id, now());
-                } else if self.outbox.refuse(&id, true).is_some() {
+                } else if let Some(msg) = self.outbox.refuse(&id, true) {
+                    self.unstamp(&msg);
                     self.settle(id, conv, SendState::Failed(FailReason::Refused { code, message }))
                         .await;
                 }
@@ -242,6 +243,7 @@ impl Driver {
         match id {
             Some(id) => {
                 if let Some(msg) = self.outbox.refuse(&id, false) {
+                    self.unstamp(&msg);
                     let reason = FailReason::Rejected { code, message };
                     self.settle(id, msg.conv, SendState::Failed(reason)).await;
                 }

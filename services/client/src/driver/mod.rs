@@ -137,10 +137,11 @@ impl Driver {
         events: mpsc::Sender<Event>,
         status: watch::Sender<Status>,
     ) -> Self {
-        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let (seed, outbox_seed) = uuid::Uuid::new_v4().as_u64_pair();
         let store = std::mem::replace(&mut cfg.cursor, Box::new(crate::cursor::MemoryCursor::default()));
         Self {
-            outbox: Outbox::new(cfg.outbox_capacity, cfg.resend.max_attempts, cfg.request_timeout),
+            outbox: Outbox::new(cfg.outbox_capacity, cfg.resend.max_attempts, cfg.request_timeout)
+                .with_timeout_backoff(cfg.resend.timeout_backoff, outbox_seed),
             url: cfg.url,
             token: cfg.token,
             resend: cfg.resend,
@@ -253,7 +254,7 @@ impl Driver {
         self.status.send_modify(|st| st.sends_taken += 1);
         if cmd.stamp && self.vector_clocks {
             if let Some(me) = self.status.borrow().user.clone() {
-                cmd.msg.vclock = self.clocks.stamp(&cmd.msg.conv, &me);
+                cmd.msg.vclock = self.clocks.stamp(&cmd.msg.conv, &me, cmd.msg.id);
             }
         }
         let id = cmd.msg.id;
@@ -261,9 +262,17 @@ impl Driver {
             Ok(()) => {
                 self.handles.insert(id, cmd.state);
             }
-            Err(_) => {
+            Err(msg) => {
+                self.unstamp(&msg);
                 let _ = cmd.state.send(SendState::Failed(FailReason::OutboxFull));
             }
+        }
+    }
+
+    /// `msg` will never be sequenced: its clock count is taken back if it can be.
+    fn unstamp(&mut self, msg: &Pending) {
+        if let Some(me) = self.status.borrow().user.as_ref() {
+            self.clocks.unstamp(&msg.conv, me, &msg.id, &msg.vclock);
         }
     }
 
