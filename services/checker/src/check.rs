@@ -62,12 +62,28 @@
 //!   of the reference (a missing one counts; one hit per stream names how
 //!   many). The SDK deduplicates by (conv, conv_seq), so unlike the timeline
 //!   streams a repeat here is an anomaly even after a reconnect.
+//! - **C13** applies to messages seen with a vector clock (`recv` events
+//!   carry it; the clock of a client id is the first one seen). Per
+//!   conversation, in conv_seq order over the reference positions: for each
+//!   user `u` a clock names with count `n`, `n` must not exceed the text
+//!   messages of `u` (senders from `send_invoke`) at lower positions, plus 1
+//!   when `u` sent this one, plus `u`'s sends into the conversation that no
+//!   one saw and no ack named (never sequenced, as far as the history
+//!   knows). Each (message, user) over the bound counts once. This is the
+//!   causality the server guarantees: whatever a clock says its author had
+//!   seen is sequenced below it.
+//! - **C14** counts a device's sends to a conversation, in first
+//!   `send_invoke` order, whose clock is not after (entry-wise at least,
+//!   one entry more) the clock of the device's previous send there that
+//!   was seen with a clock; and client ids seen with two different clocks
+//!   (the server returns the clock it stored).
 //! - **L1** applies when a `heal` was recorded: every device that recorded
 //!   anything must record `converged` within the bound after the last heal.
 //!
 //! Finals must be taken after the last send completed: a message sequenced
 //! after a device took its final looks lost (C4, C7).
 
+mod clocks;
 mod positions;
 mod sends;
 mod streams;
@@ -128,6 +144,7 @@ pub fn check(events: &[Event], opts: &CheckOptions) -> Report {
     }
     views::live_prefix(&ix, &members, &mut f);
     views::conv_streams(&ix, &members, &mut f);
+    clocks::causality(&ix, &positions, &mut f);
     streams::pulls(&ix, &mut f);
     streams::user_seqs(&ix, &mut f);
     if !streams::convergence(&ix, opts.convergence_bound_micros, &mut f) {

@@ -11,6 +11,7 @@ mod file;
 pub use file::{read_history, HistoryWriter};
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One thing a device did or saw, at one time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +104,11 @@ pub enum EventBody {
         /// cursor (`user_seq` absent) rather than delivered by timeline.
         #[serde(default, skip_serializing_if = "is_false")]
         read_diffusion: bool,
+        /// The message's vector clock as the server returned it (user id to
+        /// how many of that user's messages the author had seen); absent
+        /// when it has none.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        vclock: BTreeMap<String, u64>,
     },
     /// The device pulled from a cursor.
     Pull {

@@ -5,7 +5,7 @@
 
 use crate::fxhash::{Map, Set};
 use crate::history::{Event, EventBody, FinalEntry, MemberOp, Scope, Via};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A device: (user, device).
 pub(crate) type Dev<'a> = (&'a str, &'a str);
@@ -23,6 +23,8 @@ pub(crate) struct Obs<'a> {
     pub via: Option<Via>,
     /// The message put its conversation in read-diffusion mode (live only).
     pub read_diffusion: bool,
+    /// The message's vector clock (live only, when it has one).
+    pub vclock: Option<&'a BTreeMap<String, u64>>,
 }
 
 impl Obs<'_> {
@@ -189,6 +191,7 @@ impl<'a> Index<'a> {
                 body_hash,
                 system,
                 read_diffusion,
+                vclock,
                 ..
             } => {
                 self.obs.push(Obs {
@@ -201,6 +204,7 @@ impl<'a> Index<'a> {
                     dev,
                     via: Some(*via),
                     read_diffusion: *read_diffusion,
+                    vclock: (!vclock.is_empty()).then_some(vclock),
                 });
             }
             EventBody::Member {
@@ -227,6 +231,7 @@ impl<'a> Index<'a> {
                     dev,
                     via: None,
                     read_diffusion: false,
+                    vclock: None,
                 }));
             }
             EventBody::Pull { .. } | EventBody::Reset { .. } | EventBody::Heal {} | EventBody::Converged {} => {}

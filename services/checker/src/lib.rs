@@ -1,6 +1,6 @@
 //! The history checker of seqline: the load generator records what every
 //! device did and saw as JSON lines (the format of PROOF.md), and this crate
-//! reads that history and checks the guarantees (C1-C11, L1), one hash-map
+//! reads that history and checks the guarantees (C1-C14, L1), one hash-map
 //! pass per check, with small witnesses for anything wrong.
 //!
 //! ```no_run

@@ -20,12 +20,14 @@ pub enum CheckId {
     C10,
     C11,
     C12,
+    C13,
+    C14,
     L1,
 }
 
 impl CheckId {
     /// Every check, in table order.
-    pub const ALL: [CheckId; 13] = [
+    pub const ALL: [CheckId; 15] = [
         CheckId::C1,
         CheckId::C2,
         CheckId::C3,
@@ -38,6 +40,8 @@ impl CheckId {
         CheckId::C10,
         CheckId::C11,
         CheckId::C12,
+        CheckId::C13,
+        CheckId::C14,
         CheckId::L1,
     ];
 
@@ -56,6 +60,8 @@ impl CheckId {
             CheckId::C10 => "user_seq is exactly 1..N, one entry each, ordered by conv_seq",
             CheckId::C11 => "sender order holds; an ack's conv_seq is what readers saw",
             CheckId::C12 => "read-diffusion convs: each member device gets each message once, in order",
+            CheckId::C13 => "a vector clock never counts a message not sequenced below it",
+            CheckId::C14 => "a device's sends carry growing clocks, as readers saw them",
             CheckId::L1 => "after the last heal every device converges within the bound",
         }
     }
@@ -167,15 +173,15 @@ impl fmt::Display for Report {
 /// Collects anomalies while the checks run; witnesses are formatted only
 /// while there is room for them, so a million anomalies stay cheap.
 pub(crate) struct Findings {
-    counts: [u64; 13],
-    witnesses: [Vec<String>; 13],
+    counts: [u64; CheckId::ALL.len()],
+    witnesses: [Vec<String>; CheckId::ALL.len()],
     max: usize,
 }
 
 impl Findings {
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            counts: [0; 13],
+            counts: [0; CheckId::ALL.len()],
             witnesses: Default::default(),
             max,
         }

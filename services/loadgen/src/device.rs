@@ -103,6 +103,7 @@ fn on_message(
         sender: m.sender.to_string(),
         system,
         read_diffusion: m.read_diffusion,
+        vclock: m.vclock.iter().map(|(u, n)| (u.to_string(), *n)).collect(),
     };
     stats.record(u, d, body);
     let change = match m.kind {

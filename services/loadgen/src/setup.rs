@@ -8,7 +8,9 @@ use crate::plan::{ConvPlan, DevicePlan, Plan};
 use crate::stats::Stats;
 use anyhow::{Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use seqline_client::{Client, ClientConfig, ClientError, EventStream, HttpApi};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use seqline_client::{Backoff, Client, ClientConfig, ClientError, EventStream, HttpApi};
 use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
 use seqline_core::token::{now_secs, TokenKey};
 use std::future::Future;
@@ -44,19 +46,31 @@ impl Tokens {
     }
 }
 
-/// Retries `f` on retryable errors until `deadline`, backing off up to 1 s.
+/// The wait before retry `n` of a setup or final-phase call: doubling from
+/// 50 ms up to 1 s, half of it random, so the devices a restarted server
+/// refused together do not all come back at once.
+const RETRY: Backoff = Backoff {
+    base: Duration::from_millis(50),
+    max: Duration::from_secs(1),
+    jitter: 0.5,
+};
+
+/// Retries `f` on retryable errors until `deadline`, backing off (with
+/// jitter) up to 1 s.
 pub(crate) async fn retry<T, F, Fut>(deadline: Instant, mut f: F) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
 {
-    let mut wait = Duration::from_millis(50);
+    let mut rng = SmallRng::seed_from_u64(uuid::Uuid::new_v4().as_u64_pair().0);
+    let mut attempt = 0;
     loop {
+        let wait = RETRY.delay(attempt, &mut rng);
         match f().await {
             Err(e) if e.is_retryable() && Instant::now() + wait < deadline => {
                 tracing::debug!(error = %e, "retrying");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
+                attempt = attempt.saturating_add(1);
             }
             other => return other,
         }
@@ -105,6 +119,9 @@ pub(crate) fn client_config(url: &str, token: String) -> ClientConfig {
     cfg.ping_interval = Duration::from_secs(5);
     cfg.request_timeout = Duration::from_secs(10);
     cfg.connect_timeout = Duration::from_secs(5);
+    // Every send carries the device's vector clock; the checker holds the
+    // clocks readers see against the server's order (C13, C14).
+    cfg.vector_clocks = true;
     cfg
 }
 
@@ -155,4 +172,39 @@ pub(crate) async fn connect_all(
         .buffered(PARALLEL)
         .try_collect()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn retry_waits_grow_to_a_second_with_jitter() {
+        let mut rng = SmallRng::seed_from_u64(5);
+        let first: Vec<Duration> = (0..20).map(|_| RETRY.delay(0, &mut rng)).collect();
+        assert!(first
+            .iter()
+            .all(|d| *d >= Duration::from_millis(25) && *d <= Duration::from_millis(50)));
+        assert!(first.windows(2).any(|w| w[0] != w[1]), "the waits are jittered");
+        assert_eq!(RETRY.bounds(10), (Duration::from_millis(500), Duration::from_secs(1)));
+    }
+
+    #[tokio::test]
+    async fn retry_repeats_only_what_may_succeed_later() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let calls = AtomicU32::new(0);
+        let got = retry(deadline, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(ClientError::Timeout),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), 2);
+        let refused: Result<(), ClientError> = retry(deadline, || async { Err(ClientError::Closed) }).await;
+        assert!(matches!(refused, Err(ClientError::Closed)));
+    }
 }

@@ -2,6 +2,7 @@
 //! that anomaly (or, where one anomaly implies another, the documented set).
 
 mod builder;
+mod cases_clocks;
 mod cases_delivery;
 mod cases_diffusion;
 mod cases_order;

@@ -28,6 +28,7 @@ fn sample() -> Vec<Event> {
                 sender: "u1".into(),
                 system: false,
                 read_diffusion: true,
+                vclock: [("u1".to_string(), 1)].into(),
             },
         ),
         Event::new(

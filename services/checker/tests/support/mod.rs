@@ -77,6 +77,7 @@ impl Run {
             sender: String::new(),
             system: e.system,
             read_diffusion: false,
+            vclock: Default::default(),
         };
         let device = self.devices[u][d].clone();
         self.ev(u, &device, body);

@@ -105,6 +105,7 @@ impl H {
             sender: String::new(),
             system,
             read_diffusion: false,
+            vclock: BTreeMap::new(),
         };
         self.ev(user, device, body);
     }

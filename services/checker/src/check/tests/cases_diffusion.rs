@@ -117,6 +117,7 @@ fn history(edit: impl Fn(&str, Stream) -> Stream) -> Vec<crate::history::Event> 
                         sender: "alice".into(),
                         system: seq == 1,
                         read_diffusion: rd,
+                        vclock: Default::default(),
                     },
                 );
             }
