@@ -360,3 +360,41 @@ async fn history_pages_back_and_orders_causally_on_request() {
     let seqs: Vec<u64> = causal.await.unwrap().iter().map(|m| m.conv_seq.0).collect();
     assert_eq!(seqs, vec![2, 1]);
 }
+
+#[tokio::test]
+async fn sends_made_before_the_first_welcome_are_stamped_at_it_in_order() {
+    let mut server = Server::start().await;
+    let mut cfg = config(&server.url);
+    cfg.vector_clocks = true;
+    let (client, _events) = Client::start(cfg).unwrap();
+    let h1 = client.send(conv(), "one").await.unwrap();
+    let h2 = client.send(conv(), "two").await.unwrap();
+    // Both are taken in before the server says who the user is.
+    let mut status = client.watch_status();
+    tokio::time::timeout(WAIT, status.wait_for(|s| s.sends_taken >= 2))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut conn = server.next().await;
+    // The initial sync brings one message of bob.
+    conn.accept_with(1, 0, vec![entry(1)]).await;
+    let alice = UserId::parse("alice").unwrap();
+    let bob = UserId::parse("bob").unwrap();
+    let clock = |entries: &[(&UserId, u64)]| -> std::collections::BTreeMap<UserId, u64> {
+        entries.iter().map(|(u, n)| ((*u).clone(), *n)).collect()
+    };
+    for (h, want) in [(&h1, clock(&[(&alice, 1)])), (&h2, clock(&[(&alice, 2)]))] {
+        match conn.recv().await {
+            ClientFrame::Send { id, vclock, .. } => assert_eq!((id, vclock), (h.id(), want)),
+            other => panic!("expected a send, got {other:?}"),
+        }
+    }
+    // A send after the sync counts bob's message too.
+    let h3 = client.send(conv(), "three").await.unwrap();
+    match conn.recv().await {
+        ClientFrame::Send { id, vclock, .. } => {
+            assert_eq!((id, vclock), (h3.id(), clock(&[(&alice, 3), (&bob, 1)])))
+        }
+        other => panic!("expected a send, got {other:?}"),
+    }
+}

@@ -112,6 +112,11 @@ pub(crate) struct Driver {
     /// Read positions to send, highest per conversation.
     reads: HashMap<ConversationId, u64>,
     clocks: Clocks,
+    /// Sends to stamp once the user is known (made before the first
+    /// welcome), in send order.
+    unstamped: Vec<(ClientMsgId, ConversationId)>,
+    /// The clocks of those sends, stamped at the first welcome.
+    late_clocks: HashMap<ClientMsgId, seqline_core::model::VectorClock>,
     requests: Requests,
     rng: SmallRng,
     head: u64,
@@ -167,6 +172,8 @@ impl Driver {
             follows,
             reads: HashMap::new(),
             clocks: Clocks::default(),
+            unstamped: Vec::new(),
+            late_clocks: HashMap::new(),
             requests: Requests::default(),
             rng: SmallRng::seed_from_u64(seed),
             head: 0,
@@ -252,15 +259,20 @@ impl Driver {
             return;
         };
         self.status.send_modify(|st| st.sends_taken += 1);
+        let mut late = false;
         if cmd.stamp && self.vector_clocks {
-            if let Some(me) = self.status.borrow().user.clone() {
-                cmd.msg.vclock = self.clocks.stamp(&cmd.msg.conv, &me, cmd.msg.id);
+            match self.status.borrow().user.clone() {
+                Some(me) => cmd.msg.vclock = self.clocks.stamp(&cmd.msg.conv, &me, cmd.msg.id),
+                None => late = true,
             }
         }
-        let id = cmd.msg.id;
+        let (id, conv) = (cmd.msg.id, cmd.msg.conv.clone());
         match self.outbox.push(cmd.msg, now()) {
             Ok(()) => {
                 self.handles.insert(id, cmd.state);
+                if late {
+                    self.unstamped.push((id, conv));
+                }
             }
             Err(msg) => {
                 self.unstamp(&msg);
@@ -271,8 +283,20 @@ impl Driver {
 
     /// `msg` will never be sequenced: its clock count is taken back if it can be.
     fn unstamp(&mut self, msg: &Pending) {
+        let late = self.late_clocks.remove(&msg.id);
         if let Some(me) = self.status.borrow().user.as_ref() {
-            self.clocks.unstamp(&msg.conv, me, &msg.id, &msg.vclock);
+            self.clocks
+                .unstamp(&msg.conv, me, &msg.id, late.as_ref().unwrap_or(&msg.vclock));
+        }
+    }
+
+    /// The user is known: stamp the sends made before, in send order.
+    fn stamp_late(&mut self, me: &UserId) {
+        for (id, conv) in std::mem::take(&mut self.unstamped) {
+            if self.outbox.contains(&id) {
+                let clock = self.clocks.stamp(&conv, me, id);
+                self.late_clocks.insert(id, clock);
+            }
         }
     }
 

@@ -82,6 +82,7 @@ impl Driver {
         self.head = head;
         self.follows.set_me(user.clone());
         self.follows.reconnected();
+        self.stamp_late(&user);
         self.status.send_modify(|s| {
             s.connected = true;
             s.connects += 1;
@@ -198,13 +199,17 @@ impl Driver {
                     h.send_replace(SendState::Sending { attempts: tx.attempt });
                 }
                 let m = tx.msg;
+                let vclock = match self.late_clocks.get(&m.id) {
+                    Some(c) => c.clone(),
+                    None => m.vclock,
+                };
                 frames.push(ClientFrame::Send {
                     id: m.id,
                     conv: m.conv,
                     body: m.body,
                     prev: tx.prev,
                     priority: m.priority,
-                    vclock: m.vclock,
+                    vclock,
                 });
             }
         }
@@ -259,6 +264,7 @@ impl Driver {
         if let Some(h) = self.handles.remove(&id) {
             h.send_replace(state.clone());
         }
+        self.late_clocks.remove(&id);
         let ev = match state {
             SendState::Sent(conv_seq) => Event::Acked { id, conv, conv_seq },
             SendState::Failed(reason) => Event::Failed { id, conv, reason },
