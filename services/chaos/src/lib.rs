@@ -1,7 +1,7 @@
 //! The chaos runner of seqline (W7 of WORKLOADS.md): W1 and W2 traffic over
 //! real WebSocket connections while a seeded schedule injects the faults of
 //! PROOF.md (F1-F14), then heal, let every device converge and re-read, and
-//! run the checker (C1-C12, L1) over both histories.
+//! run the checker (C1-C14, L1) over both histories.
 //!
 //! Two topologies: **embedded** (one `seqline dev` process, killed, aborted
 //! at failure points, stopped and restarted) and **cluster** (Apache Kafka,

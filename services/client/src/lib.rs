@@ -3,8 +3,13 @@
 //! id, bounded, with backoff and jitter), and receive the user's timeline
 //! exactly once per `user_seq`, in order, across reconnects, from a persisted
 //! cursor. Gaps are noticed (out-of-order pushes, a pong head above the
-//! cursor) and filled by syncing; history pages back to `conv_seq` 1 and can
-//! be ordered causally by vector clocks. Huge groups in read-diffusion mode
+//! cursor) and filled by syncing; history pages back to `conv_seq` 1. With
+//! `ClientConfig::vector_clocks` on, every send carries the device's vector
+//! clock of its conversation and every message received advances it (see
+//! [`clocks`]); [`causal_order`] and [`Client::causal_history`] order
+//! messages causally. A send unanswered past `request_timeout` is resent
+//! after an exponential backoff with full jitter
+//! (`ResendPolicy::timeout_backoff`). Huge groups in read-diffusion mode
 //! are followed by conversation cursor (long-poll, notices, pulls), so every
 //! message of every conversation still arrives exactly once, in conv_seq
 //! order; priority announcements are pushed ahead as alerts.

@@ -1,7 +1,7 @@
 //! The crash test of the foundation issue: W1 traffic over real WebSocket
 //! connections, the server SIGKILLed mid-stream and restarted on the same
 //! data directory, clients reconnect and resend; the consistency checker
-//! (C1-C11, L1) must find nothing: no lost acknowledged message, no
+//! (C1-C14, L1) must find nothing: no lost acknowledged message, no
 //! duplicate, no reordering, no gap, no diverged device. Also the load
 //! generator's final phase: its reads wait for the system to be drained.
 
