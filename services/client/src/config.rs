@@ -12,10 +12,11 @@ pub struct ResendPolicy {
     /// Wait after `rate_limited` / `unavailable` answers.
     pub backoff: Backoff,
     /// Wait between an ack timeout (`request_timeout` without an answer)
-    /// and the resend. Retry `n` is the device's `n`-th ack timeout in a
-    /// row; any ack or refusal from the sequencer starts over at 0. The
-    /// default has full jitter (0 to 0.5 s, doubling up to 0 to 15 s), so
-    /// devices whose sends timed out together do not resend together.
+    /// and the resend: retry `n` of the backoff, where `n` counts the
+    /// device's earlier ack timeouts in a row (an ack or a refusal from the
+    /// sequencer starts over at 0). The default has full jitter (0 to
+    /// 0.5 s, doubling up to 0 to 15 s), so devices whose sends timed out
+    /// together do not resend together.
     pub timeout_backoff: Backoff,
 }
 

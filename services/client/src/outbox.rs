@@ -150,9 +150,9 @@ impl Outbox {
     }
 
     /// The same outbox, waiting `backoff` (jitter drawn from a generator
-    /// seeded with `seed`) between an ack timeout and the resend; retry `n`
-    /// is the device's `n`-th ack timeout in a row (an ack or a refusal
-    /// from the sequencer starts over at 0).
+    /// seeded with `seed`) between an ack timeout and the resend: retry `n`
+    /// of the backoff, where `n` counts the device's earlier ack timeouts in
+    /// a row (an ack or a refusal from the sequencer starts over at 0).
     pub fn with_timeout_backoff(mut self, backoff: Backoff, seed: u64) -> Self {
         self.timeout_wait = Some(TimeoutWait {
             backoff,
