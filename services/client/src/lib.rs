@@ -55,7 +55,7 @@ pub mod outbox;
 pub use backoff::Backoff;
 pub use client::{Client, ConvPage, HistoryPage, SendOptions, SyncAnswer};
 pub use config::{ClientConfig, ResendPolicy};
-pub use cursor::{ConvPosition, CursorStore, FileCursor, MemoryCursor};
+pub use cursor::{ConvPosition, CursorMark, CursorStore, FileCursor, MemoryCursor};
 pub use driver::Status;
 pub use error::{ClientError, Result};
 pub use event::{Event, EventStream, Via};
