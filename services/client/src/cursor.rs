@@ -154,7 +154,11 @@ impl FileCursor {
     fn head_words(&self) -> io::Result<Vec<String>> {
         Ok(self
             .read()?
-            .and_then(|s| s.lines().next().map(|l| l.split_whitespace().map(str::to_string).collect()))
+            .and_then(|s| {
+                s.lines()
+                    .next()
+                    .map(|l| l.split_whitespace().map(str::to_string).collect())
+            })
             .unwrap_or_default())
     }
 
@@ -337,7 +341,11 @@ mod tests {
         assert_eq!(again.load_mark().unwrap(), mark);
         assert_eq!(again.load_convs().unwrap(), convs);
         again.store(31).unwrap();
-        assert_eq!(again.load_mark().unwrap(), mark, "storing the cursor alone keeps the mark");
+        assert_eq!(
+            again.load_mark().unwrap(),
+            mark,
+            "storing the cursor alone keeps the mark"
+        );
         let epoch_only = CursorMark {
             epoch: mark.epoch,
             entry: None,

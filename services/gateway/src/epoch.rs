@@ -43,6 +43,9 @@ mod tests {
         assert_eq!(stale_reason(None, a), None);
         assert_eq!(stale_reason(Some(a), a), None);
         let why = stale_reason(Some(b), a).unwrap();
-        assert!(why.contains("0000000000000002") && why.contains("0000000000000001"), "{why}");
+        assert!(
+            why.contains("0000000000000002") && why.contains("0000000000000001"),
+            "{why}"
+        );
     }
 }

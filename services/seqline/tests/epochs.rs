@@ -87,7 +87,9 @@ async fn sync(ws: &mut Ws, req: u64, after: u64, epoch: Option<Epoch>, after_id:
     };
     send(ws, &frame).await;
     recv_until(ws, |f| match f {
-        ServerFrame::SyncPage { req: r, .. } | ServerFrame::Reset { req: r, .. } | ServerFrame::Error { req: Some(r), .. }
+        ServerFrame::SyncPage { req: r, .. }
+        | ServerFrame::Reset { req: r, .. }
+        | ServerFrame::Error { req: Some(r), .. }
             if *r == req =>
         {
             Some(f.clone())
@@ -232,7 +234,9 @@ async fn a_wiped_store_has_another_epoch_and_old_cursors_get_reset() {
     )
     .await;
     let head = recv_until(&mut ws, |f| match f {
-        ServerFrame::HistoryPage { req: 5, head, epoch, .. } if *epoch == now => Some(*head),
+        ServerFrame::HistoryPage {
+            req: 5, head, epoch, ..
+        } if *epoch == now => Some(*head),
         _ => None,
     })
     .await;
@@ -368,7 +372,10 @@ async fn the_sdk_starts_over_when_the_store_was_wiped_or_restored() {
     assert!(resets(&first).is_empty());
     assert_eq!(delivered(&first).len(), 31);
     let mark = FileCursor::new(&cursor).load_mark().unwrap();
-    assert!(mark.epoch.is_some() && mark.entry.is_some(), "the cursor is stored with its mark: {mark:?}");
+    assert!(
+        mark.epoch.is_some() && mark.entry.is_some(),
+        "the cursor is stored with its mark: {mark:?}"
+    );
     server.terminate();
 
     // Restored from the older copy, then written past the device's cursor.
@@ -396,7 +403,10 @@ async fn the_sdk_starts_over_when_the_store_was_wiped_or_restored() {
     let bodies: Vec<String> = delivered(&third).into_iter().skip(1).map(|(_, b)| b).collect();
     assert_eq!(bodies, (0..45).map(|i| format!("fresh {i}")).collect::<Vec<_>>());
     let (_, welcome) = connect(&server, "bob", "phone").await;
-    assert_eq!(FileCursor::new(&cursor).load_mark().unwrap().epoch, Some(epoch_of(&welcome)));
+    assert_eq!(
+        FileCursor::new(&cursor).load_mark().unwrap().epoch,
+        Some(epoch_of(&welcome))
+    );
     std::fs::remove_dir_all(&backup).ok();
     std::fs::remove_file(&cursor).ok();
 }

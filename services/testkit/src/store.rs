@@ -527,7 +527,10 @@ pub async fn epoch_identifies_the_data(h: &StoreHarness) {
     let epoch = ok(store.epoch().await, "epoch");
     assert_eq!(ok(store.epoch().await, "epoch again"), epoch);
     let (conv, alice) = (conversation(), user("alice"));
-    ok(store.commit_conversation(create_batch(&conv, &alice, &[])).await, "create");
+    ok(
+        store.commit_conversation(create_batch(&conv, &alice, &[])).await,
+        "create",
+    );
     drop(store);
     let store = h.open().await;
     assert_eq!(ok(store.epoch().await, "epoch after a reopen"), epoch);
@@ -538,6 +541,9 @@ pub async fn epoch_identifies_the_data(h: &StoreHarness) {
     };
     let fresh = ok(other.epoch().await, "epoch of a fresh store");
     assert_ne!(fresh, epoch, "a fresh store must have another epoch");
-    assert_eq!(ok(other.conversation_head(&conv).await, "head in the fresh store"), None);
+    assert_eq!(
+        ok(other.conversation_head(&conv).await, "head in the fresh store"),
+        None
+    );
     assert_eq!(ok(other.epoch().await, "fresh epoch again"), fresh);
 }

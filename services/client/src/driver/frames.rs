@@ -7,9 +7,9 @@ use crate::error::ClientError;
 use crate::event::{Event, Via};
 use crate::follow::Decision;
 use crate::handle::{FailReason, SendState};
+use crate::inbox::Inbox;
 use seqline_core::ids::{ClientMsgId, ConversationId};
 use seqline_core::model::{Message, RefusalCode};
-use crate::inbox::Inbox;
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 use seqline_core::Epoch;
 

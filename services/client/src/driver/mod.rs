@@ -292,9 +292,7 @@ impl Driver {
         let cursor = self.delivered;
         let mark = self.mark();
         if cursor != self.stored_cursor || mark != self.stored_mark || self.follows.is_dirty() {
-            let stored = self
-                .cursor_store
-                .store_marked(cursor, mark, &self.follows.positions());
+            let stored = self.cursor_store.store_marked(cursor, mark, &self.follows.positions());
             match stored {
                 Ok(()) => {
                     self.stored_cursor = cursor;

@@ -4,8 +4,8 @@
 
 use crate::error::{ClientError, Result};
 use seqline_core::ids::{ClientMsgId, ConversationId};
-use seqline_core::Epoch;
 use seqline_core::protocol::{ClientFrame, ConvCursor, ServerFrame};
+use seqline_core::Epoch;
 use std::collections::HashMap;
 use std::time::Instant;
 use tokio::sync::oneshot;

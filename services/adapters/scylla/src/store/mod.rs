@@ -246,7 +246,9 @@ impl Inner {
         let stored: Option<(i64,)> = self.first(&self.st.setting_get, ("epoch",), "read epoch").await?;
         match stored {
             Some((v,)) => Ok(Epoch::from_u64(v as u64)),
-            None => Err(Error::Unavailable("the epoch is not readable after it was written".into())),
+            None => Err(Error::Unavailable(
+                "the epoch is not readable after it was written".into(),
+            )),
         }
     }
 
