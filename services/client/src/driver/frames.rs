@@ -302,6 +302,9 @@ impl Driver {
         self.delivered = 0;
         self.delivered_id = None;
         self.follows.clear();
+        // What the device saw and marked read belongs to the old data too.
+        self.clocks = crate::clocks::Clocks::default();
+        self.reads.clear();
         sess.reported = 0;
         self.persist();
         self.emit(Event::Reset {

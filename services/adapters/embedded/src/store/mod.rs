@@ -174,8 +174,11 @@ impl Store for EmbeddedStore {
 const EPOCH_KEY: &[u8] = b"epoch";
 
 /// The epoch stored in this data directory, made (and fsynced) the first
-/// time the store opens it. Only one process opens a directory at a time.
+/// time the store opens it. Only one process opens a directory at a time;
+/// within it, stores opened at once on one engine agree through the lock.
 fn load_or_create_epoch(engine: &EmbeddedEngine, meta: &Keyspace) -> std::result::Result<Epoch, EngineError> {
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(v) = meta.get(EPOCH_KEY)? {
         let bytes: [u8; 8] = v
             .as_ref()
