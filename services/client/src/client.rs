@@ -125,6 +125,7 @@ impl Client {
     /// reconnects) by itself; sends and requests wait for it.
     pub fn start(mut config: ClientConfig) -> Result<(Client, EventStream)> {
         let cursor = config.cursor.load()?;
+        let mark = config.cursor.load_mark()?;
         let follows = Follows::new(config.cursor.load_convs()?);
         let (send_tx, send_rx) = mpsc::channel(64);
         let (ctl_tx, ctl_rx) = mpsc::channel(64);
@@ -134,7 +135,7 @@ impl Client {
             ..Status::default()
         });
         let request_timeout = config.request_timeout;
-        let driver = Driver::new(config, cursor, follows, send_rx, ctl_rx, ev_tx, st_tx);
+        let driver = Driver::new(config, (cursor, mark), follows, send_rx, ctl_rx, ev_tx, st_tx);
         tokio::spawn(driver.run());
         let client = Client {
             sends: send_tx,

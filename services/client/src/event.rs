@@ -74,11 +74,20 @@ pub enum Event {
     },
     /// The server could not serve the cursor; the device starts over at `head`
     /// (entries between were skipped: page history to fill them in).
+    ///
+    /// With `data_replaced`, the server's data is not the data the device
+    /// synced before (the store was wiped, swapped, or restored from an
+    /// older copy): drop every timeline entry and conversation position the
+    /// device shows; `head` is 0 and the whole timeline of the new data
+    /// follows, from user_seq 1, as [`Event::Message`]s.
     Reset {
         /// The cursor the device had.
         from: u64,
-        /// The server's head, the device's new cursor.
+        /// The device's new cursor: the server's head, or 0 when the data
+        /// was replaced.
         head: u64,
+        /// The device's timeline belongs to other data: drop all of it.
+        data_replaced: bool,
     },
     /// A send was acknowledged.
     Acked {

@@ -296,6 +296,13 @@ impl Follows {
         self.convs.get(conv).map_or(0, |t| t.failures)
     }
 
+    /// The server's data was replaced: every position belongs to other
+    /// data; the device tracks conversations again from its timeline.
+    pub fn clear(&mut self) {
+        self.convs.clear();
+        self.dirty = true;
+    }
+
     /// A new connection: nothing is in flight; every followed conversation
     /// is pulled once (what was missed while away).
     pub fn reconnected(&mut self) {

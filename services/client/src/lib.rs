@@ -12,7 +12,11 @@
 //! (`ResendPolicy::timeout_backoff`). Huge groups in read-diffusion mode
 //! are followed by conversation cursor (long-poll, notices, pulls), so every
 //! message of every conversation still arrives exactly once, in conv_seq
-//! order; priority announcements are pushed ahead as alerts.
+//! order; priority announcements are pushed ahead as alerts. The cursor is
+//! kept with the epoch of the server's data and the id of the entry at it:
+//! when the server's data was wiped, swapped or restored from an older copy,
+//! the device drops its timeline and syncs the new data from the start
+//! ([`Event::Reset`] with `data_replaced`).
 //!
 //! ```no_run
 //! # async fn demo() -> seqline_client::Result<()> {
@@ -61,7 +65,7 @@ pub use backoff::Backoff;
 pub use client::{Client, ConvPage, HistoryPage, SendOptions, SyncAnswer};
 pub use clocks::causal_order;
 pub use config::{ClientConfig, ResendPolicy};
-pub use cursor::{ConvPosition, CursorStore, FileCursor, MemoryCursor};
+pub use cursor::{ConvPosition, CursorMark, CursorStore, FileCursor, MemoryCursor};
 pub use driver::Status;
 pub use error::{ClientError, Result};
 pub use event::{Event, EventStream, Via};

@@ -33,6 +33,7 @@ impl Conn {
                     messages,
                     head,
                     more: false,
+                    epoch: seqline_core::Epoch::from_u64(1),
                 })
                 .await;
             }

@@ -116,6 +116,7 @@ async fn a_gap_in_pushes_is_synced_and_every_entry_arrives_once_in_order() {
         entries: vec![entry(2), entry(3)],
         head: 3,
         more: false,
+        epoch: seqline_core::Epoch::from_u64(1),
     })
     .await;
     assert_eq!(next_message(&mut events).await, (1, Via::Push));
@@ -253,6 +254,7 @@ async fn a_pong_head_above_the_cursor_triggers_a_sync() {
         entries: vec![entry(1)],
         head: 1,
         more: false,
+        epoch: seqline_core::Epoch::from_u64(1),
     })
     .await;
     assert_eq!(next_message(&mut events).await, (1, Via::Pull));
@@ -273,10 +275,19 @@ async fn a_reset_starts_over_at_the_head_and_says_so() {
         req,
         head: 10,
         reason: "another epoch".into(),
+        code: seqline_core::protocol::ResetCode::BeyondHead,
+        epoch: seqline_core::Epoch::from_u64(1),
     })
     .await;
     let ev = next_event(&mut events, |e| matches!(e, Event::Reset { .. })).await;
-    assert_eq!(ev, Event::Reset { from: 50, head: 10 });
+    assert_eq!(
+        ev,
+        Event::Reset {
+            from: 50,
+            head: 10,
+            data_replaced: false
+        }
+    );
     let ClientFrame::Sync { req, after, .. } = conn.recv().await else {
         panic!("expected a sync")
     };
@@ -286,6 +297,7 @@ async fn a_reset_starts_over_at_the_head_and_says_so() {
         entries: vec![entry(11)],
         head: 11,
         more: false,
+        epoch: seqline_core::Epoch::from_u64(1),
     })
     .await;
     assert_eq!(next_message(&mut events).await, (11, Via::Pull));
@@ -339,6 +351,7 @@ async fn history_pages_back_and_orders_causally_on_request() {
             conv: conv(),
             messages,
             head: 5,
+            epoch: seqline_core::Epoch::from_u64(1),
         })
         .await;
     }
@@ -355,6 +368,7 @@ async fn history_pages_back_and_orders_causally_on_request() {
         conv: conv(),
         messages,
         head: 2,
+        epoch: seqline_core::Epoch::from_u64(1),
     })
     .await;
     let seqs: Vec<u64> = causal.await.unwrap().iter().map(|m| m.conv_seq.0).collect();

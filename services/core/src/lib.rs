@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`ids`] — newtype ids and sequence numbers.
+//! - [`epoch`] — the id of a store's incarnation (wiped store, other data).
 //! - [`model`] — messages, timeline entries, conversations, outcomes.
 //! - [`records`] — what travels on the log between the roles.
 //! - [`protocol`] — WebSocket protocol v1 frames and error codes.
@@ -19,6 +20,7 @@
 
 pub mod algo;
 pub mod duration;
+pub mod epoch;
 pub mod error;
 pub mod failpoint;
 pub mod ids;
@@ -28,5 +30,6 @@ pub mod protocol;
 pub mod records;
 pub mod token;
 
+pub use epoch::Epoch;
 pub use error::{Error, Result};
 pub use ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, GatewayId, UserId, UserSeq};

@@ -1,6 +1,7 @@
 //! WebSocket protocol v1: JSON text frames, one object each, tagged by
 //! `"type"`. See `docs/protocol.md` for the prose version.
 
+use crate::epoch::Epoch;
 use crate::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
 use crate::model::{Message, RefusalCode, TimelineEntry, VectorClock};
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,13 @@ pub enum ClientFrame {
         /// Page size (clamped to the server maximum).
         #[serde(default)]
         limit: Option<u32>,
+        /// The epoch the device's cursor belongs to: another one gets `reset`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<Epoch>,
+        /// The `client_msg_id` of the entry at `after`: another entry there
+        /// (a store restored from an older backup) gets `reset`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_id: Option<ClientMsgId>,
     },
     /// Page a conversation's history.
     History {
@@ -79,6 +87,10 @@ pub enum ClientFrame {
         /// Page size (clamped to the server maximum).
         #[serde(default)]
         limit: Option<u32>,
+        /// The epoch the device's copy belongs to: another one gets
+        /// `error{stale_epoch}`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<Epoch>,
     },
     /// The device has everything up to `user_seq`.
     Cursor {
@@ -103,6 +115,10 @@ pub enum ClientFrame {
         /// Page size (clamped to the server maximum).
         #[serde(default)]
         limit: Option<u32>,
+        /// The epoch the device's cursor belongs to: another one gets
+        /// `error{stale_epoch}`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<Epoch>,
     },
     /// Long-poll: answer as soon as any of `convs` has a head above its
     /// cursor, or after `wait_ms` (bounded by the server) with nothing.
@@ -192,6 +208,8 @@ pub enum ServerFrame {
         head: u64,
         /// This device's last recorded cursor.
         cursor: Option<u64>,
+        /// The epoch of the data: cursors, pages and history belong to it.
+        epoch: Epoch,
         /// Limits of this server.
         limits: Limits,
     },
@@ -237,6 +255,8 @@ pub enum ServerFrame {
         head: u64,
         /// More entries follow this page.
         more: bool,
+        /// The epoch of the data the entries belong to.
+        epoch: Epoch,
     },
     /// The cursor cannot be served incrementally: start over from `head`.
     Reset {
@@ -244,8 +264,12 @@ pub enum ServerFrame {
         req: u64,
         /// Committed head.
         head: u64,
-        /// Why.
+        /// Why, for humans.
         reason: String,
+        /// Why, as a code.
+        code: ResetCode,
+        /// The epoch of the data to start over in.
+        epoch: Epoch,
     },
     /// A page of a conversation's history.
     HistoryPage {
@@ -257,6 +281,8 @@ pub enum ServerFrame {
         messages: Vec<Message>,
         /// Committed head of the conversation.
         head: u64,
+        /// The epoch of the data the messages belong to.
+        epoch: Epoch,
     },
     /// A page of a read-diffusion conversation after a cursor.
     ConvPage {
@@ -270,6 +296,8 @@ pub enum ServerFrame {
         head: u64,
         /// More messages follow this page.
         more: bool,
+        /// The epoch of the data the messages belong to.
+        epoch: Epoch,
     },
     /// Answer to `poll`: the conversations whose head is above the cursor
     /// the poll named (empty when the wait ran out).
@@ -325,6 +353,31 @@ pub enum ServerFrame {
     },
 }
 
+/// Why a sync cursor cannot be served incrementally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetCode {
+    /// The cursor is beyond the timeline head.
+    BeyondHead,
+    /// The entries after the cursor are no longer stored.
+    Trimmed,
+    /// The cursor belongs to another epoch of the data (the store was
+    /// wiped or replaced): nothing the device has of the timeline holds.
+    StaleEpoch,
+    /// The entry at the cursor is not the one the device has (the store was
+    /// restored from an older copy and wrote past it since): nothing the
+    /// device has of the timeline can be trusted.
+    OtherEntry,
+}
+
+impl ResetCode {
+    /// Whether the device's timeline belongs to other data, so it drops all
+    /// of it and syncs again from the start.
+    pub fn data_replaced(self) -> bool {
+        matches!(self, ResetCode::StaleEpoch | ResetCode::OtherEntry)
+    }
+}
+
 /// Stable error codes of `error` frames and HTTP answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -353,6 +406,9 @@ pub enum ErrorCode {
     Forbidden,
     /// Too many requests.
     RateLimited,
+    /// The request named an epoch the data no longer has (the store was
+    /// wiped, restored or swapped): drop what was read and start over.
+    StaleEpoch,
     /// Not found.
     NotFound,
     /// The server is overloaded or a backend is down; retry later.

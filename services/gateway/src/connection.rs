@@ -251,13 +251,16 @@ async fn welcome_and_run(
         .register(&key.user, &key.device, &c.id, c.presence_ttl)
         .await;
     let state = match registered {
-        Ok(()) => match store.timeline_head(&key.user).await {
-            Ok(head) => store.device_cursor(&key.user, &key.device).await.map(|cur| (head, cur)),
-            Err(e) => Err(e),
+        Ok(()) => match (store.epoch().await, store.timeline_head(&key.user).await) {
+            (Ok(epoch), Ok(head)) => store
+                .device_cursor(&key.user, &key.device)
+                .await
+                .map(|cur| (epoch, head, cur)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         },
         Err(e) => Err(e),
     };
-    let (head, cursor) = match state {
+    let (epoch, head, cursor) = match state {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "cannot welcome: a backend is unavailable");
@@ -274,6 +277,7 @@ async fn welcome_and_run(
         device: key.device.clone(),
         head: head.0,
         cursor: cursor.map(|c| c.0),
+        epoch,
         limits: Limits {
             max_frame_bytes: c.max_frame_bytes,
             max_body_bytes: c.max_body_bytes,

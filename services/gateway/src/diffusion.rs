@@ -5,6 +5,7 @@
 //! tells the user's other devices, `unread` counts.
 
 use crate::connection::Exit;
+use crate::epoch;
 use crate::reads::{self, Link, PageError};
 use crate::requests::unavailable;
 use crate::session::Session;
@@ -15,7 +16,7 @@ use seqline_core::protocol::{
     ConvCursor, ConvHead, ErrorCode, ServerFrame, UnreadCount, MAX_POLL_CONVS, MAX_POLL_WAIT_MS,
 };
 use seqline_core::records::{GatewayRecord, LogRecord, ReadMark, Topic};
-use seqline_core::{ConvSeq, ConversationId, DeviceId, GatewayId, UserId};
+use seqline_core::{ConvSeq, ConversationId, DeviceId, Epoch, GatewayId, UserId};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,9 +56,14 @@ impl Session {
         conv: ConversationId,
         after: u64,
         limit: Option<u32>,
+        known: Option<Epoch>,
     ) -> Result<(), Exit> {
         let limit = match self.page_limit(req, limit) {
             Ok(l) => l,
+            Err(e) => return self.write(socket, &e).await,
+        };
+        let epoch = match epoch::check(self.shared.ports.store.as_ref(), req, known).await {
+            Ok(epoch) => epoch,
             Err(e) => return self.write(socket, &e).await,
         };
         match member(&self.shared, &self.link, &conv).await {
@@ -74,6 +80,7 @@ impl Session {
                     messages,
                     head,
                     more: more || cut,
+                    epoch,
                 }
             }
             Err(PageError::Missing) => not_member(Some(req), &conv),

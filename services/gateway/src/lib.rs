@@ -20,6 +20,7 @@
 //! - `diffusion`: sync_conv, poll, read and unread (read diffusion, see
 //!   `docs/huge-groups.md`); `reads`: the coalesced, cached conversation
 //!   reads, the follows and the notices; `tail`: the hot-tail cache.
+//! - `epoch`: the store's epoch in requests (start over when it changed).
 //! - `frames`: parsing client frames into precise error codes.
 //! - `publisher`: the batching appender to the inbound topic.
 //! - `receipts`: the consumer of `gw.<id>` (receipts, packages, notices,
@@ -33,6 +34,7 @@ pub mod config;
 mod connection;
 mod conversations;
 mod diffusion;
+mod epoch;
 mod error;
 mod frames;
 mod http;

@@ -2,13 +2,14 @@
 //! sync, history, cursor and ping from the store.
 
 use crate::connection::Exit;
+use crate::epoch;
 use crate::publisher::{Job, Notify};
 use crate::session::Session;
 use axum::extract::ws::WebSocket;
 use seqline_core::model::{fit_budget, now_ms, Message, VectorClock};
-use seqline_core::protocol::{ErrorCode, ServerFrame};
+use seqline_core::protocol::{ErrorCode, ResetCode, ServerFrame};
 use seqline_core::records::{Command, Origin, SendCommand};
-use seqline_core::{ClientMsgId, ConvSeq, ConversationId, UserSeq};
+use seqline_core::{ClientMsgId, ConvSeq, ConversationId, Epoch, UserSeq};
 use std::time::Instant;
 use tracing::warn;
 
@@ -127,30 +128,68 @@ impl Session {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn sync(
         &mut self,
         socket: &mut WebSocket,
         req: u64,
         after: u64,
         limit: Option<u32>,
+        known: Option<Epoch>,
+        after_id: Option<ClientMsgId>,
     ) -> Result<(), Exit> {
         let limit = match self.page_limit(req, limit) {
             Ok(l) => l,
             Err(e) => return self.write(socket, &e).await,
         };
         let store = &self.shared.ports.store;
-        let head = match store.timeline_head(&self.key.user).await {
-            Ok(h) => h.0,
-            Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        let (epoch, head) = match (store.epoch().await, store.timeline_head(&self.key.user).await) {
+            (Ok(epoch), Ok(h)) => (epoch, h.0),
+            (Err(e), _) | (_, Err(e)) => return self.write(socket, &unavailable(Some(req), &e)).await,
         };
+        let reset = |code: ResetCode, reason: String| ServerFrame::Reset {
+            req,
+            head,
+            reason,
+            code,
+            epoch,
+        };
+        if let Some(reason) = epoch::stale_reason(known, epoch) {
+            return self.write(socket, &reset(ResetCode::StaleEpoch, reason)).await;
+        }
         if after > head {
             let reason = format!("the cursor {after} is beyond the timeline head {head}: start over from the head");
-            return self.write(socket, &ServerFrame::Reset { req, head, reason }).await;
+            return self.write(socket, &reset(ResetCode::BeyondHead, reason)).await;
         }
-        let mut entries = match store.timeline_after(&self.key.user, UserSeq(after), limit).await {
+        // With a mark, read the entry at the cursor too and check it is the
+        // one the device has: a store restored from an older copy reuses
+        // the numbers after its tail for other entries.
+        let marked = after_id.filter(|_| after > 0);
+        let from = if marked.is_some() { after - 1 } else { after };
+        let read = store
+            .timeline_after(&self.key.user, UserSeq(from), limit + usize::from(marked.is_some()))
+            .await;
+        let mut entries = match read {
             Ok(e) => e,
             Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
         };
+        if let Some(id) = marked {
+            match entries.first() {
+                Some(e) if e.user_seq.0 == after && e.message.client_msg_id == id => {
+                    entries.remove(0);
+                }
+                Some(e) if e.user_seq.0 == after => {
+                    let reason = format!(
+                        "the entry at {after} is not message {id} the device has (the data was restored or replaced): start over"
+                    );
+                    return self.write(socket, &reset(ResetCode::OtherEntry, reason)).await;
+                }
+                _ => {
+                    let reason = format!("the entry at {after} is no longer stored: start over from the head");
+                    return self.write(socket, &reset(ResetCode::Trimmed, reason)).await;
+                }
+            }
+        }
         // `more` follows from the last entry and the head.
         fit_budget(&mut entries, self.shared.config.max_page_bytes, |e| {
             e.message.size_hint() + 32
@@ -162,7 +201,7 @@ impl Session {
             .all(|(i, e)| e.user_seq.0 == after + 1 + i as u64);
         if !contiguous || (entries.is_empty() && after < head) {
             let reason = format!("entries after {after} can no longer be served: start over from the head");
-            return self.write(socket, &ServerFrame::Reset { req, head, reason }).await;
+            return self.write(socket, &reset(ResetCode::Trimmed, reason)).await;
         }
         let last = entries.last().map_or(after, |e| e.user_seq.0);
         let head = head.max(last);
@@ -171,12 +210,14 @@ impl Session {
             entries,
             head,
             more: last < head,
+            epoch,
         };
         self.write(socket, &page).await?;
         let releases = self.rectifier.synced(last, Instant::now());
         self.release(socket, releases).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn history(
         &mut self,
         socket: &mut WebSocket,
@@ -185,6 +226,7 @@ impl Session {
         before: Option<u64>,
         after: Option<u64>,
         limit: Option<u32>,
+        known: Option<Epoch>,
     ) -> Result<(), Exit> {
         if before.is_some() && after.is_some() {
             let e = ServerFrame::error(Some(req), ErrorCode::InvalidField, "give before or after, not both");
@@ -195,6 +237,10 @@ impl Session {
             Err(e) => return self.write(socket, &e).await,
         };
         let store = &self.shared.ports.store;
+        let epoch = match epoch::check(store.as_ref(), req, known).await {
+            Ok(epoch) => epoch,
+            Err(e) => return self.write(socket, &e).await,
+        };
         let not_member = || {
             ServerFrame::error(
                 Some(req),
@@ -238,6 +284,7 @@ impl Session {
                     conv,
                     messages,
                     head: head.0,
+                    epoch,
                 }
             }
             Err(e) => unavailable(Some(req), &e),

@@ -172,7 +172,7 @@ fn on_event(stats: &Stats, user: &UserId, device: &DeviceId, ev: Event, rec: Rec
                 },
             );
         }
-        Event::Reset { from, head } => {
+        Event::Reset { from, head, .. } => {
             Counters::add(&c.resets, 1);
             stats.record(u, d, EventBody::Reset { from, head });
         }

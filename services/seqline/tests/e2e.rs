@@ -115,6 +115,7 @@ async fn a_message_reaches_the_peer_and_every_device_of_the_sender_in_order() {
             before: None,
             after: None,
             limit: Some(2),
+            epoch: None,
         },
     )
     .await;
@@ -159,6 +160,7 @@ async fn a_resend_gets_the_original_number_and_a_stranger_is_refused_without_eff
             before: None,
             after: None,
             limit: None,
+            epoch: None,
         },
     )
     .await;
@@ -182,6 +184,7 @@ async fn a_resend_gets_the_original_number_and_a_stranger_is_refused_without_eff
             before: None,
             after: None,
             limit: None,
+            epoch: None,
         },
     )
     .await;
@@ -327,6 +330,8 @@ async fn pages_of_large_messages_are_cut_to_the_byte_budget_and_nothing_is_lost(
             req: 1,
             after: 0,
             limit: Some(100),
+            epoch: None,
+            after_id: None,
         },
     )
     .await;
@@ -356,6 +361,7 @@ async fn pages_of_large_messages_are_cut_to_the_byte_budget_and_nothing_is_lost(
             before: None,
             after: None,
             limit: Some(100),
+            epoch: None,
         },
     )
     .await;

@@ -78,6 +78,7 @@ async fn pull(ws: &mut Ws, conv: &ConversationId, mut after: u64) -> Vec<Message
                 conv: conv.clone(),
                 after,
                 limit: Some(2),
+                epoch: None,
             },
         )
         .await;

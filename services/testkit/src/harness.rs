@@ -12,6 +12,13 @@ pub trait Harness<P: ?Sized>: Send + Sync {
     /// Opens the port. Opening again after every earlier handle was dropped
     /// reaches the same data (a restart).
     async fn open(&self) -> Arc<P>;
+
+    /// Opens the port on other, new data (another directory, a fresh
+    /// keyspace), as a wiped store looks. `None` when the harness cannot;
+    /// checks that need it then fail and say so.
+    async fn open_other(&self) -> Option<Arc<P>> {
+        None
+    }
 }
 
 /// A [`Harness`] for logs, with a back door for corrupt records.

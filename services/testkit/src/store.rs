@@ -29,6 +29,7 @@ pub async fn store_contract(h: &StoreHarness) {
     read_position_monotonic(h).await;
     read_positions_listed_and_durable(h).await;
     message_display_fields_round_trip(h).await;
+    epoch_identifies_the_data(h).await;
 }
 
 /// Generates one test per store check; `$harness` builds the harness.
@@ -38,7 +39,8 @@ macro_rules! store_tests {
         $crate::__contract_tests!(store, $harness; create_and_load, missing_conversation, cas_race,
             heads_contiguous, reads_clamp_at_head, dedup_recall, members_and_index, timeline_apply,
             device_cursor_monotonic, paging_before_after, read_position_monotonic,
-            read_positions_listed_and_durable, message_display_fields_round_trip);
+            read_positions_listed_and_durable, message_display_fields_round_trip,
+            epoch_identifies_the_data);
     };
 }
 
@@ -516,4 +518,32 @@ impl<T> ExpectSome<T> for Option<T> {
             None => panic!("expected {what}"),
         }
     }
+}
+
+/// The epoch is the same on every read and after a reopen of the same data,
+/// and another for other, new data (a wiped store).
+pub async fn epoch_identifies_the_data(h: &StoreHarness) {
+    let store = h.open().await;
+    let epoch = ok(store.epoch().await, "epoch");
+    assert_eq!(ok(store.epoch().await, "epoch again"), epoch);
+    let (conv, alice) = (conversation(), user("alice"));
+    ok(
+        store.commit_conversation(create_batch(&conv, &alice, &[])).await,
+        "create",
+    );
+    drop(store);
+    let store = h.open().await;
+    assert_eq!(ok(store.epoch().await, "epoch after a reopen"), epoch);
+    assert!(ok(store.conversation_head(&conv).await, "head").is_some());
+    drop(store);
+    let Some(other) = h.open_other().await else {
+        panic!("this store harness cannot open a fresh store (Harness::open_other), so the epoch check cannot run");
+    };
+    let fresh = ok(other.epoch().await, "epoch of a fresh store");
+    assert_ne!(fresh, epoch, "a fresh store must have another epoch");
+    assert_eq!(
+        ok(other.conversation_head(&conv).await, "head in the fresh store"),
+        None
+    );
+    assert_eq!(ok(other.epoch().await, "fresh epoch again"), fresh);
 }

@@ -129,6 +129,12 @@ impl EmbeddedEngine {
         })?)
     }
 
+    /// Makes every write so far durable now, outside the group commit: for
+    /// the few writes made once while opening.
+    pub(crate) fn persist_now(&self) -> Result<(), EngineError> {
+        Ok(self.db.persist(PersistMode::SyncData)?)
+    }
+
     /// A new atomic write batch across keyspaces (not fsynced by itself).
     pub(crate) fn batch(&self) -> OwnedWriteBatch {
         self.db.batch()

@@ -81,6 +81,8 @@ impl LogHarness for LogFixture {
 pub struct StoreFixture {
     store: Mutex<Option<Arc<dyn Store>>>,
     dir: TempDir,
+    /// Directories of `open_other`, removed with the fixture.
+    others: Mutex<Vec<TempDir>>,
 }
 
 impl StoreFixture {
@@ -88,6 +90,7 @@ impl StoreFixture {
         Self {
             store: Mutex::new(None),
             dir: TempDir::new(),
+            others: Mutex::new(Vec::new()),
         }
     }
 }
@@ -106,6 +109,13 @@ impl Harness<dyn Store> for StoreFixture {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(engine).unwrap());
         *self.store.lock().unwrap() = Some(Arc::clone(&store));
         store
+    }
+    async fn open_other(&self) -> Option<Arc<dyn Store>> {
+        let dir = TempDir::new();
+        let engine = EmbeddedEngine::open(&dir.0).unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(engine).unwrap());
+        self.others.lock().unwrap().push(dir);
+        Some(store)
     }
 }
 

@@ -27,6 +27,14 @@ impl Harness<dyn Store> for ScyllaFixture {
     async fn open(&self) -> Arc<dyn Store> {
         Arc::new(ScyllaStore::connect(self.options.clone()).await.unwrap())
     }
+
+    /// A keyspace of its own, new: what a wiped store looks like.
+    async fn open_other(&self) -> Option<Arc<dyn Store>> {
+        let keyspace = format!("seqline_fresh_{}", uuid::Uuid::new_v4().simple());
+        let options = common::shared(&keyspace);
+        let store = ScyllaStore::connect(options).await.unwrap();
+        Some(Arc::new(store))
+    }
 }
 
 mod scylla {

@@ -59,6 +59,9 @@ async fn main() -> Result<()> {
         while let Some(ev) = events.recv().await {
             match ev {
                 Event::Message { entry, .. } => println!("{}", show(&entry.message)),
+                Event::Reset {
+                    data_replaced: true, ..
+                } => println!("* the server's data was replaced (wiped or restored): starting over"),
                 Event::Reset { head, .. } => println!("* the server reset this device to {head}"),
                 Event::Disconnected { reason } => eprintln!("* disconnected: {reason}"),
                 Event::Failed { id, reason, .. } => eprintln!("* message {id} failed: {reason}"),

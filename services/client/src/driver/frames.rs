@@ -7,9 +7,11 @@ use crate::error::ClientError;
 use crate::event::{Event, Via};
 use crate::follow::Decision;
 use crate::handle::{FailReason, SendState};
+use crate::inbox::Inbox;
 use seqline_core::ids::{ClientMsgId, ConversationId};
 use seqline_core::model::{Message, RefusalCode};
 use seqline_core::protocol::{ErrorCode, ServerFrame};
+use seqline_core::Epoch;
 
 impl Driver {
     pub(super) async fn on_frame(&mut self, frame: ServerFrame, sess: &mut Session) {
@@ -49,6 +51,7 @@ impl Driver {
                 entries,
                 head,
                 more,
+                epoch,
             } => match self.requests.resolve(req) {
                 Some(Waiter::Caller(c)) => {
                     let _ = c.reply.send(Ok(ServerFrame::SyncPage {
@@ -56,14 +59,33 @@ impl Driver {
                         entries,
                         head,
                         more,
+                        epoch,
                     }));
                 }
                 Some(Waiter::Sync { after }) => self.on_sync_page(sess, after, entries, head, more).await,
                 _ => {}
             },
-            ServerFrame::Reset { req, head, reason } => match self.requests.resolve(req) {
+            ServerFrame::Reset {
+                req,
+                head,
+                reason,
+                code,
+                epoch,
+            } => match self.requests.resolve(req) {
                 Some(Waiter::Caller(c)) => {
-                    let _ = c.reply.send(Ok(ServerFrame::Reset { req, head, reason }));
+                    let _ = c.reply.send(Ok(ServerFrame::Reset {
+                        req,
+                        head,
+                        reason,
+                        code,
+                        epoch,
+                    }));
+                }
+                Some(Waiter::Sync { .. }) if code.data_replaced() => {
+                    sess.sync_inflight = None;
+                    tracing::info!(?code, %reason, "the server's data is not the device's");
+                    self.head = head;
+                    self.start_over(sess, epoch).await;
                 }
                 Some(Waiter::Sync { .. }) => {
                     sess.sync_inflight = None;
@@ -73,9 +95,16 @@ impl Driver {
                     // Entries held for a pull belong to the old cursor.
                     self.staged.clear();
                     self.delivered = head;
+                    self.delivered_id = None;
                     self.head = head;
+                    self.requests.epoch = Some(epoch);
                     self.persist();
-                    self.emit(Event::Reset { from, head }).await;
+                    self.emit(Event::Reset {
+                        from,
+                        head,
+                        data_replaced: false,
+                    })
+                    .await;
                     self.release().await;
                     sess.need_sync = true;
                 }
@@ -86,6 +115,7 @@ impl Driver {
                 conv,
                 messages,
                 head,
+                epoch,
             } => {
                 if let Some(Waiter::Caller(c)) = self.requests.resolve(req) {
                     let _ = c.reply.send(Ok(ServerFrame::HistoryPage {
@@ -93,6 +123,7 @@ impl Driver {
                         conv,
                         messages,
                         head,
+                        epoch,
                     }));
                 }
             }
@@ -113,6 +144,12 @@ impl Driver {
             } => match self.requests.resolve(req) {
                 Some(Waiter::Caller(c)) => {
                     let _ = c.reply.send(Err(ClientError::Server { code, message }));
+                }
+                Some(Waiter::SyncConv { conv, .. }) if code == ErrorCode::StaleEpoch => {
+                    // The timeline sync finds out too and starts everything over.
+                    tracing::info!(%message, %conv, "conversation pull from another epoch of the data");
+                    self.follows.pull_failed(&conv, false, now());
+                    sess.need_sync = true;
                 }
                 Some(Waiter::SyncConv { conv, .. }) => {
                     let for_good = matches!(code, ErrorCode::NotMember | ErrorCode::Forbidden | ErrorCode::NotFound);
@@ -155,6 +192,7 @@ impl Driver {
                 messages,
                 head,
                 more,
+                epoch,
             } => match self.requests.resolve(req) {
                 Some(Waiter::Caller(c)) => {
                     let _ = c.reply.send(Ok(ServerFrame::ConvPage {
@@ -163,6 +201,7 @@ impl Driver {
                         messages,
                         head,
                         more,
+                        epoch,
                     }));
                 }
                 Some(Waiter::SyncConv { conv, after }) => self.on_conv_page(conv, after, messages, head, more).await,
@@ -252,6 +291,33 @@ impl Driver {
         }
     }
 
+    /// The server's data is not the data the device synced (wiped, swapped
+    /// or restored from an older copy): drop the timeline state and the
+    /// conversation positions, tell the application, and sync the data of
+    /// `epoch` from the start.
+    pub(super) async fn start_over(&mut self, sess: &mut Session, epoch: Epoch) {
+        let from = self.delivered;
+        tracing::warn!(from, %epoch, "the server's data was replaced: starting over");
+        self.requests.epoch = Some(epoch);
+        self.inbox = Inbox::new(0);
+        self.staged.clear();
+        self.delivered = 0;
+        self.delivered_id = None;
+        self.follows.clear();
+        // What the device saw and marked read belongs to the old data too.
+        self.clocks = crate::clocks::Clocks::default();
+        self.reads.clear();
+        sess.reported = 0;
+        self.persist();
+        self.emit(Event::Reset {
+            from,
+            head: 0,
+            data_replaced: true,
+        })
+        .await;
+        sess.need_sync = true;
+    }
+
     /// Emits the entries contiguous with the cursor, except repeats of
     /// pulled messages, stopping at one that waits for a conversation pull.
     pub(super) async fn release(&mut self) {
@@ -265,6 +331,7 @@ impl Driver {
                 break;
             };
             self.delivered = entry.user_seq.0;
+            self.delivered_id = Some(entry.message.client_msg_id);
             if decision == Decision::Deliver {
                 if self.vector_clocks {
                     self.clocks.observe(&entry.message);

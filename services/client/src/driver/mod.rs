@@ -10,7 +10,7 @@ pub(crate) use requests::{Ask, Call};
 use crate::backoff::Backoff;
 use crate::clocks::Clocks;
 use crate::config::{ClientConfig, ResendPolicy};
-use crate::cursor::CursorStore;
+use crate::cursor::{CursorMark, CursorStore};
 use crate::error::ClientError;
 use crate::event::{Event, Via};
 use crate::follow::Follows;
@@ -96,6 +96,9 @@ pub(crate) struct Driver {
     conv_page: Option<u32>,
     cursor_store: Box<dyn CursorStore>,
     stored_cursor: u64,
+    stored_mark: CursorMark,
+    /// The id of the entry at `delivered`, when the device has it.
+    delivered_id: Option<ClientMsgId>,
     sends: mpsc::Receiver<SendCmd>,
     control: mpsc::Receiver<Control>,
     events: mpsc::Sender<Event>,
@@ -131,11 +134,12 @@ enum ConnectError {
 }
 
 impl Driver {
-    /// Builds the task's state; `cursor` and `follows` were loaded from the store.
+    /// Builds the task's state; `cursor` (with its mark) and `follows` were
+    /// loaded from the store.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         mut cfg: ClientConfig,
-        cursor: u64,
+        (cursor, mark): (u64, CursorMark),
         follows: Follows,
         sends: mpsc::Receiver<SendCmd>,
         control: mpsc::Receiver<Control>,
@@ -161,6 +165,8 @@ impl Driver {
             conv_page: cfg.conv_page,
             cursor_store: store,
             stored_cursor: cursor,
+            stored_mark: mark,
+            delivered_id: mark.entry,
             sends,
             control,
             events,
@@ -174,7 +180,7 @@ impl Driver {
             clocks: Clocks::default(),
             unstamped: Vec::new(),
             late_clocks: HashMap::new(),
-            requests: Requests::default(),
+            requests: Requests::with_epoch(mark.epoch),
             rng: SmallRng::seed_from_u64(seed),
             head: 0,
             closing: Vec::new(),
@@ -305,19 +311,25 @@ impl Driver {
         let _ = self.events.send(ev).await;
     }
 
-    /// Stores the cursor and the conversation positions if they moved
-    /// (errors are logged: the next store retries).
+    /// The mark of the cursor now.
+    fn mark(&self) -> CursorMark {
+        CursorMark {
+            epoch: self.requests.epoch,
+            entry: self.delivered_id.filter(|_| self.delivered > 0),
+        }
+    }
+
+    /// Stores the cursor (with its mark) and the conversation positions if
+    /// they moved (errors are logged: the next store retries).
     fn persist(&mut self) {
         let cursor = self.delivered;
-        if cursor != self.stored_cursor || self.follows.is_dirty() {
-            let stored = if self.follows.is_dirty() {
-                self.cursor_store.store_all(cursor, &self.follows.positions())
-            } else {
-                self.cursor_store.store(cursor)
-            };
+        let mark = self.mark();
+        if cursor != self.stored_cursor || mark != self.stored_mark || self.follows.is_dirty() {
+            let stored = self.cursor_store.store_marked(cursor, mark, &self.follows.positions());
             match stored {
                 Ok(()) => {
                     self.stored_cursor = cursor;
+                    self.stored_mark = mark;
                     self.follows.stored();
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot store the cursor"),

@@ -3,8 +3,9 @@
 //! the next connection, until their deadline.
 
 use crate::error::{ClientError, Result};
-use seqline_core::ids::ConversationId;
+use seqline_core::ids::{ClientMsgId, ConversationId};
 use seqline_core::protocol::{ClientFrame, ConvCursor, ServerFrame};
+use seqline_core::Epoch;
 use std::collections::HashMap;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -60,14 +61,23 @@ pub(crate) enum Waiter {
 
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
+    /// The epoch of the data the device's copy belongs to, named in every
+    /// sync, history and conversation pull (the server refuses another).
+    pub epoch: Option<Epoch>,
     next_req: u64,
     unsent: Vec<Call>,
     sent: HashMap<u64, Waiter>,
 }
 
-fn frame(req: u64, ask: &Ask) -> ClientFrame {
+fn frame(req: u64, ask: &Ask, epoch: Option<Epoch>) -> ClientFrame {
     match ask.clone() {
-        Ask::Sync { after, limit } => ClientFrame::Sync { req, after, limit },
+        Ask::Sync { after, limit } => ClientFrame::Sync {
+            req,
+            after,
+            limit,
+            epoch,
+            after_id: None,
+        },
         Ask::History {
             conv,
             before,
@@ -79,6 +89,7 @@ fn frame(req: u64, ask: &Ask) -> ClientFrame {
             before,
             after,
             limit,
+            epoch,
         },
         Ask::Ping => ClientFrame::Ping { req: Some(req) },
         Ask::SyncConv { conv, after, limit } => ClientFrame::SyncConv {
@@ -86,12 +97,21 @@ fn frame(req: u64, ask: &Ask) -> ClientFrame {
             conv,
             after,
             limit,
+            epoch,
         },
         Ask::Unread => ClientFrame::Unread { req },
     }
 }
 
 impl Requests {
+    /// No request yet, for a device whose copy belongs to `epoch`.
+    pub fn with_epoch(epoch: Option<Epoch>) -> Self {
+        Self {
+            epoch,
+            ..Self::default()
+        }
+    }
+
     fn next(&mut self) -> u64 {
         self.next_req += 1;
         self.next_req
@@ -109,7 +129,7 @@ impl Requests {
             .into_iter()
             .map(|call| {
                 let req = self.next();
-                let f = frame(req, &call.ask);
+                let f = frame(req, &call.ask, self.epoch);
                 self.sent.insert(req, Waiter::Caller(call));
                 f
             })
@@ -117,17 +137,25 @@ impl Requests {
     }
 
     /// The SDK's own sync from `after`; returns its req and frame.
-    pub fn sync(&mut self, after: u64, limit: Option<u32>) -> (u64, ClientFrame) {
+    /// `after_id` is the id of the entry at `after`, when the device has it.
+    pub fn sync(&mut self, after: u64, limit: Option<u32>, after_id: Option<ClientMsgId>) -> (u64, ClientFrame) {
         let req = self.next();
         self.sent.insert(req, Waiter::Sync { after });
-        (req, frame(req, &Ask::Sync { after, limit }))
+        let f = ClientFrame::Sync {
+            req,
+            after,
+            limit,
+            epoch: self.epoch,
+            after_id: after_id.filter(|_| after > 0),
+        };
+        (req, f)
     }
 
     /// The SDK's own ping.
     pub fn ping(&mut self) -> ClientFrame {
         let req = self.next();
         self.sent.insert(req, Waiter::Ping);
-        frame(req, &Ask::Ping)
+        frame(req, &Ask::Ping, self.epoch)
     }
 
     /// The SDK's own pull of `conv` after `after`.
@@ -140,7 +168,7 @@ impl Requests {
                 after,
             },
         );
-        frame(req, &Ask::SyncConv { conv, after, limit })
+        frame(req, &Ask::SyncConv { conv, after, limit }, self.epoch)
     }
 
     /// The SDK's own long-poll; returns its req and frame.

@@ -73,6 +73,7 @@ impl Driver {
             device,
             head,
             limits,
+            epoch,
             ..
         } = welcome
         else {
@@ -91,6 +92,12 @@ impl Driver {
             s.limits = Some(limits);
         });
         self.emit(Event::Connected { head }).await;
+        match self.requests.epoch {
+            // Before anything names the old cursor (the sync, the cursor report).
+            Some(known) if known != epoch => self.start_over(&mut sess, epoch).await,
+            Some(_) => {}
+            None => self.requests.epoch = Some(epoch),
+        }
         let silence = self.ping_interval * 2 + self.request_timeout;
         let (mut sink, mut stream) = ws.split();
         loop {
@@ -160,7 +167,10 @@ impl Driver {
         self.requests.expire(t);
         let mut frames = self.requests.take_unsent();
         if sess.need_sync && sess.sync_inflight.is_none() && t >= sess.sync_retry_at {
-            let (req, f) = self.requests.sync(self.inbox.cursor(), self.sync_page);
+            let after = self.inbox.cursor();
+            // The id of the entry at the cursor, once everything up to it was delivered.
+            let after_id = self.delivered_id.filter(|_| self.delivered == after);
+            let (req, f) = self.requests.sync(after, self.sync_page, after_id);
             sess.sync_inflight = Some(req);
             sess.need_sync = false;
             frames.push(f);

@@ -93,6 +93,7 @@ impl Conn {
                     entries,
                     head,
                     more: false,
+                    epoch: seqline_core::Epoch::from_u64(1),
                 })
                 .await;
             }
@@ -115,5 +116,6 @@ pub fn welcome(head: u64) -> ServerFrame {
             max_page: 100,
             max_sends_per_sec: 0,
         },
+        epoch: seqline_core::Epoch::from_u64(1),
     }
 }

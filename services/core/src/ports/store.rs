@@ -1,3 +1,4 @@
+use crate::epoch::Epoch;
 use crate::error::{Error, Result};
 use crate::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use crate::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
@@ -139,6 +140,11 @@ impl TimelineBatch {
 /// head covers only durable entries.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The epoch of this store: made once when the store is first
+    /// initialised, the same after every restart and for every process on
+    /// the same data, another one for a wiped or other store.
+    async fn epoch(&self) -> Result<Epoch>;
+
     /// The state of `conv` for its sequencer, or `None` if it does not exist.
     async fn load_conversation(&self, conv: &ConversationId) -> Result<Option<ConversationState>>;
 

@@ -228,6 +228,8 @@ pub async fn sync_all(ws: &mut Ws) -> Vec<seqline_core::model::TimelineEntry> {
                 req,
                 after,
                 limit: Some(100),
+                epoch: None,
+                after_id: None,
             },
         )
         .await;

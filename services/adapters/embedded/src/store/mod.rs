@@ -21,7 +21,7 @@ use pending::{Pending, Stripes};
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
 use seqline_core::ports::{ConversationBatch, ConversationState, Store, TimelineBatch, TimelineState};
-use seqline_core::Result;
+use seqline_core::{Epoch, Result};
 use std::sync::Arc;
 
 /// The keyspaces of the store.
@@ -50,6 +50,8 @@ pub(crate) struct Spaces {
     cursors: Keyspace,
     /// (user, conv) → read position (u64 BE).
     read_positions: Keyspace,
+    /// Facts about the store itself: `epoch` → u64 BE.
+    store_meta: Keyspace,
 }
 
 impl Spaces {
@@ -67,6 +69,7 @@ impl Spaces {
             applied: engine.keyspace("applied")?,
             cursors: engine.keyspace("device_cursors")?,
             read_positions: engine.keyspace("read_positions")?,
+            store_meta: engine.keyspace("store_meta")?,
         })
     }
 }
@@ -82,18 +85,22 @@ pub(crate) struct StoreInner {
     ks: Spaces,
     stripes: Stripes,
     pending: Arc<Pending>,
+    epoch: Epoch,
 }
 
 impl EmbeddedStore {
     /// Opens the store on `engine`.
     pub fn open(engine: Arc<EmbeddedEngine>) -> Result<Self> {
         let ks = Spaces::open(&engine)?;
+        let epoch = load_or_create_epoch(&engine, &ks.store_meta)?;
+        tracing::info!(%epoch, dir = %engine.dir().display(), "store opened");
         Ok(Self {
             inner: Arc::new(StoreInner {
                 engine,
                 ks,
                 stripes: Stripes::new(256),
                 pending: Arc::new(Pending::new()),
+                epoch,
             }),
         })
     }
@@ -101,6 +108,9 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl Store for EmbeddedStore {
+    async fn epoch(&self) -> Result<Epoch> {
+        Ok(self.inner.epoch)
+    }
     async fn load_conversation(&self, conv: &ConversationId) -> Result<Option<ConversationState>> {
         self.inner.load_conversation(conv).await
     }
@@ -158,6 +168,29 @@ impl Store for EmbeddedStore {
     async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>> {
         self.inner.read_positions(user).await
     }
+}
+
+/// Key of the epoch in `store_meta`.
+const EPOCH_KEY: &[u8] = b"epoch";
+
+/// The epoch stored in this data directory, made (and fsynced) the first
+/// time the store opens it. Only one process opens a directory at a time;
+/// within it, stores opened at once on one engine agree through the lock.
+fn load_or_create_epoch(engine: &EmbeddedEngine, meta: &Keyspace) -> std::result::Result<Epoch, EngineError> {
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(v) = meta.get(EPOCH_KEY)? {
+        let bytes: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| EngineError::Corrupt(format!("the store epoch has {} bytes, not 8", v.len())))?;
+        return Ok(Epoch::from_u64(u64::from_be_bytes(bytes)));
+    }
+    let epoch = Epoch::random();
+    meta.insert(EPOCH_KEY, epoch.as_u64().to_be_bytes())?;
+    engine.persist_now()?;
+    tracing::info!(%epoch, "new store: epoch created");
+    Ok(epoch)
 }
 
 /// Writes a batch under its pending marker, waits for its fsync; the sync

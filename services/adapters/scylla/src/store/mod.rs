@@ -69,7 +69,7 @@ use scylla::statement::{Consistency, SerialConsistency};
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
 use seqline_core::ports::{ConversationBatch, ConversationState, Store, TimelineBatch, TimelineState};
-use seqline_core::{Error, Result};
+use seqline_core::{Epoch, Error, Result};
 use statements::Statements;
 use std::sync::Arc;
 
@@ -100,6 +100,7 @@ fn applied_of(columns: &[&str], row: Option<scylla::value::Row>) -> std::result:
 #[derive(Clone)]
 pub struct ScyllaStore {
     inner: Arc<Inner>,
+    epoch: Epoch,
 }
 
 pub(crate) struct Inner {
@@ -220,7 +221,12 @@ impl ScyllaStore {
         ] {
             inner.check_setting(name, value).await?;
         }
-        Ok(Self { inner: Arc::new(inner) })
+        let epoch = inner.epoch().await?;
+        tracing::info!(%epoch, keyspace = %options.keyspace, "store epoch");
+        Ok(Self {
+            inner: Arc::new(inner),
+            epoch,
+        })
     }
 
     /// Paxos operations this store has started since `connect` (including
@@ -231,6 +237,21 @@ impl ScyllaStore {
 }
 
 impl Inner {
+    /// The keyspace's epoch, the `epoch` row of `settings`: written once
+    /// (`IF NOT EXISTS`) by the first store to connect to a new keyspace;
+    /// every store after it, and every racing one, reads the winner's.
+    async fn epoch(&self) -> Result<Epoch> {
+        let mine = Epoch::random().as_u64() as i64;
+        self.lwt(&self.st.setting_init, ("epoch", mine), "init epoch").await?;
+        let stored: Option<(i64,)> = self.first(&self.st.setting_get, ("epoch",), "read epoch").await?;
+        match stored {
+            Some((v,)) => Ok(Epoch::from_u64(v as u64)),
+            None => Err(Error::Unavailable(
+                "the epoch is not readable after it was written".into(),
+            )),
+        }
+    }
+
     /// Records `name = value` if unset, then refuses to run on another value.
     async fn check_setting(&self, name: &str, value: i64) -> Result<()> {
         self.lwt(&self.st.setting_init, (name, value), "init setting").await?;
@@ -335,6 +356,9 @@ impl Inner {
 
 #[async_trait]
 impl Store for ScyllaStore {
+    async fn epoch(&self) -> Result<Epoch> {
+        Ok(self.epoch)
+    }
     async fn load_conversation(&self, conv: &ConversationId) -> Result<Option<ConversationState>> {
         self.inner.load_conversation(conv).await
     }
