@@ -13,7 +13,12 @@
 //!   device's own `left`);
 //! - after delivering a message in order, `C` is followed exactly when the
 //!   message says the mode is now read diffusion and it is not the device's
-//!   own `left`.
+//!   own `left`; a page is not read past a message that ends the follow.
+//!
+//! Membership windows: a pull never reaches past the device's own `left`
+//! (the server ends the page there), and after it the device follows again
+//! only from its next `joined` entry (read diffusion), so the messages sent
+//! while its user was out are never pulled.
 
 use crate::cursor::ConvPosition;
 use seqline_core::ids::{ConversationId, UserId};
@@ -251,6 +256,12 @@ impl Follows {
             }
             self.delivered(&m);
             out.push(m);
+            if !self.is_following(conv) {
+                // The device's own `left` or a switch back to write mode:
+                // what follows is not pulled (the server stops its pages
+                // there too); it comes by timeline, if at all.
+                break;
+            }
         }
         let Some(t) = self.convs.get_mut(conv) else {
             return out;
@@ -369,13 +380,17 @@ mod tests {
         let t0 = Instant::now();
         f.on_timeline(&msg(5, true));
         f.due(t0);
-        // The pull reaches past the switch back to write mode.
+        // A page reaching past the switch back to write mode is read up to
+        // the boundary only: the rest comes by timeline.
         let got = f.on_page(&c(), vec![msg(6, true), msg(7, false), msg(8, false)], 8, false);
-        assert_eq!(seqs(&got), vec![6, 7, 8]);
+        assert_eq!(seqs(&got), vec![6, 7]);
         assert!(!f.is_following(&c()));
-        for s in [7, 8] {
-            assert_eq!(f.on_timeline(&msg(s, false)), Decision::Repeat);
-        }
+        assert_eq!(
+            f.on_timeline(&msg(7, false)),
+            Decision::Repeat,
+            "only the boundary came both ways"
+        );
+        assert_eq!(f.on_timeline(&msg(8, false)), Decision::Deliver);
         assert_eq!(f.on_timeline(&msg(9, false)), Decision::Deliver);
     }
 
@@ -401,6 +416,37 @@ mod tests {
         g.set_me(UserId::parse("alice").unwrap());
         assert_eq!(g.on_timeline(&other_left), Decision::Deliver);
         assert!(g.is_following(&c()), "someone else's left is followed from");
+    }
+
+    #[test]
+    fn a_window_ends_at_the_own_left_and_a_rejoin_follows_from_its_joined() {
+        let alice = UserId::parse("alice").unwrap();
+        let mut f = Follows::default();
+        f.set_me(alice.clone());
+        let t0 = Instant::now();
+        f.on_timeline(&msg(10, true));
+        f.due(t0);
+        let mut left = msg(13, true);
+        left.kind = MessageKind::Left;
+        left.members = vec![alice.clone()];
+        assert_eq!(f.on_timeline(&left), Decision::Wait);
+        // Even a page running past the leave point is read up to it only.
+        let got = f.on_page(
+            &c(),
+            vec![msg(11, true), msg(12, true), left.clone(), msg(14, true)],
+            20,
+            false,
+        );
+        assert_eq!(seqs(&got), vec![11, 12, 13]);
+        assert!(!f.is_following(&c()));
+        assert_eq!(f.on_timeline(&left), Decision::Repeat);
+        assert!(f.due(t0).is_empty() && !f.busy());
+        let mut joined = msg(17, true);
+        joined.kind = MessageKind::Joined;
+        joined.members = vec![alice];
+        assert_eq!(f.on_timeline(&joined), Decision::Deliver);
+        assert!(f.is_following(&c()));
+        assert_eq!(f.due(t0), vec![PullDue { conv: c(), after: 17 }], "the gap is skipped");
     }
 
     #[test]
