@@ -50,7 +50,15 @@ struct Track {
     inflight: bool,
     retry_at: Option<Instant>,
     failures: u32,
+    /// Empty pages in a row while an entry is held.
+    empty_pages: u32,
 }
+
+/// Empty pages in a row below a held entry before it is released without
+/// them.
+const MAX_EMPTY_PAGES: u32 = 10;
+/// The pause before asking again after the n-th such page: n times this.
+const EMPTY_PAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Track {
     fn needs_pull(&self) -> bool {
@@ -267,11 +275,21 @@ impl Follows {
             return out;
         };
         t.want = more;
-        if empty && !more && t.until.is_some_and(|u| u > t.seq) {
-            // The server has nothing below the held entry: do not hold the
-            // timeline forever (see `give_up`).
-            Self::skip(t);
-            self.dirty = true;
+        if !empty {
+            t.empty_pages = 0;
+        } else if !more && t.until.is_some_and(|u| u > t.seq) {
+            // The held entry proves messages below it exist, yet the server
+            // answered none: its head may trail by a moment (it caches the
+            // head briefly). Ask again shortly; give up only when it keeps
+            // answering nothing, so the timeline is not held forever.
+            t.empty_pages += 1;
+            if t.empty_pages >= MAX_EMPTY_PAGES {
+                t.empty_pages = 0;
+                Self::skip(t);
+                self.dirty = true;
+            } else {
+                t.retry_at = Some(Instant::now() + EMPTY_PAGE_RETRY * t.empty_pages);
+            }
         }
         out
     }
@@ -447,6 +465,32 @@ mod tests {
         assert_eq!(f.on_timeline(&joined), Decision::Deliver);
         assert!(f.is_following(&c()));
         assert_eq!(f.due(t0), vec![PullDue { conv: c(), after: 17 }], "the gap is skipped");
+    }
+
+    #[test]
+    fn empty_pages_below_a_held_entry_are_asked_again_before_giving_up() {
+        let mut f = Follows::default();
+        let t0 = Instant::now();
+        f.on_timeline(&msg(10, true));
+        f.due(t0);
+        assert_eq!(f.on_timeline(&msg(13, false)), Decision::Wait);
+        // A head trailing the held entry: nothing yet, ask again shortly.
+        assert!(f.on_page(&c(), vec![], 10, false).is_empty());
+        assert_eq!(f.on_timeline(&msg(13, false)), Decision::Wait, "still held");
+        assert!(f.due(Instant::now()).is_empty(), "not at once");
+        let later = Instant::now() + EMPTY_PAGE_RETRY * MAX_EMPTY_PAGES;
+        assert_eq!(f.due(later), vec![PullDue { conv: c(), after: 10 }]);
+        let got = f.on_page(&c(), vec![msg(11, true), msg(12, true)], 13, true);
+        assert_eq!(seqs(&got), vec![11, 12]);
+        assert_eq!(f.on_timeline(&msg(13, false)), Decision::Deliver);
+        // A server that keeps answering nothing releases the entry at last.
+        f.on_timeline(&msg(20, true));
+        f.due(later);
+        assert_eq!(f.on_timeline(&msg(23, false)), Decision::Wait);
+        for _ in 0..MAX_EMPTY_PAGES {
+            f.on_page(&c(), vec![], 20, false);
+        }
+        assert_eq!(f.on_timeline(&msg(23, false)), Decision::Deliver);
     }
 
     #[test]

@@ -115,7 +115,17 @@ impl Session {
             };
             return self.write(socket, &page).await;
         }
-        let page = match reads::page(&self.shared, &conv, after, limit).await {
+        let mut page = reads::page(&self.shared, &conv, after, limit).await;
+        if let (Some(end), Ok((_, head, _))) = (end, &page) {
+            if *head < end {
+                // The leave point is committed, so the cached head trails it.
+                if let Err(e) = reads::read_head(&self.shared, &conv).await {
+                    return self.write(socket, &unavailable(Some(req), &e)).await;
+                }
+                page = reads::page(&self.shared, &conv, after, limit).await;
+            }
+        }
+        let page = match page {
             Ok((mut messages, mut head, _)) => {
                 if let Some(end) = end {
                     messages.retain(|m| m.conv_seq.0 <= end);
