@@ -86,6 +86,30 @@ async fn window(
     Ok(MemberWindow::readable(&windows, ConvSeq(after)).map(|end| end.map(|e| e.0)))
 }
 
+/// A page of `conv` after `after` inside a window ending at `end` (`None`:
+/// open): cut at the leave point and at a switch back to write mode, with
+/// the head (at most the leave point).
+async fn window_page(
+    shared: &Arc<Shared>,
+    conv: &ConversationId,
+    after: u64,
+    limit: usize,
+    end: Option<u64>,
+) -> Result<(Vec<Message>, u64), PageError> {
+    let (mut messages, mut head, _) = reads::page(shared, conv, after, limit).await?;
+    if let Some(end) = end {
+        if head < end {
+            // The leave point is committed, so the cached head trails it.
+            reads::read_head(shared, conv).await.map_err(PageError::Store)?;
+            (messages, head, _) = reads::page(shared, conv, after, limit).await?;
+        }
+        messages.retain(|m| m.conv_seq.0 <= end);
+        head = head.min(end);
+    }
+    reads::stop_at_switch(shared, conv, after, &mut messages).await?;
+    Ok((messages, head))
+}
+
 impl Session {
     pub(crate) async fn sync_conv(
         &mut self,
@@ -115,29 +139,7 @@ impl Session {
             };
             return self.write(socket, &page).await;
         }
-        let mut page = reads::page(&self.shared, &conv, after, limit).await;
-        if let (Some(end), Ok((_, head, _))) = (end, &page) {
-            if *head < end {
-                // The leave point is committed, so the cached head trails it.
-                if let Err(e) = reads::read_head(&self.shared, &conv).await {
-                    return self.write(socket, &unavailable(Some(req), &e)).await;
-                }
-                page = reads::page(&self.shared, &conv, after, limit).await;
-            }
-        }
-        let page = match page {
-            Ok((mut messages, mut head, _)) => {
-                if let Some(end) = end {
-                    messages.retain(|m| m.conv_seq.0 <= end);
-                    head = head.min(end);
-                }
-                match reads::stop_at_switch(&self.shared, &conv, after, &mut messages).await {
-                    Ok(_) => Ok((messages, head)),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let page = window_page(&self.shared, &conv, after, limit, end).await;
         let frame = match page {
             Ok((mut messages, head)) => {
                 // More follow when the page (cut at a leave point or a

@@ -369,13 +369,13 @@ pub(crate) async fn page(
 /// Cuts a page of `conv` after `after` right after a switch back to write
 /// mode: a message with `read_diffusion: false` whose predecessor was in
 /// read mode is the boundary, and every later message reaches the members'
-/// timelines, so only the boundary may arrive both ways. True when cut.
+/// timelines, so only the boundary may arrive both ways.
 pub(crate) async fn stop_at_switch(
     shared: &Arc<Shared>,
     conv: &ConversationId,
     after: u64,
     messages: &mut Vec<Message>,
-) -> Result<bool, PageError> {
+) -> Result<(), PageError> {
     let mut read_before = match messages.first() {
         // Only a page starting in write mode needs the mode before it.
         Some(m) if !m.read_diffusion && after > 0 => {
@@ -391,11 +391,10 @@ pub(crate) async fn stop_at_switch(
         read_before = m.read_diffusion;
         switched
     });
-    let cut = boundary.is_some_and(|i| i + 1 < messages.len());
     if let Some(i) = boundary {
         messages.truncate(i + 1);
     }
-    Ok(cut)
+    Ok(())
 }
 
 fn cold_page(
