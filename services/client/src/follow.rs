@@ -13,7 +13,12 @@
 //!   device's own `left`);
 //! - after delivering a message in order, `C` is followed exactly when the
 //!   message says the mode is now read diffusion and it is not the device's
-//!   own `left`.
+//!   own `left`; a page is not read past a message that ends the follow.
+//!
+//! Membership windows: a pull never reaches past the device's own `left`
+//! (the server ends the page there), and after it the device follows again
+//! only from its next `joined` entry (read diffusion), so the messages sent
+//! while its user was out are never pulled.
 
 use crate::cursor::ConvPosition;
 use seqline_core::ids::{ConversationId, UserId};
@@ -45,7 +50,15 @@ struct Track {
     inflight: bool,
     retry_at: Option<Instant>,
     failures: u32,
+    /// Empty pages in a row while an entry is held.
+    empty_pages: u32,
 }
+
+/// Empty pages in a row below a held entry before it is released without
+/// them.
+const MAX_EMPTY_PAGES: u32 = 10;
+/// The pause before asking again after the n-th such page: n times this.
+const EMPTY_PAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Track {
     fn needs_pull(&self) -> bool {
@@ -251,16 +264,32 @@ impl Follows {
             }
             self.delivered(&m);
             out.push(m);
+            if !self.is_following(conv) {
+                // The device's own `left` or a switch back to write mode:
+                // what follows is not pulled (the server stops its pages
+                // there too); it comes by timeline, if at all.
+                break;
+            }
         }
         let Some(t) = self.convs.get_mut(conv) else {
             return out;
         };
         t.want = more;
-        if empty && !more && t.until.is_some_and(|u| u > t.seq) {
-            // The server has nothing below the held entry: do not hold the
-            // timeline forever (see `give_up`).
-            Self::skip(t);
-            self.dirty = true;
+        if !empty {
+            t.empty_pages = 0;
+        } else if !more && t.until.is_some_and(|u| u > t.seq) {
+            // The held entry proves messages below it exist, yet the server
+            // answered none: its head may trail by a moment (it caches the
+            // head briefly). Ask again shortly; give up only when it keeps
+            // answering nothing, so the timeline is not held forever.
+            t.empty_pages += 1;
+            if t.empty_pages >= MAX_EMPTY_PAGES {
+                t.empty_pages = 0;
+                Self::skip(t);
+                self.dirty = true;
+            } else {
+                t.retry_at = Some(Instant::now() + EMPTY_PAGE_RETRY * t.empty_pages);
+            }
         }
         out
     }
@@ -376,13 +405,17 @@ mod tests {
         let t0 = Instant::now();
         f.on_timeline(&msg(5, true));
         f.due(t0);
-        // The pull reaches past the switch back to write mode.
+        // A page reaching past the switch back to write mode is read up to
+        // the boundary only: the rest comes by timeline.
         let got = f.on_page(&c(), vec![msg(6, true), msg(7, false), msg(8, false)], 8, false);
-        assert_eq!(seqs(&got), vec![6, 7, 8]);
+        assert_eq!(seqs(&got), vec![6, 7]);
         assert!(!f.is_following(&c()));
-        for s in [7, 8] {
-            assert_eq!(f.on_timeline(&msg(s, false)), Decision::Repeat);
-        }
+        assert_eq!(
+            f.on_timeline(&msg(7, false)),
+            Decision::Repeat,
+            "only the boundary came both ways"
+        );
+        assert_eq!(f.on_timeline(&msg(8, false)), Decision::Deliver);
         assert_eq!(f.on_timeline(&msg(9, false)), Decision::Deliver);
     }
 
@@ -408,6 +441,63 @@ mod tests {
         g.set_me(UserId::parse("alice").unwrap());
         assert_eq!(g.on_timeline(&other_left), Decision::Deliver);
         assert!(g.is_following(&c()), "someone else's left is followed from");
+    }
+
+    #[test]
+    fn a_window_ends_at_the_own_left_and_a_rejoin_follows_from_its_joined() {
+        let alice = UserId::parse("alice").unwrap();
+        let mut f = Follows::default();
+        f.set_me(alice.clone());
+        let t0 = Instant::now();
+        f.on_timeline(&msg(10, true));
+        f.due(t0);
+        let mut left = msg(13, true);
+        left.kind = MessageKind::Left;
+        left.members = vec![alice.clone()];
+        assert_eq!(f.on_timeline(&left), Decision::Wait);
+        // Even a page running past the leave point is read up to it only.
+        let got = f.on_page(
+            &c(),
+            vec![msg(11, true), msg(12, true), left.clone(), msg(14, true)],
+            20,
+            false,
+        );
+        assert_eq!(seqs(&got), vec![11, 12, 13]);
+        assert!(!f.is_following(&c()));
+        assert_eq!(f.on_timeline(&left), Decision::Repeat);
+        assert!(f.due(t0).is_empty() && !f.busy());
+        let mut joined = msg(17, true);
+        joined.kind = MessageKind::Joined;
+        joined.members = vec![alice];
+        assert_eq!(f.on_timeline(&joined), Decision::Deliver);
+        assert!(f.is_following(&c()));
+        assert_eq!(f.due(t0), vec![PullDue { conv: c(), after: 17 }], "the gap is skipped");
+    }
+
+    #[test]
+    fn empty_pages_below_a_held_entry_are_asked_again_before_giving_up() {
+        let mut f = Follows::default();
+        let t0 = Instant::now();
+        f.on_timeline(&msg(10, true));
+        f.due(t0);
+        assert_eq!(f.on_timeline(&msg(13, false)), Decision::Wait);
+        // A head trailing the held entry: nothing yet, ask again shortly.
+        assert!(f.on_page(&c(), vec![], 10, false).is_empty());
+        assert_eq!(f.on_timeline(&msg(13, false)), Decision::Wait, "still held");
+        assert!(f.due(Instant::now()).is_empty(), "not at once");
+        let later = Instant::now() + EMPTY_PAGE_RETRY * MAX_EMPTY_PAGES;
+        assert_eq!(f.due(later), vec![PullDue { conv: c(), after: 10 }]);
+        let got = f.on_page(&c(), vec![msg(11, true), msg(12, true)], 13, true);
+        assert_eq!(seqs(&got), vec![11, 12]);
+        assert_eq!(f.on_timeline(&msg(13, false)), Decision::Deliver);
+        // A server that keeps answering nothing releases the entry at last.
+        f.on_timeline(&msg(20, true));
+        f.due(later);
+        assert_eq!(f.on_timeline(&msg(23, false)), Decision::Wait);
+        for _ in 0..MAX_EMPTY_PAGES {
+            f.on_page(&c(), vec![], 20, false);
+        }
+        assert_eq!(f.on_timeline(&msg(23, false)), Decision::Deliver);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::session::Session;
 use crate::state::Shared;
 use axum::extract::ws::WebSocket;
 use seqline_core::model::{fit_budget, Message};
+use seqline_core::ports::MemberWindow;
 use seqline_core::protocol::{
     ConvCursor, ConvHead, ErrorCode, ServerFrame, UnreadCount, MAX_POLL_CONVS, MAX_POLL_WAIT_MS,
 };
@@ -35,17 +36,79 @@ fn invalid(req: Option<u64>, message: String) -> ServerFrame {
     ServerFrame::error(req, ErrorCode::InvalidField, message)
 }
 
-/// Whether `link`'s user is a member of `conv`; asked of the store once per
-/// connection (a `left` naming the user makes it ask again).
+fn outside(req: Option<u64>, conv: &ConversationId, after: u64) -> ServerFrame {
+    ServerFrame::error(
+        req,
+        ErrorCode::NotMember,
+        format!(
+            "not a member of {conv} after conv_seq {after}, or it does not exist: \
+             pull only within your membership (from your `joined` entry up to your `left`)"
+        ),
+    )
+}
+
+/// Whether `link`'s user is a member of `conv` now; asked of the store
+/// once per connection (a `left` naming the user makes it ask again).
 async fn member(shared: &Shared, link: &Link, conv: &ConversationId) -> Result<bool, seqline_core::Error> {
-    if link.is_verified(conv) {
+    if link.open_window(conv).is_some() {
         return Ok(true);
     }
-    let role = shared.ports.store.member_role(conv, &link.key.user).await?;
-    if role.is_some() {
-        link.verify(conv);
+    let windows = shared.ports.store.membership(conv, &link.key.user).await?;
+    Ok(remember_open(link, conv, &windows))
+}
+
+/// Records the user's open window of `conv`, if any; true when there is one.
+fn remember_open(link: &Link, conv: &ConversationId, windows: &[MemberWindow]) -> bool {
+    match windows.last().filter(|w| w.left.is_none()) {
+        Some(w) => {
+            link.verify(conv, w.joined.0);
+            true
+        }
+        None => false,
     }
-    Ok(role.is_some())
+}
+
+/// How far `link`'s user may pull `conv` from cursor `after`: `Some(None)`
+/// within its current membership (up to the head), `Some(Some(end))` within
+/// a window its `left` at `end` closed (a former member, or before a
+/// re-add), `None` outside every window of its membership (or no such
+/// conversation). See [`MemberWindow::readable`].
+async fn window(
+    shared: &Shared,
+    link: &Link,
+    conv: &ConversationId,
+    after: u64,
+) -> Result<Option<Option<u64>>, seqline_core::Error> {
+    if link.open_window(conv).is_some_and(|joined| after + 1 >= joined) {
+        return Ok(Some(None));
+    }
+    let windows = shared.ports.store.membership(conv, &link.key.user).await?;
+    remember_open(link, conv, &windows);
+    Ok(MemberWindow::readable(&windows, ConvSeq(after)).map(|end| end.map(|e| e.0)))
+}
+
+/// A page of `conv` after `after` inside a window ending at `end` (`None`:
+/// open): cut at the leave point and at a switch back to write mode, with
+/// the head (at most the leave point).
+async fn window_page(
+    shared: &Arc<Shared>,
+    conv: &ConversationId,
+    after: u64,
+    limit: usize,
+    end: Option<u64>,
+) -> Result<(Vec<Message>, u64), PageError> {
+    let (mut messages, mut head, _) = reads::page(shared, conv, after, limit).await?;
+    if let Some(end) = end {
+        if head < end {
+            // The leave point is committed, so the cached head trails it.
+            reads::read_head(shared, conv).await.map_err(PageError::Store)?;
+            (messages, head, _) = reads::page(shared, conv, after, limit).await?;
+        }
+        messages.retain(|m| m.conv_seq.0 <= end);
+        head = head.min(end);
+    }
+    reads::stop_at_switch(shared, conv, after, &mut messages).await?;
+    Ok((messages, head))
 }
 
 impl Session {
@@ -66,20 +129,36 @@ impl Session {
             Ok(epoch) => epoch,
             Err(e) => return self.write(socket, &e).await,
         };
-        match member(&self.shared, &self.link, &conv).await {
-            Ok(true) => {}
-            Ok(false) => return self.write(socket, &not_member(Some(req), &conv)).await,
+        let end = match window(&self.shared, &self.link, &conv, after).await {
+            Ok(Some(end)) => end,
+            Ok(None) => return self.write(socket, &outside(Some(req), &conv, after)).await,
             Err(e) => return self.write(socket, &unavailable(Some(req), &e)).await,
+        };
+        if let Some(end) = end.filter(|end| after >= *end) {
+            // The window ends here: nothing past the leave point, ever.
+            let page = ServerFrame::ConvPage {
+                req,
+                conv,
+                messages: Vec::new(),
+                head: end,
+                more: false,
+                epoch,
+            };
+            return self.write(socket, &page).await;
         }
-        let frame = match reads::page(&self.shared, &conv, after, limit).await {
-            Ok((mut messages, head, more)) => {
+        let page = window_page(&self.shared, &conv, after, limit, end).await;
+        let frame = match page {
+            Ok((mut messages, head)) => {
+                // More follow when the page (cut at a leave point or a
+                // switch back to write mode) ends below the head.
+                let last = messages.last().map_or(after, |m| m.conv_seq.0);
                 let cut = fit_budget(&mut messages, self.shared.config.max_page_bytes, Message::size_hint);
                 ServerFrame::ConvPage {
                     req,
                     conv,
                     messages,
                     head,
-                    more: more || cut,
+                    more: last < head || cut,
                     epoch,
                 }
             }
@@ -213,7 +292,9 @@ impl Session {
 
 /// One long-poll: checks membership, follows the conversations, then answers
 /// as soon as one is above its cursor, when the wait ends, or when a newer
-/// poll replaces it.
+/// poll replaces it. A conversation whose window closed (its user left) is
+/// not followed: its head is the leave point, and it is answered at once,
+/// even once the cursor is there (nothing more will come).
 async fn run_poll(
     shared: Arc<Shared>,
     link: Arc<Link>,
@@ -223,16 +304,18 @@ async fn run_poll(
     superseded: CancellationToken,
 ) {
     let deadline = tokio::time::Instant::now() + wait;
+    // Per conversation, the end of the window its cursor is in (`None`: open).
+    let mut ends: Vec<Option<u64>> = Vec::with_capacity(convs.len());
     for c in &convs {
-        match member(&shared, &link, &c.conv).await {
-            Ok(true) => {}
-            Ok(false) => {
+        match window(&shared, &link, &c.conv, c.after).await {
+            Ok(Some(end)) => ends.push(end),
+            Ok(None) => {
                 let e = ServerFrame::error(
                     Some(req),
                     ErrorCode::NotMember,
                     format!(
-                        "not a member of {}, or it does not exist: nothing is followed by this poll",
-                        c.conv
+                        "not a member of {} after conv_seq {}, or it does not exist: nothing is followed by this poll",
+                        c.conv, c.after
                     ),
                 );
                 return link.answer(&shared, e);
@@ -240,11 +323,17 @@ async fn run_poll(
             Err(e) => return link.answer(&shared, unavailable(Some(req), &e)),
         }
     }
-    let names: Vec<ConversationId> = convs.iter().map(|c| c.conv.clone()).collect();
+    let open: Vec<&ConvCursor> = convs
+        .iter()
+        .zip(&ends)
+        .filter(|(_, e)| e.is_none())
+        .map(|(c, _)| c)
+        .collect();
+    let names: Vec<ConversationId> = open.iter().map(|c| c.conv.clone()).collect();
     // Follow first, then read the heads: whatever commits after the read
     // comes as a notice.
     reads::set_follows(&shared, &link, &names).await;
-    for c in &convs {
+    for c in &open {
         match reads::head(&shared, &c.conv).await {
             Ok(h) => shared.reads.learned(&c.conv, h.unwrap_or(0)),
             Err(e) => return link.answer(&shared, unavailable(Some(req), &e)),
@@ -255,9 +344,10 @@ async fn run_poll(
     let advanced = loop {
         let advanced: Vec<ConvHead> = convs
             .iter()
-            .filter_map(|c| {
-                let head = shared.reads.known_head(&c.conv);
-                (head > c.after).then(|| ConvHead {
+            .zip(&ends)
+            .filter_map(|(c, end)| {
+                let head = end.unwrap_or_else(|| shared.reads.known_head(&c.conv));
+                (head > c.after || end.is_some()).then(|| ConvHead {
                     conv: c.conv.clone(),
                     head,
                 })
@@ -272,6 +362,19 @@ async fn run_poll(
             () = shared.stop.cancelled() => break Vec::new(),
             () = link.wake.notified() => {}
             () = &mut sleep => break Vec::new(),
+        }
+        // A `left` naming the user makes it verify again: its window may
+        // have closed while the poll waited.
+        for (c, end) in convs.iter().zip(ends.iter_mut()) {
+            if end.is_some() || link.open_window(&c.conv).is_some() {
+                continue;
+            }
+            match window(&shared, &link, &c.conv, c.after).await {
+                Ok(Some(e)) => *end = e,
+                // Nothing readable any more: the poll ends at its cursor.
+                Ok(None) => *end = Some(c.after),
+                Err(e) => return link.answer(&shared, unavailable(Some(req), &e)),
+            }
         }
     };
     shared.metrics.polls_answered.inc();

@@ -115,8 +115,9 @@ pub(crate) struct Link {
     pub kick: CancellationToken,
     /// Woken when a conversation it follows advances.
     pub wake: Notify,
-    /// Conversations whose membership this connection has verified.
-    pub verified: Mutex<HashSet<ConversationId>>,
+    /// Conversations whose membership this connection has verified: the
+    /// conv_seq where the user's current window opened (its `joined`).
+    pub verified: Mutex<HashMap<ConversationId, u64>>,
     /// Set when the connection is gone: it follows nothing any more.
     closed: AtomicBool,
 }
@@ -136,17 +137,19 @@ impl Link {
             priority,
             kick,
             wake: Notify::new(),
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         }
     }
 
-    pub fn is_verified(&self, conv: &ConversationId) -> bool {
-        lock(&self.verified).contains(conv)
+    /// Where the user's current membership window of `conv` opened, when
+    /// this connection verified it.
+    pub fn open_window(&self, conv: &ConversationId) -> Option<u64> {
+        lock(&self.verified).get(conv).copied()
     }
 
-    pub fn verify(&self, conv: &ConversationId) {
-        lock(&self.verified).insert(conv.clone());
+    pub fn verify(&self, conv: &ConversationId, joined: u64) {
+        lock(&self.verified).insert(conv.clone(), joined);
     }
 
     /// Queues a frame on the ordinary queue; a full queue kicks the
@@ -361,6 +364,37 @@ pub(crate) async fn page(
     let key = PageKey::Range(conv.clone(), after, limit);
     let got = fetch(shared, key, conv, after, limit).await.map_err(PageError::Store)?;
     Ok(cold_page(shared, conv, after, limit, &got))
+}
+
+/// Cuts a page of `conv` after `after` right after a switch back to write
+/// mode: a message with `read_diffusion: false` whose predecessor was in
+/// read mode is the boundary, and every later message reaches the members'
+/// timelines, so only the boundary may arrive both ways.
+pub(crate) async fn stop_at_switch(
+    shared: &Arc<Shared>,
+    conv: &ConversationId,
+    after: u64,
+    messages: &mut Vec<Message>,
+) -> Result<(), PageError> {
+    let mut read_before = match messages.first() {
+        // Only a page starting in write mode needs the mode before it.
+        Some(m) if !m.read_diffusion && after > 0 => {
+            let (before, _, _) = page(shared, conv, after - 1, 1).await?;
+            before
+                .first()
+                .is_some_and(|m| m.conv_seq.0 == after && m.read_diffusion)
+        }
+        _ => false,
+    };
+    let boundary = messages.iter().position(|m| {
+        let switched = read_before && !m.read_diffusion;
+        read_before = m.read_diffusion;
+        switched
+    });
+    if let Some(i) = boundary {
+        messages.truncate(i + 1);
+    }
+    Ok(())
 }
 
 fn cold_page(
@@ -605,10 +639,12 @@ fn drop_users(shared: &Arc<Shared>, conv: &ConversationId, users: &[UserId]) {
     }
 }
 
-/// Every connection here of `users` forgets that it verified `conv`.
+/// Every connection here of `users` forgets that it verified `conv`, and
+/// its long-poll looks again: the window it waits in may have closed.
 fn forget_verified(shared: &Shared, conv: &ConversationId, users: &[UserId]) {
     for l in shared.links.of_users(users) {
         lock(&l.verified).remove(conv);
+        l.wake.notify_one();
     }
 }
 

@@ -37,12 +37,38 @@ async fn seed(gw: &Gw, name: &str, members: &[&str], n: u64) -> ConversationId {
     c
 }
 
-/// Commits `count` messages after `head`, as the sequencer would.
+/// Commits `count` messages after `head`, as the sequencer would in read
+/// diffusion.
 async fn append(gw: &Gw, c: &ConversationId, head: u64, count: u64) {
-    gw.store
-        .commit_conversation(fixtures::messages_batch(c, head, count, &user("alice")))
-        .await
-        .unwrap();
+    let mut batch = fixtures::messages_batch(c, head, count, &user("alice"));
+    for m in &mut batch.messages {
+        m.read_diffusion = true;
+    }
+    gw.store.commit_conversation(batch).await.unwrap();
+}
+
+/// Commits a `joined` (or `left`) of `who` after `head`, in read diffusion,
+/// as the sequencer would; returns the message.
+async fn membership(gw: &Gw, c: &ConversationId, head: u64, who: &str, joined: bool) -> Message {
+    let mut m = fixtures::message(c, head + 1, &user("alice"));
+    m.kind = if joined { MessageKind::Joined } else { MessageKind::Left };
+    m.body = String::new();
+    m.members = vec![user(who)];
+    m.priority = true;
+    m.read_diffusion = true;
+    let mut batch = fixtures::messages_batch(c, head, 1, &user("alice"));
+    batch.dedup = vec![(
+        m.client_msg_id,
+        seqline_core::model::Outcome::Sequenced { conv_seq: m.conv_seq },
+    )];
+    batch.messages = vec![m.clone()];
+    batch.members = vec![MemberChange {
+        user: user(who),
+        role: joined.then_some(seqline_core::model::Role::Member),
+        at: m.conv_seq,
+    }];
+    gw.store.commit_conversation(batch).await.unwrap();
+    m
 }
 
 async fn notice(gw: &Gw, c: &ConversationId, head: u64, message: Option<Message>) {
@@ -328,6 +354,7 @@ async fn notices_and_priority_messages_reach_following_connections_only() {
     batch.members = vec![MemberChange {
         user: user("bob"),
         role: None,
+        at: ConvSeq(8),
     }];
     gw.store.commit_conversation(batch).await.unwrap();
     notice(&gw, &c, 8, Some(left)).await;
@@ -343,9 +370,121 @@ async fn notices_and_priority_messages_reach_following_connections_only() {
     .await;
     notice(&gw, &c, 9, None).await;
     bob.assert_alive().await;
-    // And he must prove membership again: he is out.
-    let e = sync_conv(&mut bob, "g:big", 7, None).await;
+    // He must prove membership again: he is out, but may still pull up to
+    // his `left`, never past it.
+    let page = sync_conv(&mut bob, "g:big", 7, None).await;
+    assert_eq!(
+        (seqs(&page), &page["head"], &page["more"]),
+        (vec![8], &json!(8), &json!(false)),
+        "{page}"
+    );
+    let e = sync_conv(&mut bob, "g:big", 9, None).await;
     assert_eq!(e["code"], "not_member", "{e}");
+}
+
+#[tokio::test]
+async fn a_former_member_pulls_and_polls_its_window_and_a_rejoin_skips_the_gap() {
+    let gw = Gw::start().await;
+    let c = seed(&gw, "g:churn", &["bob"], 5).await;
+    membership(&gw, &c, 5, "bob", false).await; // 6: bob removed
+    append(&gw, &c, 6, 2).await; // 7, 8: while he is out
+    let (mut bob, _) = gw.login("bob", "phone").await;
+
+    // A former member: up to the leave point, never past it.
+    let page = sync_conv(&mut bob, "g:churn", 3, None).await;
+    assert_eq!(
+        (seqs(&page), &page["head"], &page["more"]),
+        (vec![4, 5, 6], &json!(6), &json!(false)),
+        "{page}"
+    );
+    let page = sync_conv(&mut bob, "g:churn", 3, Some(2)).await;
+    assert_eq!((seqs(&page), &page["more"]), (vec![4, 5], &json!(true)));
+    let page = sync_conv(&mut bob, "g:churn", 6, None).await;
+    assert_eq!(
+        (seqs(&page), &page["head"], &page["more"]),
+        (vec![], &json!(6), &json!(false))
+    );
+    let e = sync_conv(&mut bob, "g:churn", 7, None).await;
+    assert_eq!(e["code"], "not_member", "{e}");
+    // A poll answers at once with the leave point as the head, also once
+    // the cursor is there (nothing more will come), and follows nothing.
+    for after in [3, 6] {
+        bob.send(json!({"type": "poll", "req": 1, "wait_ms": 20000, "convs": [{"conv": "g:churn", "after": after}]}))
+            .await;
+        let p = bob.recv().await;
+        assert_eq!(p["advanced"], json!([{"conv": "g:churn", "head": 6}]), "{p}");
+    }
+    assert!(gw
+        .presence
+        .followers(std::slice::from_ref(&c))
+        .await
+        .unwrap()
+        .is_empty());
+    // History stays for current members only.
+    bob.send(json!({"type": "history", "req": 2, "conv": "g:churn"})).await;
+    assert_eq!(bob.recv().await["code"], "not_member");
+
+    // Re-added at 9: the gap 7..8 is never served to him.
+    membership(&gw, &c, 8, "bob", true).await;
+    append(&gw, &c, 9, 2).await; // 10, 11
+    notice(&gw, &c, 11, None).await;
+    let e = sync_conv(&mut bob, "g:churn", 7, None).await;
+    assert_eq!(e["code"], "not_member", "{e}");
+    let page = sync_conv(&mut bob, "g:churn", 8, None).await;
+    assert_eq!((seqs(&page), &page["head"]), (vec![9, 10, 11], &json!(11)), "{page}");
+    let page = sync_conv(&mut bob, "g:churn", 0, None).await;
+    assert_eq!(
+        (seqs(&page), &page["head"], &page["more"]),
+        (vec![1, 2, 3, 4, 5, 6], &json!(6), &json!(false)),
+        "a page stops at the end of the window"
+    );
+
+    // A poll waiting at the head ends when he is removed again: the
+    // window closes at 12, above his cursor.
+    bob.send(json!({"type": "poll", "req": 3, "wait_ms": 20000, "convs": [{"conv": "g:churn", "after": 11}]}))
+        .await;
+    seqline_testkit::wait::until(WAIT, "bob's follow", || async {
+        let f = gw.presence.followers(std::slice::from_ref(&c)).await.unwrap();
+        (!f.is_empty()).then_some(())
+    })
+    .await;
+    let left = membership(&gw, &c, 11, "bob", false).await;
+    notice(&gw, &c, 12, Some(left)).await;
+    let (polled, _) = until(&mut bob, "polled").await;
+    assert_eq!(polled["advanced"], json!([{"conv": "g:churn", "head": 12}]), "{polled}");
+    let page = sync_conv(&mut bob, "g:churn", 11, None).await;
+    assert_eq!((seqs(&page), &page["more"]), (vec![12], &json!(false)));
+}
+
+#[tokio::test]
+async fn a_page_stops_at_a_switch_back_to_write_mode() {
+    let gw = Gw::start().await;
+    let c = seed(&gw, "g:switch", &["bob"], 5).await; // 1..5 in read mode
+                                                      // 6 is the boundary back to write mode, 7..8 follow in write mode.
+    gw.store
+        .commit_conversation(fixtures::messages_batch(&c, 5, 3, &user("alice")))
+        .await
+        .unwrap();
+    append(&gw, &c, 8, 1).await; // 9: read mode again
+    gw.store
+        .commit_conversation(fixtures::messages_batch(&c, 9, 2, &user("alice")))
+        .await
+        .unwrap(); // 10 (a boundary), 11
+    let (mut bob, _) = gw.login("bob", "phone").await;
+    let page = sync_conv(&mut bob, "g:switch", 3, None).await;
+    assert_eq!(
+        (seqs(&page), &page["head"], &page["more"]),
+        (vec![4, 5, 6], &json!(11), &json!(true)),
+        "only the boundary of the switch is pulled: {page}"
+    );
+    // A page starting at the boundary is the boundary alone.
+    let page = sync_conv(&mut bob, "g:switch", 5, None).await;
+    assert_eq!(seqs(&page), vec![6], "{page}");
+    // From write mode on, a page runs to the next switch back.
+    let page = sync_conv(&mut bob, "g:switch", 6, None).await;
+    assert_eq!(seqs(&page), vec![7, 8, 9, 10], "{page}");
+    let page = sync_conv(&mut bob, "g:switch", 10, None).await;
+    assert_eq!((seqs(&page), &page["more"]), (vec![11], &json!(false)));
 }
 
 #[tokio::test]

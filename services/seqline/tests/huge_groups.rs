@@ -155,6 +155,27 @@ async fn a_group_switches_to_pulls_at_a_recorded_boundary_and_back_losing_nothin
     for seq in &read {
         assert!(!on_timeline.iter().any(|(s, _)| s == seq), "{seq} came by pull only");
     }
+    // One page from inside read mode stops at the way back (6): only that
+    // boundary arrives both ways, 7 comes by timeline alone.
+    send(
+        &mut bob,
+        &ClientFrame::SyncConv {
+            req: 4000,
+            conv: conv.clone(),
+            after: 3,
+            limit: None,
+            epoch: None,
+        },
+    )
+    .await;
+    let page: Vec<u64> = recv_until(&mut bob, |f| match f {
+        ServerFrame::ConvPage {
+            req: 4000, messages, ..
+        } => Some(messages.iter().map(|m| m.conv_seq.0).collect()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(page, vec![4, 5, 6]);
     // What the timeline lacks is exactly what a pull from the boundary gives.
     let pulled = pull(&mut bob, &conv, 3).await;
     let pulled_seqs: Vec<u64> = pulled.iter().map(|m| m.conv_seq.0).collect();
@@ -403,4 +424,132 @@ async fn devices_that_miss_notices_still_converge_through_their_long_polls() {
     let notices = metric(&server.addr, "seqline_fanout_notices_total").await.unwrap_or(0);
     assert!(notices <= 2, "the notices were held back ({notices} sent)");
     bob.close().await;
+}
+
+/// One step of membership churn: a message from alice, or a member removed
+/// (when in) or added back (when out).
+#[derive(Clone, Debug)]
+enum Step {
+    Say,
+    Toggle(usize),
+}
+
+const CHURNED: [&str; 4] = ["u1", "u2", "u3", "u4"];
+
+/// Adds or removes `user`; returns the conv_seq of the event.
+async fn toggle(server: &Server, conv: &ConversationId, user: &str, add: bool) -> u64 {
+    let field = if add { "add" } else { "remove" };
+    let (status, body) = http_post(
+        server,
+        &format!("/v1/conversations/{conv}/members"),
+        &token("alice", "http"),
+        &format!(r#"{{"{field}":["{user}"]}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{field} {user}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["conv_seq"].as_u64().unwrap()
+}
+
+/// Runs `steps` against a fresh server (threshold 2: the group of five is
+/// in read diffusion, and falls back to write mode when churn leaves two
+/// or fewer), then checks that every device of every churned user ends
+/// with exactly the messages of its user's membership windows, in order:
+/// one device online throughout, one connecting only at the end (its user
+/// may be out by then, with windows it never pulled).
+async fn churn_case(steps: Vec<Step>) {
+    let data = temp_dir("huge-churn");
+    let server = Server::start_with(
+        &data,
+        "127.0.0.1:0",
+        &[
+            ("SEQLINE__PERSISTER__READ_DIFFUSION_THRESHOLD", "2"),
+            ("SEQLINE__FANOUT__NOTICE_INTERVAL", "50ms"),
+        ],
+    );
+    let conv = create_group(&server, "alice", &CHURNED).await;
+    let sdk = |user: &str, device: &str| {
+        let mut config = seqline_client::ClientConfig::new(server.ws_url(), token(user, device));
+        config.ping_interval = Duration::from_secs(1);
+        config.poll_wait = Duration::from_millis(500);
+        seqline_client::Client::connect(config)
+    };
+    let mut devices = Vec::new();
+    let mut clients = Vec::new();
+    let mut targets = Vec::new();
+    for user in CHURNED {
+        let (client, events) = sdk(user, "live").await.unwrap();
+        let (tx, want) = tokio::sync::watch::channel(0u64);
+        devices.push((format!("{user}/live"), record(events, conv.clone(), want)));
+        targets.push((user, tx));
+        clients.push(client);
+    }
+    let (mut alice, _) = connect(&server, "alice", "phone").await;
+    // Per churned user, its windows: (joined, left).
+    let mut windows: Vec<Vec<(u64, Option<u64>)>> = vec![vec![(1, None)]; CHURNED.len()];
+    let mut head = 1;
+    for (i, step) in steps.iter().enumerate() {
+        head = match step {
+            Step::Say => say(&mut alice, &conv, &format!("m{i}"), false).await,
+            Step::Toggle(u) => {
+                let open = windows[*u].last().is_some_and(|w| w.1.is_none());
+                let seq = toggle(&server, &conv, CHURNED[*u], !open).await;
+                match windows[*u].last_mut() {
+                    Some(w) if open => w.1 = Some(seq),
+                    _ => windows[*u].push((seq, None)),
+                }
+                seq
+            }
+        };
+    }
+    for (u, user) in CHURNED.iter().enumerate() {
+        let (client, events) = sdk(user, "late").await.unwrap();
+        let (tx, want) = tokio::sync::watch::channel(0u64);
+        devices.push((format!("{user}/late"), record(events, conv.clone(), want)));
+        targets.push((CHURNED[u], tx));
+        clients.push(client);
+    }
+    let expected = |user: &str| -> Vec<u64> {
+        let u = CHURNED.iter().position(|c| *c == user).unwrap();
+        (1..=head)
+            .filter(|s| windows[u].iter().any(|(j, l)| j <= s && l.is_none_or(|l| *s <= l)))
+            .collect()
+    };
+    for (user, tx) in &targets {
+        tx.send(expected(user).len() as u64).unwrap();
+    }
+    for ((name, task), (user, _)) in devices.into_iter().zip(&targets) {
+        let got = task.await.unwrap();
+        assert_eq!(
+            got,
+            expected(user),
+            "{name} has exactly the messages of its windows {:?}, in order ({steps:?})",
+            windows[CHURNED.iter().position(|c| c == user).unwrap()]
+        );
+    }
+    for c in clients {
+        c.close().await;
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 8, ..Default::default() })]
+
+    #[test]
+    fn every_device_ends_with_exactly_the_messages_of_its_membership_windows(
+        steps in proptest::collection::vec(
+            proptest::prop_oneof![
+                2 => proptest::strategy::Just(Step::Say),
+                1 => proptest::strategy::Strategy::prop_map(0..CHURNED.len(), Step::Toggle),
+            ],
+            6..18,
+        )
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(churn_case(steps));
+    }
 }

@@ -90,10 +90,12 @@ pub fn create_batch(conv: &ConversationId, creator: &UserId, members: &[UserId])
     let mut changes = vec![MemberChange {
         user: creator.clone(),
         role: Some(Role::Admin),
+        at: ConvSeq(1),
     }];
     changes.extend(members.iter().map(|u| MemberChange {
         user: u.clone(),
         role: Some(Role::Member),
+        at: ConvSeq(1),
     }));
     ConversationBatch {
         create: Some(meta(conv, creator)),

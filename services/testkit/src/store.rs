@@ -7,7 +7,7 @@ use seqline_core::ids::{ClientMsgId, ConvSeq, UserSeq};
 use seqline_core::ids::{ConversationId, UserId};
 use seqline_core::model::Message;
 use seqline_core::model::{Outcome, RefusalCode, Role};
-use seqline_core::ports::{MemberChange, Store};
+use seqline_core::ports::{MemberChange, MemberWindow, Store, MAX_MEMBER_WINDOWS};
 use seqline_core::Error;
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ pub async fn store_contract(h: &StoreHarness) {
     reads_clamp_at_head(h).await;
     dedup_recall(h).await;
     members_and_index(h).await;
+    membership_windows(h).await;
     timeline_apply(h).await;
     device_cursor_monotonic(h).await;
     paging_before_after(h).await;
@@ -37,7 +38,7 @@ pub async fn store_contract(h: &StoreHarness) {
 macro_rules! store_tests {
     ($harness:expr) => {
         $crate::__contract_tests!(store, $harness; create_and_load, missing_conversation, cas_race,
-            heads_contiguous, reads_clamp_at_head, dedup_recall, members_and_index, timeline_apply,
+            heads_contiguous, reads_clamp_at_head, dedup_recall, members_and_index, membership_windows, timeline_apply,
             device_cursor_monotonic, paging_before_after, read_position_monotonic,
             read_positions_listed_and_durable, message_display_fields_round_trip,
             epoch_identifies_the_data);
@@ -264,12 +265,14 @@ pub async fn members_and_index(h: &StoreHarness) {
     change.members = vec![MemberChange {
         user: bob.clone(),
         role: None,
+        at: ConvSeq(2),
     }];
     ok(store.commit_conversation(change).await, "remove bob");
     let mut add = messages_batch(&c2, 0, 0, &alice);
     add.members = vec![MemberChange {
         user: bob.clone(),
         role: Some(Role::Admin),
+        at: ConvSeq(2),
     }];
     ok(store.commit_conversation(add).await, "add bob");
 
@@ -280,6 +283,62 @@ pub async fn members_and_index(h: &StoreHarness) {
     assert!(members.contains(&(bob.clone(), Role::Admin)));
     assert!(members.contains(&(alice.clone(), Role::Admin)));
     assert_eq!(ok(store.members(&c1).await, "members of 1"), vec![(alice, Role::Admin)]);
+}
+
+/// Joins and leaves open and close membership windows, a user's latest
+/// [`MAX_MEMBER_WINDOWS`] are kept, and a member stored without events has
+/// one window from the start.
+pub async fn membership_windows(h: &StoreHarness) {
+    let store = h.open().await;
+    let (conv, alice, bob, carol) = (conversation(), user("alice"), user("bob"), user("carol"));
+    ok(
+        store
+            .commit_conversation(create_batch(&conv, &alice, std::slice::from_ref(&bob)))
+            .await,
+        "create",
+    );
+    let window = |joined: u64, left: Option<u64>| MemberWindow {
+        joined: ConvSeq(joined),
+        left: left.map(ConvSeq),
+    };
+    // One batch per change; the events' conv_seqs only need to increase.
+    let changes = [(3, None), (5, Some(Role::Member)), (8, None)];
+    for (at, role) in changes {
+        let mut b = messages_batch(&conv, 0, 0, &alice);
+        b.members = vec![MemberChange {
+            user: bob.clone(),
+            role,
+            at: ConvSeq(at),
+        }];
+        ok(store.commit_conversation(b).await, "change bob");
+    }
+    assert_eq!(
+        ok(store.membership(&conv, &bob).await, "bob"),
+        vec![window(1, Some(3)), window(5, Some(8))]
+    );
+    assert_eq!(
+        ok(store.membership(&conv, &alice).await, "alice"),
+        vec![window(1, None)]
+    );
+    assert!(ok(store.membership(&conv, &carol).await, "carol").is_empty());
+    for i in 0..MAX_MEMBER_WINDOWS as u64 + 2 {
+        let mut b = messages_batch(&conv, 0, 0, &alice);
+        b.members = [Some(Role::Member), None]
+            .into_iter()
+            .enumerate()
+            .map(|(k, role)| MemberChange {
+                user: carol.clone(),
+                role,
+                at: ConvSeq(10 + 2 * i + k as u64),
+            })
+            .collect();
+        ok(store.commit_conversation(b).await, "churn carol");
+    }
+    let kept = ok(store.membership(&conv, &carol).await, "carol churned");
+    assert_eq!(kept.len(), MAX_MEMBER_WINDOWS, "bounded");
+    let last = 10 + 2 * (MAX_MEMBER_WINDOWS as u64 + 1);
+    assert_eq!(kept.last(), Some(&window(last, Some(last + 1))));
+    assert_eq!(kept.first(), Some(&window(14, Some(15))), "the latest ones");
 }
 
 /// Timeline batches advance the head, remember what was applied, and are

@@ -363,6 +363,9 @@ pub(crate) struct PendingConversation {
     pub(crate) messages: Vec<Message>,
     /// Net effect per user: the last change of the batch.
     pub(crate) members: Vec<(UserId, Option<Role>)>,
+    /// Every membership event of the batch: (user, conv_seq, joined).
+    #[serde(default)]
+    pub(crate) events: Vec<(UserId, u64, bool)>,
     pub(crate) dedup: Vec<(ClientMsgId, Outcome)>,
     pub(crate) device_last: Vec<(UserId, DeviceId, ClientMsgId)>,
 }

@@ -107,6 +107,7 @@ fn pending_batches_keep_the_new_fields() {
         create: None,
         messages: vec![message()],
         members: vec![],
+        events: vec![(UserId::parse("bob").unwrap(), 7, false)],
         dedup: vec![],
         device_last: vec![],
     };
@@ -116,13 +117,15 @@ fn pending_batches_keep_the_new_fields() {
     let text = String::from_utf8(bytes).unwrap();
     let old = text
         .replace(r#","sender_name":"Alice Ø""#, "")
-        .replace(r#","read_diffusion":true"#, "");
+        .replace(r#","read_diffusion":true"#, "")
+        .replace(r#""events":[["bob",7,false]],"#, "");
     assert_ne!(old, text);
     let read = decode_pending::<PendingConversation>(old.as_bytes()).unwrap();
     assert_eq!(
         (read.messages[0].sender_name.as_str(), read.messages[0].read_diffusion),
         ("", false)
     );
+    assert!(read.events.is_empty());
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub(crate) const MEMBER_PUT: &str = "INSERT INTO members (conv, user_id, role) V
 pub(crate) const MEMBER_DEL: &str = "DELETE FROM members USING TIMESTAMP ? WHERE conv = ? AND user_id = ?";
 pub(crate) const MEMBER_GET: &str = "SELECT role FROM members WHERE conv = ? AND user_id = ?";
 pub(crate) const MEMBERS_ALL: &str = "SELECT user_id, role FROM members WHERE conv = ?";
+pub(crate) const MEMBERSHIP_PUT: &str =
+    "INSERT INTO membership (conv, user_id, events) VALUES (?, ?, ?) USING TIMESTAMP ?";
+pub(crate) const MEMBERSHIP_GET: &str = "SELECT events FROM membership WHERE conv = ? AND user_id = ?";
 pub(crate) const USER_CONV_PUT: &str = "INSERT INTO user_conversations (user_id, conv) VALUES (?, ?) USING TIMESTAMP ?";
 pub(crate) const USER_CONV_DEL: &str =
     "DELETE FROM user_conversations USING TIMESTAMP ? WHERE user_id = ? AND conv = ?";
@@ -96,6 +99,8 @@ pub(crate) const ALL: &[(&str, bool)] = &[
     (MEMBER_DEL, false),
     (MEMBER_GET, false),
     (MEMBERS_ALL, false),
+    (MEMBERSHIP_PUT, false),
+    (MEMBERSHIP_GET, false),
     (USER_CONV_PUT, false),
     (USER_CONV_DEL, false),
     (USER_CONVS, false),

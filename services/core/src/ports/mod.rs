@@ -7,4 +7,7 @@ mod store;
 
 pub use log::{Consumed, Log, LogConsumer, Polled};
 pub use presence::{DeviceLocation, Presence};
-pub use store::{ConversationBatch, ConversationState, MemberChange, Store, TimelineBatch, TimelineState};
+pub use store::{
+    ConversationBatch, ConversationState, MemberChange, MemberWindow, Store, TimelineBatch, TimelineState,
+    MAX_MEMBER_WINDOWS,
+};

@@ -26,6 +26,97 @@ pub struct MemberChange {
     pub user: UserId,
     /// New role, or `None` when removed.
     pub role: Option<Role>,
+    /// The conv_seq of the event that made the change (`created`, `joined`
+    /// or `left`): where the user's membership window opens or closes.
+    pub at: ConvSeq,
+}
+
+/// Most membership windows kept per user and conversation: pulls are
+/// served within the latest ones only (older ones answer `not_member`).
+pub const MAX_MEMBER_WINDOWS: usize = 16;
+
+/// One stretch of a user's membership in a conversation: from the event
+/// that added it (`created` or `joined`) to the `left` that removed it, both
+/// included. The messages a member may pull by conversation cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberWindow {
+    /// The conv_seq of the event that added the user.
+    pub joined: ConvSeq,
+    /// The conv_seq of the `left` that removed it; `None` while a member.
+    pub left: Option<ConvSeq>,
+}
+
+impl MemberWindow {
+    /// Builds windows from a user's membership events, oldest first:
+    /// `(at, joined)`, as kept by [`MemberWindow::merge_events`]. A leading
+    /// `left` (a member from before events were recorded) opens at conv_seq
+    /// 1; so does `member` (the user is a member now) without any event.
+    /// At most [`MAX_MEMBER_WINDOWS`], the latest.
+    pub fn from_events(events: &[(ConvSeq, bool)], member: bool) -> Vec<MemberWindow> {
+        let mut out: Vec<MemberWindow> = Vec::new();
+        let mut open: Option<ConvSeq> = None;
+        for (i, (at, joined)) in events.iter().enumerate() {
+            match (joined, open) {
+                (true, None) => open = Some(*at),
+                (true, Some(_)) => {} // a role change: still the same window
+                (false, Some(j)) => {
+                    out.push(MemberWindow {
+                        joined: j,
+                        left: Some(*at),
+                    });
+                    open = None;
+                }
+                (false, None) if i == 0 => out.push(MemberWindow {
+                    joined: ConvSeq(1),
+                    left: Some(*at),
+                }),
+                (false, None) => {}
+            }
+        }
+        match open {
+            Some(j) => out.push(MemberWindow { joined: j, left: None }),
+            None if member && events.is_empty() => out.push(MemberWindow {
+                joined: ConvSeq(1),
+                left: None,
+            }),
+            None => {}
+        }
+        let extra = out.len().saturating_sub(MAX_MEMBER_WINDOWS);
+        out.drain(..extra);
+        out
+    }
+
+    /// Adds `new` membership events (`(at, joined)`, ascending) to a user's
+    /// stored `events` and bounds them: events at or below the last stored
+    /// one are already there (a batch applied again), and whole windows are
+    /// dropped from the front beyond `2 * MAX_MEMBER_WINDOWS` events, so
+    /// what is kept starts with a join (or with the `left` of a member from
+    /// before events were recorded).
+    pub fn merge_events(events: &mut Vec<(ConvSeq, bool)>, new: &[(ConvSeq, bool)]) {
+        let last = events.last().map(|(at, _)| *at);
+        events.extend(new.iter().filter(|(at, _)| last.is_none_or(|l| *at > l)).copied());
+        let mut drop = 0;
+        while events.len() - drop > 2 * MAX_MEMBER_WINDOWS {
+            // A join and the leave closing it, or a leading leave alone.
+            drop += if events[drop].1 { 2 } else { 1 };
+        }
+        events.drain(..drop.min(events.len()));
+    }
+
+    /// Where a pull after `after` may go, given a user's windows (oldest
+    /// first): `Some(end)` when `after + 1` starts or continues a window,
+    /// or `after` is the last message of one (then nothing more is served
+    /// on that cursor), with `end` its `left` (`None`: still open);
+    /// `None` when `after` is outside every window.
+    pub fn readable(windows: &[MemberWindow], after: ConvSeq) -> Option<Option<ConvSeq>> {
+        // The latest window wins: a `left` directly followed by a `joined`
+        // continues into the new window, with nothing in between to hide.
+        windows
+            .iter()
+            .rev()
+            .find(|w| w.joined.0.saturating_sub(1) <= after.0 && w.left.is_none_or(|l| after <= l))
+            .map(|w| w.left)
+    }
 }
 
 /// Everything one sequencer batch writes for one conversation, atomically.
@@ -177,6 +268,11 @@ pub trait Store: Send + Sync + 'static {
     /// Current members of `conv`.
     async fn members(&self, conv: &ConversationId) -> Result<Vec<(UserId, Role)>>;
 
+    /// The membership windows of `user` in `conv`, oldest first, at most
+    /// [`MAX_MEMBER_WINDOWS`] (the latest); empty when the user never was a
+    /// member (see [`MemberWindow::from_events`]).
+    async fn membership(&self, conv: &ConversationId, user: &UserId) -> Result<Vec<MemberWindow>>;
+
     /// Conversations `user` is currently a member of.
     async fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>>;
 
@@ -212,4 +308,70 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every read position of `user`.
     async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(joined: u64, left: Option<u64>) -> MemberWindow {
+        MemberWindow {
+            joined: ConvSeq(joined),
+            left: left.map(ConvSeq),
+        }
+    }
+
+    #[test]
+    fn windows_come_from_joins_and_leaves() {
+        let events = [(ConvSeq(3), true), (ConvSeq(9), false), (ConvSeq(12), true)];
+        assert_eq!(
+            MemberWindow::from_events(&events, true),
+            vec![w(3, Some(9)), w(12, None)]
+        );
+        // A member from before events were recorded.
+        assert_eq!(MemberWindow::from_events(&[], true), vec![w(1, None)]);
+        assert_eq!(
+            MemberWindow::from_events(&[(ConvSeq(5), false)], false),
+            vec![w(1, Some(5))]
+        );
+        assert!(MemberWindow::from_events(&[], false).is_empty());
+        let many: Vec<(ConvSeq, bool)> = (0..40).map(|i| (ConvSeq(i + 1), i % 2 == 0)).collect();
+        let kept = MemberWindow::from_events(&many, false);
+        assert_eq!(kept.len(), MAX_MEMBER_WINDOWS);
+        assert_eq!(kept.last(), Some(&w(39, Some(40))));
+    }
+
+    #[test]
+    fn merged_events_are_bounded_and_applied_once() {
+        let mut events = vec![(ConvSeq(4), false)];
+        MemberWindow::merge_events(&mut events, &[(ConvSeq(6), true)]);
+        MemberWindow::merge_events(&mut events, &[(ConvSeq(6), true)]);
+        assert_eq!(events, vec![(ConvSeq(4), false), (ConvSeq(6), true)], "applied once");
+        for i in 0..40u64 {
+            MemberWindow::merge_events(
+                &mut events,
+                &[(ConvSeq(10 + 2 * i), false), (ConvSeq(11 + 2 * i), true)],
+            );
+        }
+        assert!(events.len() <= 2 * MAX_MEMBER_WINDOWS);
+        assert!(events[0].1, "starts with a join");
+        let windows = MemberWindow::from_events(&events, true);
+        assert_eq!(windows.last(), Some(&w(89, None)));
+        assert_eq!(windows[windows.len() - 2], w(87, Some(88)));
+    }
+
+    #[test]
+    fn pulls_stay_inside_windows() {
+        let ws = [w(3, Some(9)), w(12, Some(15)), w(16, None)];
+        let at = |a: u64| MemberWindow::readable(&ws, ConvSeq(a));
+        assert_eq!(at(1), None, "before the first join");
+        assert_eq!(at(2), Some(Some(ConvSeq(9))), "from the join itself");
+        assert_eq!(at(8), Some(Some(ConvSeq(9))));
+        assert_eq!(at(9), Some(Some(ConvSeq(9))), "at the leave point: nothing more");
+        assert_eq!(at(10), None, "in the gap");
+        assert_eq!(at(11), Some(Some(ConvSeq(15))));
+        assert_eq!(at(15), Some(None), "a rejoin right after the leave continues");
+        assert_eq!(at(100), Some(None));
+        assert_eq!(MemberWindow::readable(&[], ConvSeq(0)), None);
+    }
 }

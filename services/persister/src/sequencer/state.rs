@@ -336,6 +336,7 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
         .map(|(u, r)| MemberChange {
             user: u.clone(),
             role: Some(*r),
+            at: m.conv_seq,
         })
         .collect();
     s.members = members;
@@ -388,24 +389,28 @@ fn change_members(s: &mut ConvState, c: &MembersCommand, now_ms: u64, limits: &L
     if !add.is_empty() {
         let mut m = next_message(s, &c.origin, c.client_msg_id, MessageKind::Joined, now_ms);
         m.members = add.clone();
+        let at = m.conv_seq;
         messages.push(m);
         for u in &add {
             s.members.insert(u.clone(), Role::Member);
             changes.push(MemberChange {
                 user: u.clone(),
                 role: Some(Role::Member),
+                at,
             });
         }
     }
     if !remove.is_empty() {
         let mut m = next_message(s, &c.origin, c.client_msg_id, MessageKind::Left, now_ms);
         m.members = remove.clone();
+        let at = m.conv_seq;
         messages.push(m);
         for u in &remove {
             s.members.remove(u);
             changes.push(MemberChange {
                 user: u.clone(),
                 role: None,
+                at,
             });
         }
     }

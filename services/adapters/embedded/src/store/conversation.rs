@@ -4,11 +4,13 @@
 use super::layout;
 use super::StoreInner;
 use crate::error::EngineError;
-use crate::keys::u64_value;
+use crate::keys::{u64_value, KeyReader};
 use crate::sync::Ticket;
 use crate::wire::{encode, WireMessage, WireOutcome};
-use seqline_core::ports::ConversationBatch;
+use seqline_core::ids::ConvSeq;
+use seqline_core::ports::{ConversationBatch, MemberWindow};
 use seqline_core::{Error, Result};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::instrument;
 
@@ -85,6 +87,23 @@ pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch
             }
         }
     }
+    let mut events: BTreeMap<&str, Vec<(ConvSeq, bool)>> = BTreeMap::new();
+    for change in &b.members {
+        let e = events.entry(change.user.as_str()).or_default();
+        e.push((change.at, change.role.is_some()));
+    }
+    for (user, new) in events {
+        let prefix = layout::pair(b.conv.as_str(), user);
+        let mut kept = stored_events(inner, &prefix)?;
+        let stored: Vec<ConvSeq> = kept.iter().map(|(at, _)| *at).collect();
+        MemberWindow::merge_events(&mut kept, &new);
+        for at in stored.iter().filter(|at| !kept.iter().any(|(k, _)| k == *at)) {
+            batch.remove(&ks.membership, layout::seq(&prefix, at.0));
+        }
+        for (at, joined) in kept.iter().filter(|(at, _)| !stored.contains(at)) {
+            batch.insert(&ks.membership, layout::seq(&prefix, at.0), [u8::from(*joined)]);
+        }
+    }
     for ((user, device), id) in &b.device_last {
         batch.insert(
             &ks.device_last,
@@ -100,4 +119,15 @@ pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch
             Err(e)
         }
     }
+}
+
+/// The membership events stored under `prefix` (conv, user), oldest first.
+pub(super) fn stored_events(inner: &StoreInner, prefix: &[u8]) -> Result<Vec<(ConvSeq, bool)>, EngineError> {
+    let mut out = Vec::new();
+    for kv in inner.ks.membership.prefix(prefix) {
+        let (k, v) = kv.into_inner()?;
+        let at = KeyReader::new(&k).skip(prefix.len())?.u64()?;
+        out.push((ConvSeq(at), v.first() == Some(&1)));
+    }
+    Ok(out)
 }

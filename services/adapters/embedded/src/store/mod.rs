@@ -20,7 +20,7 @@ use fjall::Keyspace;
 use pending::{Pending, Stripes};
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
-use seqline_core::ports::{ConversationBatch, ConversationState, Store, TimelineBatch, TimelineState};
+use seqline_core::ports::{ConversationBatch, ConversationState, MemberWindow, Store, TimelineBatch, TimelineState};
 use seqline_core::{Epoch, Result};
 use std::sync::Arc;
 
@@ -34,6 +34,8 @@ pub(crate) struct Spaces {
     members: Keyspace,
     /// (user, conv) → ().
     user_convs: Keyspace,
+    /// (conv, user, conv_seq BE) → 1 joined / 0 left: membership windows.
+    membership: Keyspace,
     /// (conv, user, device) → last client id.
     device_last: Keyspace,
     /// (conv, client id) → outcome.
@@ -61,6 +63,7 @@ impl Spaces {
             conv_head: engine.keyspace("conv_head")?,
             members: engine.keyspace("members")?,
             user_convs: engine.keyspace("user_convs")?,
+            membership: engine.keyspace("membership")?,
             device_last: engine.keyspace("device_last")?,
             dedup: engine.keyspace("dedup")?,
             messages: engine.keyspace("messages")?,
@@ -134,6 +137,9 @@ impl Store for EmbeddedStore {
     }
     async fn members(&self, conv: &ConversationId) -> Result<Vec<(UserId, Role)>> {
         self.inner.members(conv).await
+    }
+    async fn membership(&self, conv: &ConversationId, user: &UserId) -> Result<Vec<MemberWindow>> {
+        self.inner.membership(conv, user).await
     }
     async fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
         self.inner.conversations_of(user).await

@@ -11,7 +11,7 @@ use crate::wire::{decode_stored, WireEntry, WireMessage, WireOutcome};
 use fjall::Readable;
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
-use seqline_core::ports::{ConversationState, TimelineState};
+use seqline_core::ports::{ConversationState, MemberWindow, TimelineState};
 use seqline_core::Result;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -158,6 +158,25 @@ impl StoreInner {
             .await?;
         self.settle(&layout::pending_conv(conv)).await?;
         Ok(role)
+    }
+
+    pub(super) async fn membership(
+        self: &Arc<Self>,
+        conv: &ConversationId,
+        user: &UserId,
+    ) -> Result<Vec<MemberWindow>> {
+        let key = layout::pair(conv.as_str(), user.as_str());
+        let windows = self
+            .read(move |s| {
+                let snap = s.engine.snapshot();
+                let member = snap.get(&s.ks.members, &key)?.is_some();
+                // Bounded when written (see `MemberWindow::merge_events`).
+                let events = super::conversation::stored_events(s, &key)?;
+                Ok(MemberWindow::from_events(&events, member))
+            })
+            .await?;
+        self.settle(&layout::pending_conv(conv)).await?;
+        Ok(windows)
     }
 
     pub(super) async fn members(self: &Arc<Self>, conv: &ConversationId) -> Result<Vec<(UserId, Role)>> {

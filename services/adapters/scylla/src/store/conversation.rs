@@ -8,19 +8,26 @@ use crate::codec::{
 };
 use crate::schema::DEDUP_SHARDS;
 use futures_util::future::BoxFuture;
+use seqline_core::ids::ConvSeq;
 use seqline_core::ids::ConversationId;
-use seqline_core::ports::{ConversationBatch, ConversationState};
+use seqline_core::ports::{ConversationBatch, ConversationState, MemberWindow};
 use seqline_core::{Error, Result};
 use std::collections::BTreeMap;
 use tracing::instrument;
 
 /// What the batch writes; member changes reduced to their net effect.
 fn pending_of(b: ConversationBatch) -> PendingConversation {
+    let events = b
+        .members
+        .iter()
+        .map(|c| (c.user.clone(), c.at.0, c.role.is_some()))
+        .collect();
     let members: BTreeMap<_, _> = b.members.into_iter().map(|c| (c.user, c.role)).collect();
     PendingConversation {
         create: b.create,
         messages: b.messages,
         members: members.into_iter().collect(),
+        events,
         dedup: b.dedup,
         device_last: b.device_last.into_iter().map(|((u, d), id)| (u, d, id)).collect(),
     }
@@ -147,11 +154,44 @@ impl Inner {
                 }
             }
         }
+        let mut events: BTreeMap<&str, Vec<(ConvSeq, bool)>> = BTreeMap::new();
+        for (user, at, joined) in &p.events {
+            events.entry(user.as_str()).or_default().push((ConvSeq(*at), *joined));
+        }
+        let fresh = p.create.is_some();
+        for (user, new) in events {
+            writes.push(Box::pin(self.write_membership(c, user, new, fresh, ts)));
+        }
         for (user, device, id) in &p.device_last {
             let values = (c, user.as_str(), device.as_str(), id.0, ts);
             writes.push(self.write(&st.device_last_put, values, "write device last"));
         }
         self.run_all(writes).await
+    }
+
+    /// Adds a user's membership events of a batch to the stored ones (read
+    /// first unless the batch creates the conversation), bounded.
+    async fn write_membership(
+        &self,
+        conv: &str,
+        user: &str,
+        new: Vec<(ConvSeq, bool)>,
+        fresh: bool,
+        ts: i64,
+    ) -> Result<()> {
+        let mut events = if fresh {
+            Vec::new()
+        } else {
+            self.membership_events(conv, user).await?
+        };
+        MemberWindow::merge_events(&mut events, &new);
+        let encoded = events
+            .iter()
+            .map(|(at, joined)| to_i64(at.0, "conv_seq").map(|v| if *joined { v } else { -v }))
+            .collect::<Result<Vec<i64>>>()?;
+        self.exec(&self.st.membership_put, (conv, user, encoded, ts), "write membership")
+            .await
+            .map(drop)
     }
 
     /// Also refreshes the head cache: a writer taking a key over starts
@@ -200,14 +240,17 @@ mod tests {
                 MemberChange {
                     user: user("bob"),
                     role: Some(Role::Member),
+                    at: ConvSeq(2),
                 },
                 MemberChange {
                     user: user("amy"),
                     role: Some(Role::Admin),
+                    at: ConvSeq(2),
                 },
                 MemberChange {
                     user: user("bob"),
                     role: None,
+                    at: ConvSeq(3),
                 },
             ],
             dedup: vec![],
@@ -219,6 +262,7 @@ mod tests {
     fn member_changes_reduce_to_their_net_effect() {
         let p = pending_of(batch());
         assert_eq!(p.members, vec![(user("amy"), Some(Role::Admin)), (user("bob"), None)]);
+        assert_eq!(p.events.len(), 3, "every event is kept for the membership windows");
     }
 
     #[test]

@@ -68,7 +68,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
-use seqline_core::ports::{ConversationBatch, ConversationState, Store, TimelineBatch, TimelineState};
+use seqline_core::ports::{ConversationBatch, ConversationState, MemberWindow, Store, TimelineBatch, TimelineState};
 use seqline_core::{Epoch, Error, Result};
 use statements::Statements;
 use std::sync::Arc;
@@ -379,6 +379,9 @@ impl Store for ScyllaStore {
     }
     async fn members(&self, conv: &ConversationId) -> Result<Vec<(UserId, Role)>> {
         self.inner.members(conv).await
+    }
+    async fn membership(&self, conv: &ConversationId, user: &UserId) -> Result<Vec<MemberWindow>> {
+        self.inner.membership(conv, user).await
     }
     async fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
         self.inner.conversations_of(user).await

@@ -3,10 +3,13 @@
 
 use super::heads::Kind;
 use super::Inner;
-use crate::codec::{bucket, corrupt, dedup_shard, id, role_of, to_i64, EntryRow, MessageRow, MetaRow, OutcomeRow};
+use crate::codec::{
+    bucket, corrupt, dedup_shard, id, role_of, to_i64, to_u64, EntryRow, MessageRow, MetaRow, OutcomeRow,
+};
 use crate::schema::DEDUP_SHARDS;
-use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId, UserSeq};
+use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, UserId, UserSeq};
 use seqline_core::model::{ConversationMeta, Message, Outcome, Role, TimelineEntry};
+use seqline_core::ports::MemberWindow;
 use seqline_core::Result;
 use std::collections::HashMap;
 
@@ -158,6 +161,24 @@ impl Inner {
             .first(&self.st.member_get, (conv.as_str(), user.as_str()), "read member")
             .await?;
         row.map(|(role,)| role_of(&role)).transpose()
+    }
+
+    pub(super) async fn membership(&self, conv: &ConversationId, user: &UserId) -> Result<Vec<MemberWindow>> {
+        let events = self.membership_events(conv.as_str(), user.as_str()).await?;
+        let member = self.member_role(conv, user).await?.is_some();
+        Ok(MemberWindow::from_events(&events, member))
+    }
+
+    /// The stored membership events of `user` in `conv`, oldest first.
+    pub(super) async fn membership_events(&self, conv: &str, user: &str) -> Result<Vec<(ConvSeq, bool)>> {
+        let row: Option<(Option<Vec<i64>>,)> = self
+            .first(&self.st.membership_get, (conv, user), "read membership")
+            .await?;
+        row.and_then(|(events,)| events)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| Ok((ConvSeq(to_u64(e.abs(), "conv_seq")?), e > 0)))
+            .collect()
     }
 
     pub(super) async fn members(&self, conv: &ConversationId) -> Result<Vec<(UserId, Role)>> {

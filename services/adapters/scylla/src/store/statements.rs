@@ -61,6 +61,8 @@ statements! {
     member_del = MEMBER_DEL, true;
     member_get = MEMBER_GET, true;
     members_all = MEMBERS_ALL, true;
+    membership_put = MEMBERSHIP_PUT, true;
+    membership_get = MEMBERSHIP_GET, true;
     user_conv_put = USER_CONV_PUT, true;
     user_conv_del = USER_CONV_DEL, true;
     user_convs = USER_CONVS, true;
