@@ -20,7 +20,8 @@
 //! - `diffusion`: sync_conv, poll, read and unread (read diffusion, see
 //!   `docs/huge-groups.md`); `reads`: the coalesced, cached conversation
 //!   reads, the follows and the notices; `tail`: the hot-tail cache.
-//! - `frames`: parsing client frames into precise error codes.
+//! - `frames`: parsing client frames into precise error codes; `refusals`:
+//!   the sends the gateway refused, so they never block a `prev` chain.
 //! - `publisher`: the batching appender to the inbound topic.
 //! - `receipts`: the consumer of `gw.<id>` (receipts, packages, notices,
 //!   read marks).
@@ -44,6 +45,7 @@ mod publisher;
 mod ratelimit;
 mod reads;
 mod receipts;
+mod refusals;
 mod requests;
 mod server;
 mod session;
