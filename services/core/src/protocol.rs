@@ -329,7 +329,8 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         /// For a refused send: its conversation, when the frame named a
-        /// valid one.
+        /// valid one; for an error about one conversation (`sync_conv`,
+        /// `poll`, `read`), that conversation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         conv: Option<ConversationId>,
     },
@@ -382,6 +383,18 @@ impl ServerFrame {
             message: message.into(),
             id: None,
             conv: None,
+        }
+    }
+
+    /// An error about one conversation: `conv` names it in full (the text
+    /// quotes at most a prefix of it).
+    pub fn conv_error(req: Option<u64>, conv: &ConversationId, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            req,
+            code,
+            message: message.into(),
+            id: None,
+            conv: Some(conv.clone()),
         }
     }
 

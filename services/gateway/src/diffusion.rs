@@ -10,6 +10,7 @@ use crate::requests::unavailable;
 use crate::session::Session;
 use crate::state::Shared;
 use axum::extract::ws::WebSocket;
+use seqline_core::input::quote;
 use seqline_core::model::{fit_budget, Message};
 use seqline_core::protocol::{
     ConvCursor, ConvHead, ErrorCode, ServerFrame, UnreadCount, MAX_POLL_CONVS, MAX_POLL_WAIT_MS,
@@ -23,11 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 fn not_member(req: Option<u64>, conv: &ConversationId) -> ServerFrame {
-    ServerFrame::error(
-        req,
-        ErrorCode::NotMember,
-        format!("not a member of {conv}, or it does not exist"),
-    )
+    let text = format!("not a member of {}, or it does not exist", quote(conv.as_str()));
+    ServerFrame::conv_error(req, conv, ErrorCode::NotMember, text)
 }
 
 fn invalid(req: Option<u64>, message: String) -> ServerFrame {
@@ -77,9 +75,14 @@ impl Session {
                 }
             }
             Err(PageError::Missing) => not_member(Some(req), &conv),
-            Err(PageError::Beyond(head)) => invalid(
+            Err(PageError::Beyond(head)) => ServerFrame::conv_error(
                 Some(req),
-                format!("after {after} is beyond the head {head} of {conv}: page from your last conv_seq"),
+                &conv,
+                ErrorCode::InvalidField,
+                format!(
+                    "after {after} is beyond the head {head} of {}: page from your last conv_seq",
+                    quote(conv.as_str())
+                ),
             ),
             Err(PageError::Store(e)) => unavailable(Some(req), &e),
         };
@@ -109,7 +112,8 @@ impl Session {
         }
         let mut seen = HashSet::with_capacity(convs.len());
         if let Some(dup) = convs.iter().find(|c| !seen.insert(&c.conv)) {
-            let e = invalid(Some(req), format!("conversation {} is named twice", dup.conv));
+            let text = format!("conversation {} is named twice", quote(dup.conv.as_str()));
+            let e = ServerFrame::conv_error(Some(req), &dup.conv, ErrorCode::InvalidField, text);
             return self.write(socket, &e).await;
         }
         let wait = wait_ms.map_or(self.shared.config.poll_wait, Duration::from_millis);
@@ -149,9 +153,14 @@ impl Session {
             return self.write(socket, &not_member(None, &conv)).await;
         };
         if conv_seq > head {
-            let e = invalid(
+            let e = ServerFrame::conv_error(
                 None,
-                format!("read: conv_seq {conv_seq} is beyond the head {head} of {conv}"),
+                &conv,
+                ErrorCode::InvalidField,
+                format!(
+                    "read: conv_seq {conv_seq} is beyond the head {head} of {}",
+                    quote(conv.as_str())
+                ),
             );
             return self.write(socket, &e).await;
         }
@@ -220,12 +229,13 @@ async fn run_poll(
         match member(&shared, &link, &c.conv).await {
             Ok(true) => {}
             Ok(false) => {
-                let e = ServerFrame::error(
+                let e = ServerFrame::conv_error(
                     Some(req),
+                    &c.conv,
                     ErrorCode::NotMember,
                     format!(
                         "not a member of {}, or it does not exist: nothing is followed by this poll",
-                        c.conv
+                        quote(c.conv.as_str())
                     ),
                 );
                 return link.answer(&shared, e);

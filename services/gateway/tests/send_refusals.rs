@@ -311,6 +311,20 @@ async fn error_texts_quote_at_most_a_short_escaped_prefix_of_input() {
         c.send(frame).await;
         assert_tame(&c.expect_error(code).await);
     }
+    // A valid conversation id of 160 characters: the text quotes 40 of
+    // them, the `conv` field names it in full.
+    let conv = format!("g:{}", "c".repeat(158));
+    c.send(json!({"type": "poll", "req": 2, "convs": [{"conv": conv, "after": 0}]}))
+        .await;
+    let e = c.expect_error("not_member").await;
+    assert_eq!((&e["req"], &e["conv"]), (&json!(2), &json!(conv)), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\"g:{}…\"", "c".repeat(38))),
+        "{e}"
+    );
     // The quote: 40 characters of input (7 before the y's), escaped, cut.
     c.send(json!({"type": "sync", "req": 1, "after": long})).await;
     let e = c.expect_error("invalid_field").await;
