@@ -96,21 +96,72 @@ impl ConversationId {
 }
 
 /// A message id chosen by the client (a UUID); the unit of deduplication.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// On the wire (JSON) it has one spelling, the canonical one: 36 characters,
+/// lower-case hex digits hyphenated 8-4-4-4-12. Other spellings of the same
+/// UUID (upper case, braces, `urn:uuid:`, no hyphens) are refused, so an
+/// answer names an id exactly as the client wrote it and two spellings can
+/// never be one message. Binary formats (postcard) carry the 16 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct ClientMsgId(pub uuid::Uuid);
+
+/// What a refused spelling of a client id is told.
+pub const CANONICAL_UUID: &str = "a UUID in canonical form: 36 characters, lower-case hex digits \
+     and hyphens 8-4-4-4-12 (e.g. 5c1e0b3a-8f0e-4b0a-9c65-0f3f5d9f2a11), without braces, \
+     `urn:uuid:` or upper case";
+
+/// Whether `s` is a UUID in canonical form (see [`ClientMsgId`]).
+pub fn is_canonical_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
 
 impl ClientMsgId {
     /// A fresh random id.
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4())
     }
-    /// Parses a UUID in any standard text form; the nil UUID is refused.
+    /// Parses a UUID in canonical form; other spellings and the nil UUID
+    /// are refused.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        match uuid::Uuid::parse_str(s) {
-            Ok(u) if !u.is_nil() => Ok(Self(u)),
-            _ => Err(Error::Invalid("a client message id must be a non-nil UUID".into())),
+        match Self::parse_canonical(s) {
+            Ok(id) if !id.0.is_nil() => Ok(id),
+            Ok(_) => Err(Error::Invalid("a client message id must not be the nil UUID".into())),
+            Err(e) => Err(e),
         }
+    }
+    /// Parses a UUID in canonical form (the nil UUID included).
+    pub fn parse_canonical(s: &str) -> Result<Self, Error> {
+        if !is_canonical_uuid(s) {
+            return Err(Error::Invalid(format!("not {CANONICAL_UUID}")));
+        }
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| Error::Invalid(format!("not {CANONICAL_UUID}")))
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientMsgId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return uuid::Uuid::deserialize(d).map(Self);
+        }
+        struct Canonical;
+        impl serde::de::Visitor<'_> for Canonical {
+            type Value = ClientMsgId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(CANONICAL_UUID)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ClientMsgId, E> {
+                ClientMsgId::parse_canonical(s)
+                    .map_err(|_| E::custom(format_args!("{} is not {CANONICAL_UUID}", crate::input::quote(s))))
+            }
+        }
+        d.deserialize_str(Canonical)
     }
 }
 
@@ -214,6 +265,35 @@ mod tests {
         assert!(ClientMsgId::parse("00000000-0000-0000-0000-000000000000").is_err());
         assert!(ClientMsgId::parse("not-a-uuid").is_err());
         assert!(ClientMsgId::parse(&uuid::Uuid::new_v4().to_string()).is_ok());
+    }
+
+    #[test]
+    fn client_ids_have_one_spelling() {
+        let id = ClientMsgId::random();
+        let canonical = id.to_string();
+        assert!(is_canonical_uuid(&canonical));
+        assert_eq!(ClientMsgId::parse(&canonical).unwrap(), id);
+        // What is written is the canonical form, and it reads back.
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{canonical}\""));
+        assert_eq!(serde_json::from_str::<ClientMsgId>(&json).unwrap(), id);
+        let u = id.0;
+        let others = [
+            canonical.to_uppercase(),
+            format!("{{{canonical}}}"),
+            format!("urn:uuid:{canonical}"),
+            u.simple().to_string(),
+            format!(" {canonical}"),
+            format!("{canonical} "),
+        ];
+        for other in &others {
+            assert!(ClientMsgId::parse(other).is_err(), "{other}");
+            let e = serde_json::from_str::<ClientMsgId>(&format!("\"{other}\"")).unwrap_err();
+            assert!(e.to_string().contains("canonical form"), "{e}");
+        }
+        // The nil UUID decodes (the gateway refuses it with its own message).
+        let nil = "00000000-0000-0000-0000-000000000000";
+        assert!(serde_json::from_str::<ClientMsgId>(&format!("\"{nil}\"")).is_ok());
     }
 
     #[test]

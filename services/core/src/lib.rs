@@ -12,6 +12,8 @@
 //! - [`records`] — what travels on the log between the roles.
 //! - [`protocol`] — WebSocket protocol v1 frames and error codes.
 //! - [`ports`] — the `Log`, `Store` and `Presence` traits.
+//! - [`input`] — client input: quoting it in error texts, strict JSON,
+//!   decoding with errors that never echo it at length.
 //! - [`token`] — signed device tokens (HS256, algorithm pinned).
 //! - [`algo`] — pure algorithms, unit- and property-tested.
 //! - [`error`] — the one error type of the ports.
@@ -24,6 +26,7 @@ pub mod epoch;
 pub mod error;
 pub mod failpoint;
 pub mod ids;
+pub mod input;
 pub mod model;
 pub mod ports;
 pub mod protocol;

@@ -60,8 +60,9 @@ pub struct Message {
     /// messages are not written to members' timelines but pulled by
     /// conversation cursor (read diffusion, huge groups). A message where
     /// this flips is the recorded boundary of the switch: it and everything
-    /// before it reached timelines in the old mode.
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// before it reached timelines in the old mode. Always written (`false`
+    /// in write mode), as protocol.md promises.
+    #[serde(default)]
     pub read_diffusion: bool,
 }
 
@@ -98,11 +99,6 @@ pub fn fit_budget<T>(items: &mut Vec<T>, budget: usize, size: impl Fn(&T) -> usi
     let cut = keep < items.len();
     items.truncate(keep);
     cut
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 /// One entry of a user's timeline: a message of one of their conversations.

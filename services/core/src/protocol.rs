@@ -5,6 +5,7 @@ use crate::epoch::Epoch;
 use crate::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
 use crate::model::{Message, RefusalCode, TimelineEntry, VectorClock};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -350,6 +351,16 @@ pub enum ServerFrame {
         code: ErrorCode,
         /// For humans.
         message: String,
+        /// For a refused send: the message's `id` as the frame wrote it,
+        /// whenever the frame had one that reads as a UUID (absent for
+        /// other frames).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// For a refused send: its conversation, when the frame named a
+        /// valid one; for an error about one conversation (`sync_conv`,
+        /// `poll`, `read`), that conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conv: Option<ConversationId>,
     },
 }
 
@@ -411,6 +422,8 @@ pub enum ErrorCode {
     StaleEpoch,
     /// Not found.
     NotFound,
+    /// (HTTP) The path exists but not with this method.
+    MethodNotAllowed,
     /// The server is overloaded or a backend is down; retry later.
     Unavailable,
     /// A bug; the message says no more.
@@ -424,6 +437,33 @@ impl ServerFrame {
             req,
             code,
             message: message.into(),
+            id: None,
+            conv: None,
+        }
+    }
+
+    /// An error about one conversation: `conv` names it in full (the text
+    /// quotes at most a prefix of it).
+    pub fn conv_error(req: Option<u64>, conv: &ConversationId, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            req,
+            code,
+            message: message.into(),
+            id: None,
+            conv: Some(conv.clone()),
+        }
+    }
+
+    /// The error frame refusing a send: names the message in `id` (as the
+    /// frame wrote it) and `conv` (when known), and starts the text with
+    /// `message <id>: `.
+    pub fn send_error(id: &str, conv: Option<ConversationId>, code: ErrorCode, message: impl fmt::Display) -> Self {
+        ServerFrame::Error {
+            req: None,
+            code,
+            message: format!("message {id}: {message}"),
+            id: Some(id.to_owned()),
+            conv,
         }
     }
 }

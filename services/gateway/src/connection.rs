@@ -109,8 +109,14 @@ async fn hello(shared: &Shared, socket: &mut WebSocket) -> Result<Claims, Exit> 
                 shared.metrics.frames_in.inc();
                 match frames::parse(&text) {
                     Ok(ClientFrame::Hello { token }) => return check_token(shared, socket, &token).await,
+                    Ok(ClientFrame::Send { id, conv, .. }) => ServerFrame::send_error(
+                        &id.to_string(),
+                        Some(conv),
+                        ErrorCode::Unauthenticated,
+                        "send hello with a token first",
+                    ),
                     Ok(_) => ServerFrame::error(None, ErrorCode::Unauthenticated, "send hello with a token first"),
-                    Err(r) => ServerFrame::error(r.req, r.code, r.message),
+                    Err(r) => r.into_frame(),
                 }
             }
             Message::Binary(_) => {

@@ -11,6 +11,7 @@ use crate::requests::unavailable;
 use crate::session::Session;
 use crate::state::Shared;
 use axum::extract::ws::WebSocket;
+use seqline_core::input::quote;
 use seqline_core::model::{fit_budget, Message};
 use seqline_core::ports::MemberWindow;
 use seqline_core::protocol::{
@@ -25,11 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 fn not_member(req: Option<u64>, conv: &ConversationId) -> ServerFrame {
-    ServerFrame::error(
-        req,
-        ErrorCode::NotMember,
-        format!("not a member of {conv}, or it does not exist"),
-    )
+    let text = format!("not a member of {}, or it does not exist", quote(conv.as_str()));
+    ServerFrame::conv_error(req, conv, ErrorCode::NotMember, text)
 }
 
 fn invalid(req: Option<u64>, message: String) -> ServerFrame {
@@ -37,14 +35,12 @@ fn invalid(req: Option<u64>, message: String) -> ServerFrame {
 }
 
 fn outside(req: Option<u64>, conv: &ConversationId, after: u64) -> ServerFrame {
-    ServerFrame::error(
-        req,
-        ErrorCode::NotMember,
-        format!(
-            "not a member of {conv} after conv_seq {after}, or it does not exist: \
-             pull only within your membership (from your `joined` entry up to your `left`)"
-        ),
-    )
+    let text = format!(
+        "not a member of {} after conv_seq {after}, or it does not exist: \
+         pull only within your membership (from your `joined` entry up to your `left`)",
+        quote(conv.as_str())
+    );
+    ServerFrame::conv_error(req, conv, ErrorCode::NotMember, text)
 }
 
 /// Whether `link`'s user is a member of `conv` now; asked of the store
@@ -163,9 +159,14 @@ impl Session {
                 }
             }
             Err(PageError::Missing) => not_member(Some(req), &conv),
-            Err(PageError::Beyond(head)) => invalid(
+            Err(PageError::Beyond(head)) => ServerFrame::conv_error(
                 Some(req),
-                format!("after {after} is beyond the head {head} of {conv}: page from your last conv_seq"),
+                &conv,
+                ErrorCode::InvalidField,
+                format!(
+                    "after {after} is beyond the head {head} of {}: page from your last conv_seq",
+                    quote(conv.as_str())
+                ),
             ),
             Err(PageError::Store(e)) => unavailable(Some(req), &e),
         };
@@ -195,7 +196,8 @@ impl Session {
         }
         let mut seen = HashSet::with_capacity(convs.len());
         if let Some(dup) = convs.iter().find(|c| !seen.insert(&c.conv)) {
-            let e = invalid(Some(req), format!("conversation {} is named twice", dup.conv));
+            let text = format!("conversation {} is named twice", quote(dup.conv.as_str()));
+            let e = ServerFrame::conv_error(Some(req), &dup.conv, ErrorCode::InvalidField, text);
             return self.write(socket, &e).await;
         }
         let wait = wait_ms.map_or(self.shared.config.poll_wait, Duration::from_millis);
@@ -235,9 +237,14 @@ impl Session {
             return self.write(socket, &not_member(None, &conv)).await;
         };
         if conv_seq > head {
-            let e = invalid(
+            let e = ServerFrame::conv_error(
                 None,
-                format!("read: conv_seq {conv_seq} is beyond the head {head} of {conv}"),
+                &conv,
+                ErrorCode::InvalidField,
+                format!(
+                    "read: conv_seq {conv_seq} is beyond the head {head} of {}",
+                    quote(conv.as_str())
+                ),
             );
             return self.write(socket, &e).await;
         }
@@ -310,12 +317,14 @@ async fn run_poll(
         match window(&shared, &link, &c.conv, c.after).await {
             Ok(Some(end)) => ends.push(end),
             Ok(None) => {
-                let e = ServerFrame::error(
+                let e = ServerFrame::conv_error(
                     Some(req),
+                    &c.conv,
                     ErrorCode::NotMember,
                     format!(
                         "not a member of {} after conv_seq {}, or it does not exist: nothing is followed by this poll",
-                        c.conv, c.after
+                        quote(c.conv.as_str()),
+                        c.after
                     ),
                 );
                 return link.answer(&shared, e);

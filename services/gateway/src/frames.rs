@@ -2,12 +2,23 @@
 //!
 //! A frame is first read as a JSON value (rejecting duplicate keys, which
 //! different parsers resolve differently), then checked for an object with a
-//! string `type`, then decoded into a [`ClientFrame`].
+//! string `type`, then decoded into a [`ClientFrame`]. Error texts quote
+//! client input only through [`seqline_core::input::quote`].
+//!
+//! A `send` is decoded field by field, so a refusal names the field, and
+//! whatever of the message can be read (its id, conversation and `prev`)
+//! travels with the refusal: the error names the message, and the gateway
+//! remembers the refusal for the sends chained after it.
 
-use seqline_core::protocol::{ClientFrame, ErrorCode, CLIENT_FRAME_TYPES};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use seqline_core::input::{self, quote};
+use seqline_core::model::VectorClock;
+use seqline_core::protocol::{ClientFrame, ErrorCode, ServerFrame, CLIENT_FRAME_TYPES};
+use seqline_core::{ClientMsgId, ConversationId};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use std::fmt;
+
+/// The fields of a `send` frame.
+const SEND_FIELDS: &[&str] = &["type", "id", "conv", "body", "prev", "priority", "vclock"];
 
 /// Why a frame was refused, ready to become an `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +29,21 @@ pub(crate) struct Rejection {
     pub code: ErrorCode,
     /// For humans.
     pub message: String,
+    /// For a `send`: what of the message could be read.
+    pub send: Option<Box<SendRef>>,
+}
+
+/// What a refused `send` frame said about its message, as far as it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SendRef {
+    /// `id` as written, when it reads as a UUID in any spelling.
+    pub named: Option<String>,
+    /// `id` when it is in canonical form (what chains name).
+    pub id: Option<ClientMsgId>,
+    /// `conv`, when valid.
+    pub conv: Option<ConversationId>,
+    /// `prev`, when absent or canonical (`None` when unreadable too).
+    pub prev: Option<ClientMsgId>,
 }
 
 impl Rejection {
@@ -26,15 +52,36 @@ impl Rejection {
             req,
             code,
             message: message.into(),
+            send: None,
+        }
+    }
+
+    /// The `error` frame: a send's names its message (`id`, `conv`, and the
+    /// `message <id>: ` prefix) whenever the id could be read.
+    pub fn into_frame(self) -> ServerFrame {
+        match self.send.map(|s| *s) {
+            Some(SendRef {
+                named: Some(named),
+                conv,
+                ..
+            }) => ServerFrame::send_error(&named, conv, self.code, self.message),
+            Some(SendRef { conv, .. }) => ServerFrame::Error {
+                req: self.req,
+                code: self.code,
+                message: self.message,
+                id: None,
+                conv,
+            },
+            None => ServerFrame::error(self.req, self.code, self.message),
         }
     }
 }
 
 /// Parses one text frame.
 pub(crate) fn parse(text: &str) -> Result<ClientFrame, Rejection> {
-    let Strict(value) = serde_json::from_str(text)
+    let value = input::parse_json(text.as_bytes())
         .map_err(|e| Rejection::new(None, ErrorCode::BadFrame, format!("the frame is not valid JSON: {e}")))?;
-    let Value::Object(obj) = &value else {
+    let Value::Object(obj) = value else {
         return Err(Rejection::new(
             None,
             ErrorCode::BadFrame,
@@ -50,72 +97,73 @@ pub(crate) fn parse(text: &str) -> Result<ClientFrame, Rejection> {
         ));
     };
     if !CLIENT_FRAME_TYPES.contains(&kind) {
-        let shown: String = kind.chars().take(32).collect();
         return Err(Rejection::new(
             req,
             ErrorCode::UnknownType,
-            format!("unknown frame type `{shown}`"),
+            format!("unknown frame type {}", quote(kind)),
         ));
     }
-    serde_json::from_value(value).map_err(|e| Rejection::new(req, ErrorCode::InvalidField, e.to_string()))
+    if kind == "send" {
+        return parse_send(obj);
+    }
+    input::decode(Value::Object(obj)).map_err(|e| Rejection::new(req, ErrorCode::InvalidField, e.to_string()))
 }
 
-/// A JSON value read with duplicate object keys refused.
-struct Strict(Value);
+/// A `send`, field by field.
+fn parse_send(mut obj: Map<String, Value>) -> Result<ClientFrame, Rejection> {
+    let id_text = obj.get("id").and_then(Value::as_str);
+    let send = SendRef {
+        named: id_text.filter(|s| uuid::Uuid::try_parse(s).is_ok()).map(str::to_owned),
+        id: id_text.and_then(|s| ClientMsgId::parse_canonical(s).ok()),
+        conv: obj
+            .get("conv")
+            .and_then(Value::as_str)
+            .and_then(|s| ConversationId::parse(s).ok()),
+        prev: obj
+            .get("prev")
+            .and_then(Value::as_str)
+            .and_then(|s| ClientMsgId::parse_canonical(s).ok()),
+    };
+    let refuse = |message: String| Rejection {
+        req: None,
+        code: ErrorCode::InvalidField,
+        message,
+        send: Some(Box::new(send.clone())),
+    };
+    if let Some(unknown) = obj.keys().find(|k| !SEND_FIELDS.contains(&k.as_str())) {
+        return Err(refuse(format!(
+            "unknown field {}, expected one of `id`, `conv`, `body`, `prev`, `priority`, `vclock`",
+            quote(unknown)
+        )));
+    }
+    let missing = |name: &str| refuse(format!("missing field `{name}`"));
+    let id: ClientMsgId = field(&mut obj, "id").map_err(refuse)?.ok_or_else(|| missing("id"))?;
+    let conv: ConversationId = field(&mut obj, "conv")
+        .map_err(refuse)?
+        .ok_or_else(|| missing("conv"))?;
+    let body: String = field(&mut obj, "body")
+        .map_err(refuse)?
+        .ok_or_else(|| missing("body"))?;
+    let prev: Option<ClientMsgId> = field::<Option<ClientMsgId>>(&mut obj, "prev")
+        .map_err(refuse)?
+        .flatten();
+    let priority: bool = field(&mut obj, "priority").map_err(refuse)?.unwrap_or_default();
+    let vclock: VectorClock = field(&mut obj, "vclock").map_err(refuse)?.unwrap_or_default();
+    return Ok(ClientFrame::Send {
+        id,
+        conv,
+        body,
+        prev,
+        priority,
+        vclock,
+    });
 
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            items.push(v);
+    /// Decodes and removes one field; the error names it.
+    fn field<T: DeserializeOwned>(obj: &mut Map<String, Value>, name: &str) -> Result<Option<T>, String> {
+        match obj.remove(name) {
+            None => Ok(None),
+            Some(v) => input::decode(v).map(Some).map_err(|e| format!("`{name}`: {e}")),
         }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut obj = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if obj.contains_key(&key) {
-                let shown: String = key.chars().take(32).collect();
-                return Err(de::Error::custom(format!("duplicate key `{shown}`")));
-            }
-            let Strict(v) = map.next_value()?;
-            obj.insert(key, v);
-        }
-        Ok(Value::Object(obj))
     }
 }
 
@@ -154,6 +202,41 @@ mod tests {
             Some(9)
         );
         assert_eq!(parse(r#"{"type":"nope","req":4}"#).unwrap_err().req, Some(4));
+    }
+
+    #[test]
+    fn a_refused_send_carries_what_of_it_reads() {
+        let id = "5c1e0b3a-8f0e-4b0a-9c65-0f3f5d9f2a11";
+        let prev = "0b6e0f7e-1d2c-4c43-8a55-b8b1f63e8a7d";
+        let r = parse(&format!(
+            r#"{{"type":"send","id":"{id}","conv":"g:x","body":7,"prev":"{prev}"}}"#
+        ))
+        .unwrap_err();
+        let send = r.send.clone().unwrap();
+        assert_eq!(send.named.as_deref(), Some(id));
+        assert_eq!(send.id, ClientMsgId::parse(id).ok());
+        assert_eq!(send.conv, ConversationId::parse("g:x").ok());
+        assert_eq!(send.prev, ClientMsgId::parse(prev).ok());
+        match r.into_frame() {
+            ServerFrame::Error {
+                req: None,
+                code: ErrorCode::InvalidField,
+                message,
+                id: Some(named),
+                conv: Some(conv),
+            } => {
+                assert_eq!((named.as_str(), conv.as_str()), (id, "g:x"));
+                assert!(message.starts_with(&format!("message {id}: `body`: ")), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another spelling is named as written, but is no id a chain can use.
+        let upper = id.to_uppercase();
+        let r = parse(&format!(r#"{{"type":"send","id":"{upper}","conv":"g:x","body":"x"}}"#)).unwrap_err();
+        let send = r.send.unwrap();
+        assert_eq!((send.named.as_deref(), send.id), (Some(upper.as_str()), None));
+        // Other frames carry nothing of the kind.
+        assert_eq!(parse(r#"{"type":"ping","x":1}"#).unwrap_err().send, None);
     }
 
     #[test]

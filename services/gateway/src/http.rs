@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use seqline_core::input;
 use seqline_core::model::RefusalCode;
 use seqline_core::protocol::ErrorCode;
 use seqline_core::token::{now_secs, Claims, TokenError};
@@ -169,7 +170,9 @@ impl FromRequest<Arc<Shared>> for TimedBody {
 }
 
 /// Reads a JSON body within the size limit: 413 when over it, 400 when it
-/// is not JSON (`bad_frame`) or does not fit the shape (`invalid_field`).
+/// is not JSON or has duplicate keys (`bad_frame`, as over WebSocket) or
+/// does not fit the shape (`invalid_field`). Error texts quote the body
+/// only through [`seqline_core::input::quote`].
 pub(crate) fn json_body<T: DeserializeOwned>(TimedBody(body): TimedBody) -> Result<T, ApiError> {
     let bytes = match body {
         Ok(b) => b,
@@ -182,17 +185,14 @@ pub(crate) fn json_body<T: DeserializeOwned>(TimedBody(body): TimedBody) -> Resu
         }
         Err(r) => return Err(ApiError::new(r.status(), ErrorCode::BadFrame, r.body_text())),
     };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        if e.is_data() {
-            ApiError::invalid(e.to_string())
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadFrame,
-                format!("the body is not valid JSON: {e}"),
-            )
-        }
-    })
+    let value = input::parse_json(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadFrame,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    input::decode(value).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 /// `GET /healthz`: the process is up.
@@ -232,4 +232,17 @@ pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 /// Anything else: 404 in the usual error shape.
 pub(crate) async fn fallback() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint")
+}
+
+/// A known path with another method: 405 in the usual error shape (the
+/// router adds `Allow`).
+pub(crate) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} is not allowed on this path; the Allow header lists the methods that are",
+            input::quote(method.as_str())
+        ),
+    )
 }

@@ -21,7 +21,8 @@
 //!   `docs/huge-groups.md`); `reads`: the coalesced, cached conversation
 //!   reads, the follows and the notices; `tail`: the hot-tail cache.
 //! - `epoch`: the store's epoch in requests (start over when it changed).
-//! - `frames`: parsing client frames into precise error codes.
+//! - `frames`: parsing client frames into precise error codes; `refusals`:
+//!   the sends the gateway refused, so they never block a `prev` chain.
 //! - `publisher`: the batching appender to the inbound topic.
 //! - `receipts`: the consumer of `gw.<id>` (receipts, packages, notices,
 //!   read marks).
@@ -46,6 +47,7 @@ mod publisher;
 mod ratelimit;
 mod reads;
 mod receipts;
+mod refusals;
 mod requests;
 mod server;
 mod session;

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use seqline_core::ports::Log;
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 use seqline_core::records::{Command, LogRecord, Topic};
-use seqline_core::ClientMsgId;
+use seqline_core::{ClientMsgId, ConversationId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,8 @@ pub(crate) enum Notify {
         tx: mpsc::Sender<Outbound>,
         /// The client's message id.
         id: ClientMsgId,
+        /// Its conversation.
+        conv: ConversationId,
     },
     /// An HTTP request: told either way.
     Request(oneshot::Sender<Result<(), String>>),
@@ -127,12 +129,13 @@ async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
                 let _ = tx.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
             }
             (Notify::Connection { .. }, Ok(())) => {}
-            (Notify::Connection { tx, id }, Err(_)) => {
+            (Notify::Connection { tx, id, conv }, Err(_)) => {
                 metrics.error(ErrorCode::Unavailable);
-                let frame = ServerFrame::error(
-                    None,
+                let frame = ServerFrame::send_error(
+                    &id.to_string(),
+                    Some(conv),
                     ErrorCode::Unavailable,
-                    format!("message {id} was not accepted: the log is unavailable; resend it"),
+                    "not accepted: the log is unavailable; resend it",
                 );
                 // A full queue means the connection is being kicked anyway;
                 // the client resends whatever was not acknowledged.

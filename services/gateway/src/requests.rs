@@ -48,44 +48,41 @@ impl Session {
     ) -> Result<(), Exit> {
         let max = self.shared.config.max_body_bytes;
         let refusal = if id.0.is_nil() {
-            Some((
-                ErrorCode::InvalidField,
-                format!("message {id}: the id must be a non-nil UUID"),
-            ))
+            Some((ErrorCode::InvalidField, "the id must be a non-nil UUID".to_owned()))
         } else if body.len() > max {
             Some((
                 ErrorCode::TooLarge,
-                format!("message {id}: the body is {} bytes, over {max}", body.len()),
+                format!("the body is {} bytes, over {max}", body.len()),
             ))
         } else if body.is_empty() {
-            Some((ErrorCode::InvalidField, format!("message {id}: the body is empty")))
+            Some((ErrorCode::InvalidField, "the body is empty".to_owned()))
         } else if prev.is_some_and(|p| p.0.is_nil()) {
-            Some((
-                ErrorCode::InvalidField,
-                format!("message {id}: prev must be a non-nil UUID"),
-            ))
+            Some((ErrorCode::InvalidField, "prev must be a non-nil UUID".to_owned()))
         } else if prev == Some(id) {
-            Some((
-                ErrorCode::InvalidField,
-                format!("message {id}: prev names the message itself"),
-            ))
+            Some((ErrorCode::InvalidField, "prev names the message itself".to_owned()))
         } else if vclock.len() > MAX_VCLOCK {
             Some((
                 ErrorCode::InvalidField,
-                format!("message {id}: the vector clock names over {MAX_VCLOCK} users"),
+                format!("the vector clock names over {MAX_VCLOCK} users"),
             ))
         } else if !self.sends.try_take(Instant::now()) {
             let rate = self.shared.config.max_sends_per_sec;
             Some((
                 ErrorCode::RateLimited,
-                format!("message {id}: over {rate} sends per second; resend it later"),
+                format!("over {rate} sends per second; resend it later"),
             ))
         } else {
             None
         };
         if let Some((code, message)) = refusal {
-            return self.write(socket, &ServerFrame::error(None, code, message)).await;
+            if code != ErrorCode::RateLimited {
+                // Final: the sends chained after it skip it (see `refusals`).
+                self.shared.refusals.remember(&self.key, id, Some(conv.clone()), prev);
+            }
+            let e = ServerFrame::send_error(&id.to_string(), Some(conv), code, message);
+            return self.write(socket, &e).await;
         }
+        let prev = self.shared.refusals.passed(&self.key, id, &conv, prev);
         // The sender is the token's user and device, whatever the frame says:
         // a frame cannot even name another sender (unknown fields are refused).
         let origin = Origin {
@@ -95,6 +92,7 @@ impl Session {
             device: self.key.device.clone(),
             request: 0,
         };
+        let conv_named = conv.clone();
         let command = Command::Send(SendCommand {
             origin,
             conv,
@@ -110,6 +108,7 @@ impl Session {
             notify: Notify::Connection {
                 tx: self.tx.clone(),
                 id,
+                conv: conv_named.clone(),
             },
         };
         let published = tokio::select! {
@@ -119,10 +118,11 @@ impl Session {
         if published {
             Ok(())
         } else {
-            let e = ServerFrame::error(
-                None,
+            let e = ServerFrame::send_error(
+                &id.to_string(),
+                Some(conv_named),
                 ErrorCode::Unavailable,
-                format!("message {id}: the gateway is stopping"),
+                "the gateway is stopping; resend it",
             );
             self.write(socket, &e).await
         }

@@ -104,6 +104,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
+        .method_not_allowed_fallback(http::method_not_allowed)
         .fallback(http::fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)

@@ -224,7 +224,19 @@ impl Session {
         self.shared.metrics.frames_in.inc();
         let frame = match frames::parse(&text) {
             Ok(f) => f,
-            Err(r) => return self.write(socket, &ServerFrame::error(r.req, r.code, r.message)).await,
+            Err(r) => {
+                if let Some(frames::SendRef {
+                    id: Some(id),
+                    conv,
+                    prev,
+                    ..
+                }) = r.send.as_deref()
+                {
+                    // A send refused for good: it never blocks the chain.
+                    self.shared.refusals.remember(&self.key, *id, conv.clone(), *prev);
+                }
+                return self.write(socket, &r.into_frame()).await;
+            }
         };
         if !matches!(frame, ClientFrame::Send { .. }) && !self.requests.try_take(Instant::now()) {
             let req = match &frame {

@@ -6,6 +6,7 @@ use crate::metrics::Metrics;
 use crate::peers::PeerCounts;
 use crate::publisher::Publisher;
 use crate::reads::{Links, Reads};
+use crate::refusals::Refusals;
 use crate::tail::TailCache;
 use seqline_core::ports::{Log, Presence, Store};
 use seqline_core::records::Receipt;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub reads: Reads,
     /// Every authenticated connection, by id.
     pub links: Links,
+    /// Sends refused for good before sequencing, per device.
+    pub refusals: Refusals,
     /// Set once the receipt consumer has joined its group.
     pub ready: AtomicBool,
     /// Cancelled when the gateway stops (asked to, or a task failed).
@@ -79,6 +82,7 @@ impl Shared {
         Self {
             reads,
             links: Links::default(),
+            refusals: Refusals::default(),
             config,
             ports,
             key,

@@ -303,7 +303,8 @@ async fn bad_polls_are_refused_and_follow_nothing() {
     .await;
     let e = bob.expect_error("not_member").await;
     assert_eq!(e["req"], 6);
-    assert!(e["message"].as_str().unwrap().contains("g:other"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("\"g:other\""), "{e}");
+    assert_eq!(e["conv"], "g:other", "the error names the conversation: {e}");
 
     bob.assert_alive().await;
     let followers = gw.presence.followers(std::slice::from_ref(&c)).await.unwrap();

@@ -308,3 +308,7 @@ mod tests {
         assert!(c.validate(false).is_ok(), "a persister does not");
     }
 }
+
+#[cfg(test)]
+#[path = "config_docs.rs"]
+mod documented_defaults;

@@ -141,6 +141,7 @@ impl Driver {
                 req: Some(req),
                 code,
                 message,
+                ..
             } => match self.requests.resolve(req) {
                 Some(Waiter::Caller(c)) => {
                     let _ = c.reply.send(Err(ClientError::Server { code, message }));
@@ -184,7 +185,9 @@ impl Driver {
                 req: None,
                 code,
                 message,
-            } => self.on_send_error(sess, code, message).await,
+                id,
+                ..
+            } => self.on_send_error(sess, code, message, id.as_deref()).await,
             ServerFrame::Welcome { .. } => {}
             ServerFrame::ConvPage {
                 req,
@@ -264,11 +267,18 @@ impl Driver {
         }
     }
 
-    /// An error frame without a request id answers a send; the gateway names
-    /// the message in the text (`message <id>: ...`) when it can.
-    async fn on_send_error(&mut self, sess: &mut Session, code: ErrorCode, message: String) {
+    /// An error frame without a request id may answer a send; the gateway
+    /// names the message in `id` (and in the text, `message <id>: ...`)
+    /// when it can. A final one (`too_large`, `invalid_field`) takes the
+    /// message out of its conversation's chain: the next send names the
+    /// previous one the gateway did not refuse (docs/protocol.md, "Sender
+    /// order").
+    async fn on_send_error(&mut self, sess: &mut Session, code: ErrorCode, message: String, named: Option<&str>) {
         let slow_down = matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable);
-        let id = message_id(&message);
+        let id = match named {
+            Some(named) => ClientMsgId::parse(named).ok(),
+            None => message_id(&message),
+        };
         if slow_down {
             let until = now() + self.resend.backoff.delay(sess.slow_down, &mut self.rng);
             sess.slow_down = sess.slow_down.saturating_add(1);
