@@ -2,9 +2,10 @@
 //! frames (or answers to waiting HTTP requests), packages go to the
 //! connections' rectifiers. High-priority notices come on their own topic
 //! (`gw-priority.<id>`), consumed by a second loop, so they never wait
-//! behind the ordinary topic's backlog. Offsets are committed after dispatch: pushes are
-//! best-effort (the store is the truth) and a receipt for a connection that
-//! is gone is simply dropped (its client resends and gets the same answer).
+//! behind the ordinary topic's backlog. Offsets are committed after
+//! dispatch: pushes are best-effort (the store is the truth) and a receipt
+//! for a connection that is gone is simply dropped (its client resends and
+//! gets the same answer).
 
 use crate::error::Error;
 use crate::hub::{DeviceKey, Outbound};

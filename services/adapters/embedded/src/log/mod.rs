@@ -43,10 +43,10 @@ pub struct LogOptions {
     /// At most this many records are trimmed per commit.
     pub trim_batch: usize,
     /// Appends to `gw.<id>` and `gw-priority.<id>` topics (receipts and
-    /// pushes) return without
-    /// waiting for their fsync. Both are best effort by design: a lost
-    /// receipt makes the client resend (and get the original `conv_seq`), a
-    /// lost push is pulled. Everything else is always durable.
+    /// pushes) return without waiting for their fsync. Both are best effort
+    /// by design: a lost receipt makes the client resend (and get the
+    /// original `conv_seq`), a lost push is pulled. Everything else is
+    /// always durable.
     pub volatile_gateway_topics: bool,
 }
 
