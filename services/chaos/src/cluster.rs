@@ -305,6 +305,7 @@ impl Cluster {
             deliveries: o.partitions,
             user_events: o.partitions,
             conv_events: o.partitions,
+            priority_events: o.partitions,
             replication_factor: 1,
             session_timeout: o.session_timeout,
             message_timeout: o.message_timeout,

@@ -237,10 +237,18 @@ pub enum Topic {
     Deliveries,
     /// Timeline appends, key = user.
     UserEvents,
-    /// Messages of read-diffusion conversations, key = conversation.
+    /// Ordinary messages of read-diffusion conversations, key =
+    /// conversation.
     ConvEvents,
-    /// Receipts and packages for one gateway.
+    /// High-priority messages of read-diffusion conversations (an admin's
+    /// announcements, membership events), key = conversation: their own
+    /// lane, so no backlog of ordinary events delays them.
+    PriorityEvents,
+    /// Receipts, packages, notices and read marks for one gateway.
     Gateway(GatewayId),
+    /// High-priority notices for one gateway, consumed beside its ordinary
+    /// topic.
+    GatewayPriority(GatewayId),
     /// Records that failed.
     DeadLetter,
 }
@@ -253,9 +261,38 @@ impl Topic {
             Topic::Deliveries => "deliveries".into(),
             Topic::UserEvents => "user-events".into(),
             Topic::ConvEvents => "conv-events".into(),
+            Topic::PriorityEvents => "priority-events".into(),
             Topic::Gateway(g) => format!("gw.{g}"),
+            // `gw-` cannot begin a `gw.<id>` name, whatever the id.
+            Topic::GatewayPriority(g) => format!("gw-priority.{g}"),
             Topic::DeadLetter => "dead-letter".into(),
         }
+    }
+
+    /// The topic of the conversation event of `message`: high-priority
+    /// messages travel on their own lane.
+    pub fn for_conv_event(message: &Message) -> Topic {
+        if message.priority {
+            Topic::PriorityEvents
+        } else {
+            Topic::ConvEvents
+        }
+    }
+
+    /// The topic that carries `notice` to `gateway`: a notice with the
+    /// message in full (high priority) goes on the gateway's priority lane.
+    pub fn for_notice(gateway: GatewayId, notice: &Notice) -> Topic {
+        if notice.message.is_some() {
+            Topic::GatewayPriority(gateway)
+        } else {
+            Topic::Gateway(gateway)
+        }
+    }
+
+    /// Whether this is a gateway's topic (ordinary or priority lane):
+    /// best-effort records only.
+    pub fn is_gateway(&self) -> bool {
+        matches!(self, Topic::Gateway(_) | Topic::GatewayPriority(_))
     }
 }
 
@@ -291,5 +328,79 @@ impl LogRecord {
             LogRecord::Gateway(GatewayRecord::ReadMark(r)) => r.user.as_str(),
             LogRecord::DeadLetter(d) => &d.topic,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ConvSeq;
+    use crate::model::MessageKind;
+
+    fn message(priority: bool) -> Message {
+        Message {
+            conv: ConversationId::parse("g:all").unwrap(),
+            conv_seq: ConvSeq(9),
+            client_msg_id: ClientMsgId::random(),
+            sender: UserId::parse("admin").unwrap(),
+            sender_device: DeviceId::parse("d").unwrap(),
+            kind: MessageKind::Text,
+            body: String::new(),
+            members: Vec::new(),
+            priority,
+            server_ts_ms: 0,
+            vclock: Default::default(),
+            sender_name: String::new(),
+            read_diffusion: true,
+        }
+    }
+
+    #[test]
+    fn priority_messages_travel_on_their_own_topics() {
+        assert_eq!(Topic::for_conv_event(&message(false)), Topic::ConvEvents);
+        assert_eq!(Topic::for_conv_event(&message(true)), Topic::PriorityEvents);
+        let gw = GatewayId::parse("gw1").unwrap();
+        let conv = ConversationId::parse("g:all").unwrap();
+        let ordinary = Notice {
+            conv: conv.clone(),
+            head: ConvSeq(9),
+            message: None,
+        };
+        let full = Notice {
+            conv,
+            head: ConvSeq(9),
+            message: Some(message(true)),
+        };
+        assert_eq!(Topic::for_notice(gw.clone(), &ordinary), Topic::Gateway(gw.clone()));
+        assert_eq!(Topic::for_notice(gw.clone(), &full), Topic::GatewayPriority(gw.clone()));
+        assert!(Topic::GatewayPriority(gw.clone()).is_gateway() && Topic::Gateway(gw).is_gateway());
+        assert!(!Topic::PriorityEvents.is_gateway());
+    }
+
+    #[test]
+    fn every_topic_has_its_own_name() {
+        let names = |g: &str| {
+            let g = GatewayId::parse(g).unwrap();
+            [Topic::Gateway(g.clone()).name(), Topic::GatewayPriority(g).name()]
+        };
+        assert_eq!(Topic::PriorityEvents.name(), "priority-events");
+        assert_eq!(names("a"), ["gw.a".to_string(), "gw-priority.a".to_string()]);
+        // A gateway id that looks like a priority lane cannot take its name.
+        for tricky in ["priority.a", "a.priority", "-priority.a"] {
+            let Ok(id) = GatewayId::parse(tricky) else { continue };
+            assert_ne!(Topic::Gateway(id).name(), "gw-priority.a");
+        }
+        let all = [
+            Topic::Inbound,
+            Topic::Deliveries,
+            Topic::UserEvents,
+            Topic::ConvEvents,
+            Topic::PriorityEvents,
+            Topic::DeadLetter,
+        ];
+        let mut seen: Vec<String> = all.iter().map(Topic::name).chain(names("a")).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), all.len() + 2);
     }
 }

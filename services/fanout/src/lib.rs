@@ -9,9 +9,12 @@
 //! # Layout
 //! - [`FanoutConfig`] — settings.
 //! - [`route`] — the pure packaging step.
+//! - [`notices`] — the conversation lane (read-diffusion notices).
+//! - `priority` — the priority lane (high-priority messages in full).
 //! - [`run`] — the consume → route → append → commit loop.
 
 pub mod notices;
+mod priority;
 mod route;
 
 pub use route::route;
@@ -37,6 +40,9 @@ pub struct FanoutConfig {
     pub package_max_entries: usize,
     /// Consumer group of the conversation lane (read-diffusion notices).
     pub conv_group: String,
+    /// Consumer group of the priority lane (high-priority messages of
+    /// read-diffusion conversations, on their own topic).
+    pub priority_group: String,
     /// At most one ordinary "conversation advanced" notice per conversation
     /// per this interval; high-priority messages are never throttled.
     #[serde(with = "seqline_core::duration")]
@@ -50,6 +56,7 @@ impl Default for FanoutConfig {
             group: "fanout".into(),
             package_max_entries: 256,
             conv_group: "fanout-conv".into(),
+            priority_group: "fanout-priority".into(),
             notice_interval: std::time::Duration::from_millis(200),
         }
     }
@@ -64,15 +71,17 @@ pub struct Ports {
     pub presence: Arc<dyn Presence>,
 }
 
-/// Runs fanout until `shutdown`: the user lane (timeline pushes) and the
-/// conversation lane (read-diffusion notices and the priority lane) side
-/// by side; either failing stops both.
+/// Runs fanout until `shutdown`: the user lane (timeline pushes), the
+/// conversation lane (read-diffusion notices) and the priority lane
+/// (high-priority messages in full) side by side, each on its own topic so
+/// none waits behind another's backlog; one failing stops them all.
 pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
     let lanes = shutdown.child_token();
     let _stop_both = lanes.clone().drop_guard();
     tokio::try_join!(
         user_lane(config.clone(), ports.clone(), lanes.clone()),
-        notices::run(config, ports, lanes.clone()),
+        notices::run(config.clone(), ports.clone(), lanes.clone()),
+        priority::run(config, ports, lanes.clone()),
     )
     .map(|_| ())
 }

@@ -7,9 +7,11 @@
 //! - ordinary messages are coalesced into one `Notice { head }` per
 //!   conversation and gateway, at most one per `notice_interval`: a burst
 //!   of 100 messages becomes a few notices;
-//! - high-priority messages (announcements, membership events) are sent at
-//!   once and in full, ahead of the ordinary notices of the same round, and
-//!   never throttled.
+//! - high-priority messages (announcements, membership events) travel on
+//!   their own lane (`priority-events`, consumed by the priority lane, then
+//!   each gateway's `gw-priority.<id>`); one found on `conv-events` (written
+//!   before the lanes were split) is sent at once and in full, ahead of the
+//!   ordinary notices of the same round, and never throttled.
 //!
 //! Notices are hints: a lost one is made up by the device's next pull or
 //! long-poll, so the lane commits its offsets without waiting for pending
@@ -128,7 +130,7 @@ pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: Cancellati
             let now = Instant::now();
             let mut dead = Vec::new();
             for c in records {
-                match message_of(c, partition) {
+                match message_of(c, partition, &Topic::ConvEvents) {
                     Ok(m) => priority.extend(coalescer.offer(m, now)),
                     Err(d) => dead.push(*d),
                 }
@@ -153,7 +155,7 @@ pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: Cancellati
     }
 }
 
-fn message_of(c: Consumed, partition: u32) -> std::result::Result<Message, Box<LogRecord>> {
+pub(crate) fn message_of(c: Consumed, partition: u32, topic: &Topic) -> std::result::Result<Message, Box<LogRecord>> {
     let reason = match c.record {
         Ok(LogRecord::ConvEvent(e)) => return Ok(e.message),
         Ok(_) => "not a conversation event".to_string(),
@@ -161,7 +163,7 @@ fn message_of(c: Consumed, partition: u32) -> std::result::Result<Message, Box<L
     };
     tracing::warn!(partition, offset = c.offset, %reason, "dead-lettering a record");
     Err(Box::new(LogRecord::DeadLetter(DeadLetter {
-        topic: Topic::ConvEvents.name(),
+        topic: topic.name(),
         partition,
         offset: c.offset,
         reason,
@@ -170,9 +172,10 @@ fn message_of(c: Consumed, partition: u32) -> std::result::Result<Message, Box<L
 }
 
 /// Sends one round to the gateways following each conversation: the
-/// priority messages first, in their own appends, then the notices.
+/// priority messages first, on each gateway's priority topic, then the
+/// notices on its ordinary topic.
 #[tracing::instrument(skip_all, fields(priority = round.priority.len(), notices = round.notices.len()))]
-async fn send(ports: &Ports, round: Round) -> Result<()> {
+pub(crate) async fn send(ports: &Ports, round: Round) -> Result<()> {
     let mut convs: Vec<ConversationId> = round
         .priority
         .iter()
@@ -184,19 +187,16 @@ async fn send(ports: &Ports, round: Round) -> Result<()> {
     let Some(followers) = crate::ask_presence("followers", || ports.presence.followers(&convs)).await? else {
         return Ok(());
     };
-    let mut urgent: HashMap<GatewayId, Vec<LogRecord>> = HashMap::new();
+    let mut urgent: HashMap<Topic, Vec<LogRecord>> = HashMap::new();
     for m in round.priority {
         for g in followers.get(&m.conv).into_iter().flatten() {
-            urgent
-                .entry(g.clone())
-                .or_default()
-                .push(notice(&m.conv, m.conv_seq, Some(m.clone())));
+            route(&mut urgent, g, notice(&m.conv, m.conv_seq, Some(m.clone())));
         }
     }
-    let mut ordinary: HashMap<GatewayId, Vec<LogRecord>> = HashMap::new();
+    let mut ordinary: HashMap<Topic, Vec<LogRecord>> = HashMap::new();
     for (conv, head) in round.notices {
         for g in followers.get(&conv).into_iter().flatten() {
-            ordinary.entry(g.clone()).or_default().push(notice(&conv, head, None));
+            route(&mut ordinary, g, notice(&conv, head, None));
         }
     }
     let priority = append_all(ports, urgent).await;
@@ -205,18 +205,27 @@ async fn send(ports: &Ports, round: Round) -> Result<()> {
     Ok(())
 }
 
-fn notice(conv: &ConversationId, head: ConvSeq, message: Option<Message>) -> LogRecord {
-    LogRecord::Gateway(GatewayRecord::Notice(Notice {
+fn notice(conv: &ConversationId, head: ConvSeq, message: Option<Message>) -> Notice {
+    Notice {
         conv: conv.clone(),
         head,
         message,
-    }))
+    }
 }
 
-/// Appends each gateway's records; returns how many went out. A failed
+/// Puts `notice` for `gateway` on its lane: the gateway's priority topic
+/// for a message in full, its ordinary topic for "advanced to `head`".
+fn route(by_topic: &mut HashMap<Topic, Vec<LogRecord>>, gateway: &GatewayId, notice: Notice) {
+    by_topic
+        .entry(Topic::for_notice(gateway.clone(), &notice))
+        .or_default()
+        .push(LogRecord::Gateway(GatewayRecord::Notice(notice)));
+}
+
+/// Appends each topic's records; returns how many went out. A failed
 /// append loses only hints.
-async fn append_all(ports: &Ports, by_gateway: HashMap<GatewayId, Vec<LogRecord>>) -> u64 {
-    let topics: Vec<(Topic, Vec<LogRecord>)> = by_gateway.into_iter().map(|(g, r)| (Topic::Gateway(g), r)).collect();
+async fn append_all(ports: &Ports, by_topic: HashMap<Topic, Vec<LogRecord>>) -> u64 {
+    let topics: Vec<(Topic, Vec<LogRecord>)> = by_topic.into_iter().collect();
     let results = futures_util::future::join_all(topics.iter().map(|(t, r)| ports.log.append(t, r.clone()))).await;
     let mut sent = 0;
     for ((topic, records), r) in topics.iter().zip(results) {

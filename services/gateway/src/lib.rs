@@ -24,8 +24,8 @@
 //! - `frames`: parsing client frames into precise error codes; `refusals`:
 //!   the sends the gateway refused, so they never block a `prev` chain.
 //! - `publisher`: the batching appender to the inbound topic.
-//! - `receipts`: the consumer of `gw.<id>` (receipts, packages, notices,
-//!   read marks).
+//! - `receipts`: the consumers of `gw.<id>` (receipts, packages, notices,
+//!   read marks) and of `gw-priority.<id>` (high-priority notices).
 //! - `hub`: connections by device, with bounded queues.
 //! - `http`, `conversations`: the HTTP API and its error shape.
 //! - `state`: [`Ports`] and what the tasks share; `ratelimit`: token bucket.

@@ -1,8 +1,11 @@
-//! The consumer of this gateway's own topic: receipts become `ack`/`nack`
+//! The consumers of this gateway's own topics: receipts become `ack`/`nack`
 //! frames (or answers to waiting HTTP requests), packages go to the
-//! connections' rectifiers. Offsets are committed after dispatch: pushes are
-//! best-effort (the store is the truth) and a receipt for a connection that
-//! is gone is simply dropped (its client resends and gets the same answer).
+//! connections' rectifiers. High-priority notices come on their own topic
+//! (`gw-priority.<id>`), consumed by a second loop, so they never wait
+//! behind the ordinary topic's backlog. Offsets are committed after
+//! dispatch: pushes are best-effort (the store is the truth) and a receipt
+//! for a connection that is gone is simply dropped (its client resends and
+//! gets the same answer).
 
 use crate::error::Error;
 use crate::hub::{DeviceKey, Outbound};
@@ -33,6 +36,20 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     let result = consume(&shared, consumer.as_mut()).await;
     shared.ready.store(false, Ordering::Release);
     result
+}
+
+/// Consumes `gw-priority.<id>` (high-priority notices, sent in full)
+/// until the gateway stops, beside the ordinary topic's consumer.
+#[instrument(skip_all, fields(topic = %Topic::GatewayPriority(shared.config.id.clone()).name()))]
+pub(crate) async fn run_priority(shared: Arc<Shared>) -> Result<(), Error> {
+    let topic = Topic::GatewayPriority(shared.config.id.clone());
+    let group = format!("gateway-priority.{}", shared.config.id);
+    let mut consumer = tokio::select! {
+        c = shared.ports.log.subscribe(&group, &topic) => c?,
+        () = shared.stop.cancelled() => return Ok(()),
+    };
+    info!(group, "priority consumer subscribed");
+    consume(&shared, consumer.as_mut()).await
 }
 
 async fn consume(shared: &Arc<Shared>, consumer: &mut dyn LogConsumer) -> Result<(), Error> {

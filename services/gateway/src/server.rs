@@ -1,5 +1,6 @@
 //! Starting and stopping the gateway: the router, the background tasks
-//! (publisher, receipt consumer, presence and follow heartbeat) and the drain.
+//! (publisher, receipt and priority consumers, presence and follow
+//! heartbeat) and the drain.
 
 use crate::config::GatewayConfig;
 use crate::error::Error;
@@ -59,6 +60,16 @@ pub async fn serve(
         shared.tracker.clone().spawn(async move {
             if let Err(e) = receipts::run(Arc::clone(&shared)).await {
                 warn!(error = %e, "the receipt consumer failed; stopping the gateway");
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                shared.stop.cancel();
+            }
+        });
+    }
+    {
+        let (shared, failure) = (Arc::clone(&shared), Arc::clone(&failure));
+        shared.tracker.clone().spawn(async move {
+            if let Err(e) = receipts::run_priority(Arc::clone(&shared)).await {
+                warn!(error = %e, "the priority consumer failed; stopping the gateway");
                 *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 shared.stop.cancel();
             }

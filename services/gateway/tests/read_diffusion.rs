@@ -3,7 +3,8 @@
 //! follows, notices and the priority lane, read marks and unread counts, and
 //! the token's display name on published commands. The tests play the
 //! sequencer (committing to the store) and fanout (appending notices to the
-//! gateway topic).
+//! gateway's topics: ordinary notices to `gw.<id>`, messages in full to its
+//! priority lane `gw-priority.<id>`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,8 +12,8 @@ mod common;
 
 use common::*;
 use seqline_core::model::{Message, MessageKind};
-use seqline_core::ports::{MemberChange, Presence, Store};
-use seqline_core::records::{Command, GatewayRecord, Notice};
+use seqline_core::ports::{Log, MemberChange, Presence, Store};
+use seqline_core::records::{Command, GatewayRecord, LogRecord, Notice, Topic};
 use seqline_core::token::now_secs;
 use seqline_core::{ConvSeq, ConversationId};
 use seqline_testkit::fixtures;
@@ -71,13 +72,20 @@ async fn membership(gw: &Gw, c: &ConversationId, head: u64, who: &str, joined: b
     m
 }
 
+/// Appends a notice on the lane fanout would choose for it.
 async fn notice(gw: &Gw, c: &ConversationId, head: u64, message: Option<Message>) {
-    gw.deliver(GatewayRecord::Notice(Notice {
+    let n = Notice {
         conv: c.clone(),
         head: ConvSeq(head),
         message,
-    }))
-    .await;
+    };
+    gw.log
+        .append(
+            &Topic::for_notice(gw.id.clone(), &n),
+            vec![LogRecord::Gateway(GatewayRecord::Notice(n))],
+        )
+        .await
+        .unwrap();
 }
 
 fn seqs(page: &Value) -> Vec<u64> {
@@ -486,6 +494,29 @@ async fn a_page_stops_at_a_switch_back_to_write_mode() {
     assert_eq!(seqs(&page), vec![7, 8, 9, 10], "{page}");
     let page = sync_conv(&mut bob, "g:switch", 10, None).await;
     assert_eq!((seqs(&page), &page["more"]), (vec![11], &json!(false)));
+}
+
+#[tokio::test]
+async fn a_message_in_full_on_the_ordinary_topic_still_becomes_a_priority_frame() {
+    // A fanout from before the priority lane had its own topic sent
+    // announcements on `gw.<id>`: the gateway still pushes them.
+    let gw = Gw::start().await;
+    let c = seed(&gw, "g:big", &["bob"], 5).await;
+    let (mut bob, _) = gw.login("bob", "phone").await;
+    bob.send(json!({"type": "poll", "req": 1, "wait_ms": 0, "convs": [{"conv": "g:big", "after": 5}]}))
+        .await;
+    assert_eq!(bob.recv().await["advanced"], json!([]));
+    let mut announcement = fixtures::message(&c, 6, &user("alice"));
+    announcement.priority = true;
+    append(&gw, &c, 5, 1).await;
+    gw.deliver(GatewayRecord::Notice(Notice {
+        conv: c.clone(),
+        head: ConvSeq(6),
+        message: Some(announcement),
+    }))
+    .await;
+    let p = bob.recv().await;
+    assert_eq!((&p["type"], &p["message"]["conv_seq"]), (&json!("priority"), &json!(6)));
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline
             "replication" => o.replication_factor = v.parse().context("replication must be a number")?,
             "partitions" => {
                 let n: u32 = v.parse().context("partitions must be a number")?;
-                (o.inbound, o.deliveries, o.user_events, o.conv_events) = (n, n, n, n);
+                (o.inbound, o.deliveries, o.user_events, o.conv_events, o.priority_events) = (n, n, n, n, n);
             }
             "session_timeout" => o.session_timeout = seqline_core::duration::parse(v).map_err(anyhow::Error::msg)?,
             "client_id" => o.client_id = v.to_string(),

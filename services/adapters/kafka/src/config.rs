@@ -25,7 +25,9 @@ pub struct KafkaOptions {
     pub user_events: u32,
     /// Partitions of `conv-events`.
     pub conv_events: u32,
-    /// Partitions of each `gw.<id>` topic.
+    /// Partitions of `priority-events`.
+    pub priority_events: u32,
+    /// Partitions of each `gw.<id>` and `gw-priority.<id>` topic.
     pub gateway: u32,
     /// Partitions of `dead-letter`.
     pub dead_letter: u32,
@@ -68,6 +70,7 @@ impl Default for KafkaOptions {
             deliveries: 8,
             user_events: 8,
             conv_events: 8,
+            priority_events: 8,
             gateway: 1,
             dead_letter: 1,
             replication_factor: 3,
@@ -102,6 +105,7 @@ impl fmt::Debug for KafkaOptions {
             .field("deliveries", &self.deliveries)
             .field("user_events", &self.user_events)
             .field("conv_events", &self.conv_events)
+            .field("priority_events", &self.priority_events)
             .field("gateway", &self.gateway)
             .field("dead_letter", &self.dead_letter)
             .field("replication_factor", &self.replication_factor)
@@ -124,7 +128,8 @@ impl KafkaOptions {
             Topic::Deliveries => self.deliveries,
             Topic::UserEvents => self.user_events,
             Topic::ConvEvents => self.conv_events,
-            Topic::Gateway(_) => self.gateway,
+            Topic::PriorityEvents => self.priority_events,
+            Topic::Gateway(_) | Topic::GatewayPriority(_) => self.gateway,
             Topic::DeadLetter => self.dead_letter,
         };
         n.max(1)
@@ -275,6 +280,21 @@ mod tests {
         let gw = Topic::Gateway(seqline_core::ids::GatewayId::parse("g1").unwrap());
         assert_eq!(zero.partitions(&gw), 1);
         assert_eq!(zero.topic_name(&gw), "seqline.gw.g1");
+    }
+
+    #[test]
+    fn the_priority_lane_has_its_own_topics() {
+        let options = KafkaOptions {
+            priority_events: 2,
+            gateway: 3,
+            ..KafkaOptions::default()
+        };
+        assert_eq!(options.topic_name(&Topic::PriorityEvents), "seqline.priority-events");
+        assert_eq!(options.partitions(&Topic::PriorityEvents), 2);
+        let lane = Topic::GatewayPriority(seqline_core::ids::GatewayId::parse("g1").unwrap());
+        assert_eq!(options.topic_name(&lane), "seqline.gw-priority.g1");
+        assert_eq!(options.partitions(&lane), 3, "sized like the gateway's ordinary topic");
+        assert!(format!("{options:?}").contains("priority_events: 2"));
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl SequencerHandler {
         }
         let (events, deliveries): (Vec<LogRecord>, Vec<LogRecord>) =
             ready.into_iter().partition(|r| matches!(r, LogRecord::ConvEvent(_)));
+        let (priority, events) = priority_lane(events);
         failpoint::hit(failpoint::names::SEQUENCER_AFTER_STORE).await;
         let log = &self.ports.log;
         if !dead.is_empty() {
@@ -133,6 +134,9 @@ impl SequencerHandler {
         if !events.is_empty() {
             appends.push(log.append(&Topic::ConvEvents, events));
         }
+        if !priority.is_empty() {
+            appends.push(log.append(&Topic::PriorityEvents, priority));
+        }
         for (topic, records) in topics.iter().zip(batches) {
             appends.push(log.append(topic, records));
         }
@@ -141,6 +145,16 @@ impl SequencerHandler {
         }
         Ok(())
     }
+}
+
+/// Splits conversation events into the priority lane's and the ordinary
+/// ones, each in the order given: a priority message must not wait behind
+/// a backlog of ordinary events on its way to the devices.
+fn priority_lane(events: Vec<LogRecord>) -> (Vec<LogRecord>, Vec<LogRecord>) {
+    events.into_iter().partition(|r| match r {
+        LogRecord::ConvEvent(e) => Topic::for_conv_event(&e.message) == Topic::PriorityEvents,
+        _ => false,
+    })
 }
 
 /// A `sent_ms` further ahead of this clock is not the gateway's stamp.

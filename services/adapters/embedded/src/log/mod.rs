@@ -34,16 +34,19 @@ pub struct LogOptions {
     pub user_events: u32,
     /// Partitions of `conv-events`.
     pub conv_events: u32,
-    /// Partitions of each `gw.<id>` topic.
+    /// Partitions of `priority-events`.
+    pub priority_events: u32,
+    /// Partitions of each `gw.<id>` and `gw-priority.<id>` topic.
     pub gateway: u32,
     /// Partitions of `dead-letter`.
     pub dead_letter: u32,
     /// At most this many records are trimmed per commit.
     pub trim_batch: usize,
-    /// Appends to `gw.<id>` topics (receipts and pushes) return without
-    /// waiting for their fsync. Both are best effort by design: a lost
-    /// receipt makes the client resend (and get the original `conv_seq`), a
-    /// lost push is pulled. Everything else is always durable.
+    /// Appends to `gw.<id>` and `gw-priority.<id>` topics (receipts and
+    /// pushes) return without waiting for their fsync. Both are best effort
+    /// by design: a lost receipt makes the client resend (and get the
+    /// original `conv_seq`), a lost push is pulled. Everything else is
+    /// always durable.
     pub volatile_gateway_topics: bool,
 }
 
@@ -54,6 +57,7 @@ impl Default for LogOptions {
             deliveries: 8,
             user_events: 8,
             conv_events: 8,
+            priority_events: 8,
             gateway: 1,
             dead_letter: 1,
             trim_batch: 4096,
@@ -70,7 +74,8 @@ impl LogOptions {
             Topic::Deliveries => self.deliveries,
             Topic::UserEvents => self.user_events,
             Topic::ConvEvents => self.conv_events,
-            Topic::Gateway(_) => self.gateway,
+            Topic::PriorityEvents => self.priority_events,
+            Topic::Gateway(_) | Topic::GatewayPriority(_) => self.gateway,
             Topic::DeadLetter => self.dead_letter,
         };
         n.max(1)
@@ -129,7 +134,7 @@ impl LogInner {
         let loaded =
             blocking(move || TopicState::load(&this.records, &this.offsets, &this.meta, &loaded_name, count)).await?;
         let mut loaded = loaded;
-        loaded.volatile = self.options.volatile_gateway_topics && matches!(topic, Topic::Gateway(_));
+        loaded.volatile = self.options.volatile_gateway_topics && topic.is_gateway();
         let mut topics = lock(&self.topics);
         Ok(Arc::clone(topics.entry(name).or_insert_with(|| Arc::new(loaded))))
     }
