@@ -48,6 +48,7 @@
 //! - [`error`]: the error type, [`ClientError`].
 
 pub mod backoff;
+pub mod batch;
 pub mod client;
 pub mod clocks;
 pub mod config;
@@ -62,6 +63,7 @@ pub mod inbox;
 pub mod outbox;
 
 pub use backoff::Backoff;
+pub use batch::Batch;
 pub use client::{Client, ConvPage, HistoryPage, SendOptions, SyncAnswer};
 pub use clocks::causal_order;
 pub use config::{ClientConfig, ResendPolicy};

@@ -225,3 +225,45 @@ async fn a_bad_command_refuses_the_batch_whole_and_a_resend_gets_the_same_number
     assert_eq!(bodies.len(), 3, "{bodies:?}");
     assert_eq!(&bodies[1..], ["one", "two"]);
 }
+
+#[tokio::test]
+async fn the_sdk_sends_a_batch_in_its_chain_and_names_the_command_a_refusal_failed_at() {
+    use seqline_client::{Batch, Client, ClientConfig, ClientError};
+    let server = Server::start(&temp_dir("batch-sdk"), "127.0.0.1:0");
+    let conv = create_group(&server, "alice", "g:sdk", &["bob"]).await;
+    let (bob, _events) = Client::connect(ClientConfig::new(server.ws_url(), token("bob", "phone")))
+        .await
+        .unwrap();
+    // A send first: the batch follows it in the device's chain.
+    let first = bob.send(conv.clone(), "hello").await.unwrap();
+    assert!(matches!(first.outcome().await, seqline_client::SendState::Sent(2)));
+    let two = Batch::new(conv.clone()).send("one").send("two");
+    assert_eq!(bob.send_batch(&two).await.unwrap(), vec![3, 4]);
+    // A send after it follows its last send (no out-of-order round trip).
+    let after = bob.send(conv.clone(), "three").await.unwrap();
+    assert!(matches!(after.outcome().await, seqline_client::SendState::Sent(5)));
+    let batch = Batch::new(conv.clone()).send("bye").leave();
+    assert_eq!(bob.send_batch(&batch).await.unwrap(), vec![6, 7]);
+    // The same batch again: the original numbers.
+    assert_eq!(bob.send_batch(&batch).await.unwrap(), vec![6, 7]);
+    // Bob left: a new batch is refused at its first command, nothing sequenced.
+    let late = Batch::new(conv.clone()).send("still here?");
+    match bob.send_batch(&late).await {
+        Err(ClientError::BatchRefused { index, id, code, .. }) => {
+            assert_eq!((index, id, code), (0, late.ids()[0], RefusalCode::NotMember));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Refused by the gateway before anything is published.
+    let big = Batch::new(conv.clone()).send("ok").send("x".repeat(20_000));
+    match bob.send_batch(&big).await {
+        Err(ClientError::Server { code, message }) => {
+            assert_eq!(code, seqline_core::protocol::ErrorCode::TooLarge);
+            assert!(message.contains(&format!("command 1 ({})", big.ids()[1])), "{message}");
+        }
+        other => panic!("expected the gateway's refusal, got {other:?}"),
+    }
+    let (mut alice, _) = connect(&server, "alice", "phone").await;
+    assert_eq!(all_messages(&mut alice, &conv).await.len(), 7);
+    bob.close().await;
+}

@@ -20,6 +20,8 @@ impl Driver {
                 sess.slow_down = 0;
                 if self.outbox.ack(&id).is_some() {
                     self.settle(id, conv, SendState::Sent(conv_seq)).await;
+                } else {
+                    self.batch_answer(id, Ok(conv_seq));
                 }
             }
             ServerFrame::Nack {
@@ -28,7 +30,9 @@ impl Driver {
                 code,
                 message,
             } => {
-                if code == RefusalCode::OutOfOrder {
+                if !self.outbox.contains(&id) && self.batch_answer(id, Err((code, message.clone()))) {
+                    // A command of a batch.
+                } else if code == RefusalCode::OutOfOrder {
                     self.outbox.out_of_order(&id, now());
                 } else if let Some(msg) = self.outbox.refuse(&id, true) {
                     self.unstamp(&msg);
@@ -184,7 +188,11 @@ impl Driver {
                 req: None,
                 code,
                 message,
-            } => self.on_send_error(sess, code, message).await,
+            } => {
+                if !self.batches.refused(&message, code) {
+                    self.on_send_error(sess, code, message).await;
+                }
+            }
             ServerFrame::Welcome { .. } => {}
             ServerFrame::ConvPage {
                 req,
@@ -383,5 +391,22 @@ mod tests {
         );
         assert_eq!(super::message_id(&format!("message {id} was not accepted")), Some(id));
         assert_eq!(super::message_id("too many requests"), None);
+    }
+}
+
+impl Driver {
+    /// An answer for a command of a batch; false when no batch holds `id`.
+    /// A batch the sequencer processed moves its conversation's chain.
+    fn batch_answer(&mut self, id: ClientMsgId, answer: Result<u64, (RefusalCode, String)>) -> bool {
+        match self.batches.answer(id, answer) {
+            None => false,
+            Some(None) => true,
+            Some(Some(done)) => {
+                if let Some(last) = done.settled {
+                    self.outbox.settled_outside(&done.conv, last);
+                }
+                true
+            }
+        }
     }
 }
