@@ -107,8 +107,11 @@ fn single(u: &str, id: ClientMsgId) -> Command {
     Command::Send(c)
 }
 
+/// A command's number, or its refusal.
+type Answer = Result<u64, (RefusalCode, String)>;
+
 /// The number or the refusal of each command of a batch's answer.
-fn outcomes(a: Applied) -> Vec<Result<u64, (RefusalCode, String)>> {
+fn outcomes(a: Applied) -> Vec<Answer> {
     let Applied::Batch(items) = a else {
         panic!("not a batch: {a:?}")
     };
@@ -369,7 +372,7 @@ proptest! {
         let users = ["u0", "u1", "u2"];
         let mut s = group(&users);
         let mut numbers: HashMap<ClientMsgId, u64> = HashMap::new();
-        let mut batches: Vec<(Command, Vec<Result<u64, (RefusalCode, String)>>)> = Vec::new();
+        let mut batches: Vec<(Command, Vec<Answer>)> = Vec::new();
         // Each user's last send, for the chain.
         let mut last: HashMap<usize, ClientMsgId> = HashMap::new();
         for step in steps {

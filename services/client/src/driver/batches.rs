@@ -3,6 +3,7 @@
 //! ids, so the server answers a sequenced one with its original numbers),
 //! until every command is answered or its deadline passes.
 
+use super::Driver;
 use crate::batch::Batch;
 use crate::error::{ClientError, Result};
 use seqline_core::ids::{ClientMsgId, ConversationId};
@@ -163,5 +164,22 @@ impl Batches {
             message: message.to_string(),
         }));
         true
+    }
+}
+
+impl Driver {
+    /// An answer for a command of a batch; false when no batch holds `id`.
+    /// A batch the sequencer processed moves its conversation's chain.
+    pub(super) fn batch_answer(&mut self, id: ClientMsgId, answer: Result<u64, (RefusalCode, String)>) -> bool {
+        match self.batches.answer(id, answer) {
+            None => false,
+            Some(None) => true,
+            Some(Some(done)) => {
+                if let Some(last) = done.settled {
+                    self.outbox.settled_outside(&done.conv, last);
+                }
+                true
+            }
+        }
     }
 }

@@ -393,20 +393,3 @@ mod tests {
         assert_eq!(super::message_id("too many requests"), None);
     }
 }
-
-impl Driver {
-    /// An answer for a command of a batch; false when no batch holds `id`.
-    /// A batch the sequencer processed moves its conversation's chain.
-    fn batch_answer(&mut self, id: ClientMsgId, answer: Result<u64, (RefusalCode, String)>) -> bool {
-        match self.batches.answer(id, answer) {
-            None => false,
-            Some(None) => true,
-            Some(Some(done)) => {
-                if let Some(last) = done.settled {
-                    self.outbox.settled_outside(&done.conv, last);
-                }
-                true
-            }
-        }
-    }
-}
