@@ -524,3 +524,40 @@ async fn the_persister_sequences_a_batch_consecutively_and_answers_each_command(
     assert_eq!(rig.head("g:room").await, 5);
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn a_forged_batch_on_the_log_is_refused_whole_and_the_partition_keeps_flowing() {
+    let mut rig = common::Rig::start(1).await;
+    let (created, create) = rig.create("g:room", "admin", &["bob", "carol"]);
+    rig.append(&Topic::Inbound, vec![create]).await;
+    assert_eq!(rig.receipt(created).await, common::sequenced(1));
+    // Bob's batch carrying a send in carol's name: refused, nothing stored.
+    let (mine, theirs) = (ClientMsgId::random(), ClientMsgId::random());
+    let mut forged = send_item("carol", theirs, None, "not from bob");
+    if let BatchItem::Send(c) = &mut forged {
+        c.origin.gateway = rig.gateway.clone();
+    }
+    let mut bob = rig.origin("bob");
+    bob.device = DeviceId::parse("d").unwrap();
+    let mut own = send_item("bob", mine, None, "from bob");
+    if let BatchItem::Send(c) = &mut own {
+        c.origin = bob.clone();
+    }
+    let record = LogRecord::Command(Command::Batch(BatchCommand {
+        origin: bob,
+        conv: room(),
+        commands: vec![own, forged],
+    }));
+    let (next, later) = rig.send("g:room", "carol", "still flowing");
+    rig.append(&Topic::Inbound, vec![record, later]).await;
+    for id in [mine, theirs] {
+        let Outcome::Refused { code, reason } = rig.receipt(id).await else {
+            panic!("sequenced")
+        };
+        assert_eq!(code, RefusalCode::Invalid);
+        assert!(reason.contains(&format!("command 1 ({theirs})")), "{reason}");
+    }
+    assert_eq!(rig.receipt(next).await, common::sequenced(2));
+    assert_eq!(rig.head("g:room").await, 2);
+    rig.stop().await;
+}

@@ -142,11 +142,13 @@ impl Batches {
     }
 
     /// The gateway refused a batch (an `error` whose message starts with
-    /// `batch <first id>:`); false when it is none of these batches.
+    /// `batch <first id>:`, or `message <first id>` when the log did not
+    /// take it); false when it is none of these batches.
     pub fn refused(&mut self, message: &str, code: seqline_core::protocol::ErrorCode) -> bool {
         let Some(first) = message
             .strip_prefix("batch ")
-            .and_then(|m| m.split(':').next())
+            .or_else(|| message.strip_prefix("message "))
+            .and_then(|m| m.split([':', ' ']).next())
             .and_then(|id| ClientMsgId::parse(id).ok())
         else {
             return false;
