@@ -1,7 +1,8 @@
 //! The application's handle on a connected device.
 
+use crate::batch::Batch;
 use crate::config::ClientConfig;
-use crate::driver::{now, Ask, Call, Control, Driver, SendCmd, Status};
+use crate::driver::{now, Ask, BatchCall, Call, Control, Driver, SendCmd, Status};
 use crate::error::{ClientError, Result};
 use crate::event::EventStream;
 use crate::follow::Follows;
@@ -169,6 +170,33 @@ impl Client {
         self.sends.send(cmd).await.map_err(|_| ClientError::Closed)?;
         self.sends_given.fetch_add(1, Ordering::AcqRel);
         Ok(SendHandle::new(id, opts.conv, rx))
+    }
+
+    /// Sends `batch` as one ordered action: its commands are sequenced
+    /// consecutively, with nothing in between, or none is. Returns each
+    /// command's `conv_seq`; a refusal is [`ClientError::BatchRefused`],
+    /// naming the command that failed. Waits for the answers (resending
+    /// after a reconnect) up to the request timeout; after a timeout the
+    /// outcome is unknown: send the same `batch` again to learn it (its
+    /// ids make it idempotent). A batch goes after the conversation's
+    /// earlier messages: while some wait for their acks it is refused with
+    /// [`ClientError::Busy`] (flush first). Sends after it name its last
+    /// send as their predecessor.
+    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<u64>> {
+        if batch.commands().is_empty() {
+            return Err(ClientError::Config("a batch needs at least one command".into()));
+        }
+        let (reply, rx) = oneshot::channel();
+        let call = BatchCall {
+            batch: batch.clone(),
+            reply,
+            deadline: now() + self.request_timeout,
+        };
+        self.control
+            .send(Control::Batch(call))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)?
     }
 
     async fn ask(&self, ask: Ask) -> Result<ServerFrame> {

@@ -1,5 +1,7 @@
 //! The one error type of the SDK, grouped by what the caller can do.
 
+use seqline_core::ids::ClientMsgId;
+use seqline_core::model::RefusalCode;
 use seqline_core::protocol::ErrorCode;
 
 /// Why a client call failed.
@@ -47,13 +49,30 @@ pub enum ClientError {
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
+    /// The sequencer refused a batch: none of its commands was sequenced.
+    #[error("the batch was refused at command {index} ({code:?}): {message}")]
+    BatchRefused {
+        /// The index of the command that failed.
+        index: usize,
+        /// Its id.
+        id: ClientMsgId,
+        /// Why, as a code (`out_of_order`: resend the same batch later).
+        code: RefusalCode,
+        /// Why, for humans.
+        message: String,
+    },
+    /// Earlier messages to the conversation are still waiting for their
+    /// acks, or another batch is: a batch goes after them.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl ClientError {
     /// Whether the same call may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Disconnected(_) | ClientError::Timeout => true,
+            ClientError::Disconnected(_) | ClientError::Timeout | ClientError::Busy(_) => true,
+            ClientError::BatchRefused { code, .. } => *code == RefusalCode::OutOfOrder,
             ClientError::Server { code, .. } => {
                 matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited)
             }

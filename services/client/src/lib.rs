@@ -16,7 +16,10 @@
 //! kept with the epoch of the server's data and the id of the entry at it:
 //! when the server's data was wiped, swapped or restored from an older copy,
 //! the device drops its timeline and syncs the new data from the start
-//! ([`Event::Reset`] with `data_replaced`).
+//! ([`Event::Reset`] with `data_replaced`). [`Client::send_batch`] sends a
+//! [`Batch`] (messages, then leaving) as one ordered action: its commands get
+//! consecutive `conv_seq`s with nothing in between, or none is sequenced and
+//! the refusal names the command that failed.
 //!
 //! ```no_run
 //! # async fn demo() -> seqline_client::Result<()> {
@@ -38,6 +41,7 @@
 //! - [`config`]: [`ClientConfig`] and [`ResendPolicy`].
 //! - [`event`]: [`Event`] and the bounded [`EventStream`].
 //! - [`handle`]: [`SendHandle`] and [`SendState`].
+//! - [`batch`]: [`Batch`], commands sent as one ordered action.
 //! - [`cursor`]: [`CursorStore`] with [`MemoryCursor`] and [`FileCursor`].
 //! - [`follow`]: following read-diffusion conversations (huge groups):
 //!   which to pull, how far, which timeline entries wait or repeat.
@@ -48,6 +52,7 @@
 //! - [`error`]: the error type, [`ClientError`].
 
 pub mod backoff;
+pub mod batch;
 pub mod client;
 pub mod clocks;
 pub mod config;
@@ -62,6 +67,7 @@ pub mod inbox;
 pub mod outbox;
 
 pub use backoff::Backoff;
+pub use batch::Batch;
 pub use client::{Client, ConvPage, HistoryPage, SendOptions, SyncAnswer};
 pub use clocks::causal_order;
 pub use config::{ClientConfig, ResendPolicy};

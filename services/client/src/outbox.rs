@@ -330,6 +330,25 @@ impl Outbox {
         true
     }
 
+    /// Whether a message of `conv` is pending.
+    pub fn pending_in(&self, conv: &ConversationId) -> bool {
+        self.entries.values().any(|e| e.msg.conv == *conv)
+    }
+
+    /// The predecessor the next message of `conv` names (the latest one
+    /// the sequencer processed).
+    pub fn last_settled(&self, conv: &ConversationId) -> Option<ClientMsgId> {
+        self.chains.get(conv).and_then(|c| c.last_settled).map(|(_, id)| id)
+    }
+
+    /// `id`, sent outside the outbox (the last send of a batch), was
+    /// processed by the sequencer: it is the predecessor of what follows.
+    pub fn settled_outside(&mut self, conv: &ConversationId, id: ClientMsgId) {
+        let order = self.next_order;
+        self.next_order += 1;
+        self.chains.entry(conv.clone()).or_default().settle(order, id);
+    }
+
     /// The connection dropped: everything in flight is resent on the next one.
     pub fn disconnected(&mut self, now: Instant) {
         for e in self.entries.values_mut() {

@@ -210,3 +210,28 @@ fn capacity_rate_limit_and_drain() {
     assert_eq!(o.drain().len(), 2);
     assert!(o.is_empty() && !o.contains(&m.id));
 }
+
+#[test]
+fn a_batch_sent_outside_moves_the_chain_of_its_conversation() {
+    let now = Instant::now();
+    let mut o = Outbox::new(10, 3, T);
+    let a1 = msg("a");
+    o.push(a1.clone(), now).unwrap();
+    assert!(o.pending_in(&conv("a")) && !o.pending_in(&conv("b")));
+    o.due(now, || true);
+    o.ack(&a1.id);
+    assert!(!o.pending_in(&conv("a")));
+    assert_eq!(o.last_settled(&conv("a")), Some(a1.id));
+    // A batch's last send was processed: the next message names it.
+    let batch_last = ClientMsgId::random();
+    o.settled_outside(&conv("a"), batch_last);
+    assert_eq!(o.last_settled(&conv("a")), Some(batch_last));
+    let a2 = msg("a");
+    o.push(a2.clone(), now).unwrap();
+    let d = o.due(now, || true);
+    assert_eq!(
+        d.transmit.iter().map(|t| t.prev).collect::<Vec<_>>(),
+        vec![Some(batch_last)]
+    );
+    assert_eq!(o.last_settled(&conv("b")), None);
+}

@@ -22,6 +22,7 @@ pub const CLIENT_FRAME_TYPES: &[&str] = &[
     "poll",
     "read",
     "unread",
+    "batch",
 ];
 
 /// Most conversations one `poll` may name.
@@ -146,6 +147,53 @@ pub enum ClientFrame {
         /// Request id echoed in the answer.
         req: u64,
     },
+    /// Several commands for one conversation, sequenced consecutively (no
+    /// other command in between) or refused whole. Each command is
+    /// answered by `ack` or `nack` with its own `id`, as a send is.
+    Batch {
+        /// The conversation.
+        conv: ConversationId,
+        /// The previous message this device sent to `conv`, if any: the
+        /// predecessor of the batch's first send. Each later send follows
+        /// the send before it in the batch.
+        #[serde(default)]
+        prev: Option<ClientMsgId>,
+        /// The commands, in order (at most `max_batch_commands`).
+        commands: Vec<BatchEntry>,
+    },
+}
+
+/// One command of a `batch` frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BatchEntry {
+    /// Send a message, as the `send` frame does.
+    Send {
+        /// The client's id for this message (resends reuse it).
+        id: ClientMsgId,
+        /// The text.
+        body: String,
+        /// High priority (group admins only).
+        #[serde(default)]
+        priority: bool,
+        /// The author's vector clock (optional).
+        #[serde(default)]
+        vclock: VectorClock,
+    },
+    /// Leave the conversation (its `left` message is sequenced).
+    Leave {
+        /// The client's id for this command (resends reuse it).
+        id: ClientMsgId,
+    },
+}
+
+impl BatchEntry {
+    /// The entry's client id.
+    pub fn id(&self) -> ClientMsgId {
+        match self {
+            BatchEntry::Send { id, .. } | BatchEntry::Leave { id } => *id,
+        }
+    }
 }
 
 /// A conversation and a device's cursor in it.
@@ -191,6 +239,12 @@ pub struct Limits {
     pub max_page: u32,
     /// Messages per second a connection may send.
     pub max_sends_per_sec: u32,
+    /// Most commands in one `batch` (0 from a server without batches).
+    #[serde(default)]
+    pub max_batch_commands: usize,
+    /// Most body bytes of all the sends of one `batch` together.
+    #[serde(default)]
+    pub max_batch_bytes: usize,
 }
 
 /// A frame from the server.

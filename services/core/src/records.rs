@@ -32,6 +32,9 @@ pub enum Command {
     Create(CreateCommand),
     /// Add or remove members.
     ChangeMembers(MembersCommand),
+    /// Several commands of one conversation from one device, sequenced
+    /// consecutively or refused whole.
+    Batch(BatchCommand),
 }
 
 /// Send a chat message.
@@ -87,6 +90,54 @@ pub struct MembersCommand {
     pub remove: Vec<UserId>,
 }
 
+/// Most commands in one batch.
+pub const MAX_BATCH_COMMANDS: usize = 16;
+/// Most body bytes of all the sends of one batch together.
+pub const MAX_BATCH_BYTES: usize = 32 * 1024;
+
+/// Commands of one conversation from one device, applied as one: their
+/// messages get consecutive `conv_seq`s with nothing in between, or none of
+/// them is sequenced. Each command keeps its own client id (the unit of
+/// deduplication) and gets its own receipt. A send after the first follows
+/// the batch's previous send (`prev`); only sends and member removals may
+/// be batched, each with the batch's origin and conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCommand {
+    /// Who sends every command.
+    pub origin: Origin,
+    /// The conversation of every command.
+    pub conv: ConversationId,
+    /// The commands, in the order they are sequenced.
+    pub commands: Vec<BatchItem>,
+}
+
+/// One command of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchItem {
+    /// Send a chat message.
+    Send(SendCommand),
+    /// Remove members (the sender themself: leave).
+    ChangeMembers(MembersCommand),
+}
+
+impl BatchItem {
+    /// The item's client id.
+    pub fn client_msg_id(&self) -> ClientMsgId {
+        match self {
+            BatchItem::Send(c) => c.client_msg_id,
+            BatchItem::ChangeMembers(c) => c.client_msg_id,
+        }
+    }
+
+    /// The item as a command of its own.
+    pub fn to_command(&self) -> Command {
+        match self {
+            BatchItem::Send(c) => Command::Send(c.clone()),
+            BatchItem::ChangeMembers(c) => Command::ChangeMembers(c.clone()),
+        }
+    }
+}
+
 impl Command {
     /// The conversation, which is also the partition key.
     pub fn conv(&self) -> &ConversationId {
@@ -94,6 +145,7 @@ impl Command {
             Command::Send(c) => &c.conv,
             Command::Create(c) => &c.conv,
             Command::ChangeMembers(c) => &c.conv,
+            Command::Batch(c) => &c.conv,
         }
     }
     /// Who sent the command.
@@ -102,14 +154,26 @@ impl Command {
             Command::Send(c) => &c.origin,
             Command::Create(c) => &c.origin,
             Command::ChangeMembers(c) => &c.origin,
+            Command::Batch(c) => &c.origin,
         }
     }
-    /// The dedup id.
+    /// The dedup id (of a batch: its first command's, nil when empty).
     pub fn client_msg_id(&self) -> ClientMsgId {
         match self {
             Command::Send(c) => c.client_msg_id,
             Command::Create(c) => c.client_msg_id,
             Command::ChangeMembers(c) => c.client_msg_id,
+            Command::Batch(c) => c
+                .commands
+                .first()
+                .map_or(ClientMsgId(uuid::Uuid::nil()), BatchItem::client_msg_id),
+        }
+    }
+    /// Every dedup id the command carries (one, or each of a batch's).
+    pub fn client_msg_ids(&self) -> Vec<ClientMsgId> {
+        match self {
+            Command::Batch(c) => c.commands.iter().map(BatchItem::client_msg_id).collect(),
+            other => vec![other.client_msg_id()],
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::session::{Session, CONTROL_FLOOD};
 use crate::state::{Shared, Slot};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame, PROTOCOL_VERSION};
+use seqline_core::records::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 use seqline_core::token::{now_secs, Claims, TokenError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -289,6 +290,8 @@ async fn welcome_and_run(
             max_body_bytes: c.max_body_bytes,
             max_page: c.max_page,
             max_sends_per_sec: c.max_sends_per_sec,
+            max_batch_commands: MAX_BATCH_COMMANDS,
+            max_batch_bytes: MAX_BATCH_BYTES,
         },
     };
     if let Err(exit) = say(shared, socket, &welcome).await {

@@ -16,7 +16,8 @@
 //! - `peers`: open connections per client address (`max_connections_per_ip`).
 //! - `connection`: `hello`, registration, close codes.
 //! - `session`: the per-connection loop (frames in, queue out, rectifier timer).
-//! - `requests`: send, sync, history, cursor and ping.
+//! - `requests`: send, sync, history, cursor and ping; `batch`: ordered
+//!   batches of one conversation's commands.
 //! - `diffusion`: sync_conv, poll, read and unread (read diffusion, see
 //!   `docs/huge-groups.md`); `reads`: the coalesced, cached conversation
 //!   reads, the follows and the notices; `tail`: the hot-tail cache.
@@ -31,6 +32,7 @@
 //! - `state`: [`Ports`] and what the tasks share; `ratelimit`: token bucket.
 //! - [`metrics`]: counters at `GET /metrics`.
 
+mod batch;
 pub mod config;
 mod connection;
 mod conversations;

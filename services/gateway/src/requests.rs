@@ -14,7 +14,7 @@ use std::time::Instant;
 use tracing::warn;
 
 /// Most participants a vector clock may name.
-const MAX_VCLOCK: usize = 1024;
+pub(crate) const MAX_VCLOCK: usize = 1024;
 
 pub(crate) fn unavailable(req: Option<u64>, e: &seqline_core::Error) -> ServerFrame {
     warn!(error = %e, "a store read failed");

@@ -238,7 +238,8 @@ impl Session {
                 return self.write(socket, &r.into_frame()).await;
             }
         };
-        if !matches!(frame, ClientFrame::Send { .. }) && !self.requests.try_take(Instant::now()) {
+        let is_send = matches!(frame, ClientFrame::Send { .. } | ClientFrame::Batch { .. });
+        if !is_send && !self.requests.try_take(Instant::now()) {
             let req = match &frame {
                 ClientFrame::Sync { req, .. }
                 | ClientFrame::History { req, .. }
@@ -295,6 +296,7 @@ impl Session {
             ClientFrame::Poll { req, convs, wait_ms } => self.poll(socket, req, convs, wait_ms).await,
             ClientFrame::Read { conv, conv_seq } => self.read(socket, conv, conv_seq).await,
             ClientFrame::Unread { req } => self.unread(socket, req).await,
+            ClientFrame::Batch { conv, prev, commands } => self.batch(socket, conv, prev, commands).await,
         }
     }
 

@@ -82,6 +82,8 @@ fn main() {
             Applied::Sequenced { .. } => sequenced += 1,
             Applied::Duplicate(_) => dups += 1,
             Applied::Refused { .. } => refused += 1,
+            // W6 sends no batches.
+            Applied::Batch(_) => {}
         }
     }
     let secs = start.elapsed().as_secs_f64();

@@ -59,6 +59,8 @@ enum Stated {
     Number(f64),
     Duration(Duration),
     Empty,
+    /// A name in backticks, e.g. a consumer group.
+    Text(String),
 }
 
 /// The quantity `text` starts with, and what follows it.
@@ -66,6 +68,11 @@ fn quantity(text: &str) -> Option<Stated> {
     let t = text.trim_start().trim_start_matches(['*', '`', '"']);
     if t.starts_with("empty") {
         return Some(Stated::Empty);
+    }
+    if let Some(name) = text.trim_start().strip_prefix('`').and_then(|r| r.split('`').next()) {
+        if name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return Some(Stated::Text(name.to_owned()));
+        }
     }
     let bytes = t.as_bytes();
     let mut digits = String::new();
@@ -118,6 +125,7 @@ fn agrees(stated: &Stated, value: &toml::Value) -> bool {
         }
         (Stated::Empty, toml::Value::Array(a)) => a.is_empty(),
         (Stated::Empty, toml::Value::String(s)) => s.is_empty(),
+        (Stated::Text(t), toml::Value::String(s)) => t == s,
         _ => false,
     }
 }

@@ -1,7 +1,7 @@
 use super::*;
 use seqline_core::ids::GatewayId;
 use seqline_core::model::ConversationKind;
-use seqline_core::records::{CreateCommand, SendCommand};
+use seqline_core::records::{BatchCommand, BatchItem, CreateCommand, MembersCommand, SendCommand};
 
 fn message(members: Vec<UserId>) -> Message {
     Message {
@@ -101,6 +101,33 @@ fn every_record_kind_roundtrips() {
         reason: "bad".into(),
         raw: vec![1, 2, 3],
     }));
+}
+
+#[test]
+fn a_batch_round_trips() {
+    let conv = ConversationId::parse("g:room").unwrap();
+    let send = SendCommand {
+        origin: origin(),
+        conv: conv.clone(),
+        client_msg_id: ClientMsgId::random(),
+        prev: Some(ClientMsgId::random()),
+        body: "bye".into(),
+        priority: false,
+        vclock: VectorClock::from([(UserId::parse("bob").unwrap(), 2)]),
+        sent_ms: 5,
+    };
+    let leave = MembersCommand {
+        origin: origin(),
+        conv: conv.clone(),
+        client_msg_id: ClientMsgId::random(),
+        add: Vec::new(),
+        remove: vec![UserId::parse("alice").unwrap()],
+    };
+    roundtrip(LogRecord::Command(Command::Batch(BatchCommand {
+        origin: origin(),
+        conv,
+        commands: vec![BatchItem::Send(send), BatchItem::ChangeMembers(leave)],
+    })));
 }
 
 #[test]

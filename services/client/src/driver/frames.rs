@@ -20,6 +20,8 @@ impl Driver {
                 sess.slow_down = 0;
                 if self.outbox.ack(&id).is_some() {
                     self.settle(id, conv, SendState::Sent(conv_seq)).await;
+                } else {
+                    self.batch_answer(id, Ok(conv_seq));
                 }
             }
             ServerFrame::Nack {
@@ -28,7 +30,9 @@ impl Driver {
                 code,
                 message,
             } => {
-                if code == RefusalCode::OutOfOrder {
+                if !self.outbox.contains(&id) && self.batch_answer(id, Err((code, message.clone()))) {
+                    // A command of a batch.
+                } else if code == RefusalCode::OutOfOrder {
                     self.outbox.out_of_order(&id, now());
                 } else if let Some(msg) = self.outbox.refuse(&id, true) {
                     self.unstamp(&msg);
@@ -187,7 +191,11 @@ impl Driver {
                 message,
                 id,
                 ..
-            } => self.on_send_error(sess, code, message, id.as_deref()).await,
+            } => {
+                if !self.batches.refused(&message, code) {
+                    self.on_send_error(sess, code, message, id.as_deref()).await;
+                }
+            }
             ServerFrame::Welcome { .. } => {}
             ServerFrame::ConvPage {
                 req,

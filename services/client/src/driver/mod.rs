@@ -1,9 +1,12 @@
 //! The background task that owns the socket: connects, authenticates,
 //! syncs, resends, and reconnects with backoff and jitter after any drop.
 
+mod batches;
 mod frames;
 mod requests;
 mod session;
+
+pub(crate) use batches::BatchCall;
 
 pub(crate) use requests::{Ask, Call};
 
@@ -75,6 +78,8 @@ pub(crate) struct SendCmd {
 /// Anything else handed to the task.
 pub(crate) enum Control {
     Request(Call),
+    /// Send a batch (when connected and synced) and wait for its answers.
+    Batch(BatchCall),
     /// Move the user's read position (sent when connected).
     Read(ConversationId, u64),
     Close(oneshot::Sender<()>),
@@ -121,6 +126,7 @@ pub(crate) struct Driver {
     /// The clocks of those sends, stamped at the first welcome.
     late_clocks: HashMap<ClientMsgId, seqline_core::model::VectorClock>,
     requests: Requests,
+    batches: batches::Batches,
     rng: SmallRng,
     head: u64,
     closing: Vec<oneshot::Sender<()>>,
@@ -181,6 +187,7 @@ impl Driver {
             unstamped: Vec::new(),
             late_clocks: HashMap::new(),
             requests: Requests::with_epoch(mark.epoch),
+            batches: batches::Batches::default(),
             rng: SmallRng::seed_from_u64(seed),
             head: 0,
             closing: Vec::new(),
@@ -233,12 +240,18 @@ impl Driver {
             let deadline = self
                 .requests
                 .next_deadline()
+                .into_iter()
+                .chain(self.batches.next_deadline())
+                .min()
                 .unwrap_or_else(|| now() + Duration::from_secs(3600));
             tokio::select! {
                 out = &mut fut => return Some(out),
                 c = self.control.recv() => self.on_control(c),
                 s = self.sends.recv(), if !self.outbox.is_full() => self.on_send(s),
-                _ = tokio::time::sleep_until(deadline.into()) => self.requests.expire(now()),
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.requests.expire(now());
+                    self.batches.expire(now());
+                }
             }
             self.publish();
         }
@@ -252,11 +265,30 @@ impl Driver {
                 self.closed = true;
             }
             Some(Control::Request(call)) => self.requests.add(call),
+            Some(Control::Batch(call)) => self.add_batch(call),
             Some(Control::Read(conv, seq)) => {
                 let at = self.reads.entry(conv).or_insert(0);
                 *at = (*at).max(seq);
             }
         }
+    }
+
+    /// A batch goes after every earlier message of its conversation: its
+    /// first send names the latest one the sequencer processed.
+    fn add_batch(&mut self, call: BatchCall) {
+        let conv = call.batch.conv().clone();
+        if self.outbox.pending_in(&conv) || self.batches.waits_in(&conv) {
+            let why = format!("earlier messages to {conv} wait for their answers; send the batch after them");
+            let _ = call.reply.send(Err(ClientError::Busy(why)));
+            return;
+        }
+        // A resent batch that was processed is its own predecessor: the
+        // server answers it from its ids and checks no order.
+        let prev = self
+            .outbox
+            .last_settled(&conv)
+            .filter(|p| !call.batch.ids().contains(p));
+        self.batches.add(call, prev);
     }
 
     fn on_send(&mut self, s: Option<SendCmd>) {
@@ -356,6 +388,7 @@ impl Driver {
         tracing::debug!(%reason, "disconnected");
         self.outbox.disconnected(now());
         self.requests.disconnected();
+        self.batches.disconnected();
         self.persist();
         self.status.send_modify(|s| {
             s.connected = false;
@@ -377,6 +410,7 @@ impl Driver {
             });
         }
         self.requests.fail_all(|| ClientError::Closed);
+        self.batches.fail_all(|| ClientError::Closed);
         self.persist();
         self.publish();
         for done in self.closing.drain(..) {

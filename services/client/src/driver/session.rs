@@ -139,6 +139,9 @@ impl Driver {
         if let Some(d) = self.requests.next_deadline() {
             w = w.min(d);
         }
+        if let Some(d) = self.batches.next_deadline() {
+            w = w.min(d);
+        }
         if sess.need_sync && sess.sync_inflight.is_none() {
             w = w.min(sess.sync_retry_at);
         }
@@ -165,6 +168,7 @@ impl Driver {
     async fn pump(&mut self, sink: &mut Sink, sess: &mut Session) -> Result<(), String> {
         let t = now();
         self.requests.expire(t);
+        self.batches.expire(t);
         let mut frames = self.requests.take_unsent();
         if sess.need_sync && sess.sync_inflight.is_none() && t >= sess.sync_retry_at {
             let after = self.inbox.cursor();
@@ -198,6 +202,7 @@ impl Driver {
             sess.next_cursor = t + self.cursor_interval;
         }
         if sess.ready {
+            frames.extend(self.batches.take_unsent());
             let pacer = &mut sess.pacer;
             let due = self.outbox.due(t, || pacer.try_take(t));
             for msg in due.exhausted {

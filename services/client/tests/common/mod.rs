@@ -115,6 +115,8 @@ pub fn welcome(head: u64) -> ServerFrame {
             max_body_bytes: 4096,
             max_page: 100,
             max_sends_per_sec: 0,
+            max_batch_commands: 16,
+            max_batch_bytes: 32768,
         },
         epoch: seqline_core::Epoch::from_u64(1),
     }

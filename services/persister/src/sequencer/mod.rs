@@ -6,6 +6,7 @@
 //! again, every command is a dedup hit, and the receipts and deliveries are
 //! sent again from what was stored (the timeline writer skips what it has).
 
+mod batch;
 mod diffusion;
 mod replay;
 pub mod state;

@@ -112,12 +112,17 @@ pub enum Applied {
         messages: Vec<Message>,
         /// Membership changes, in order.
         changes: Vec<MemberChange>,
-        /// Users removed by this command (they get the `left` message too).
+        /// Users removed by this command (they get the `left` message too)
+        /// or, in a batch, by a later command of it: recipients of this
+        /// command's messages besides the members after the batch.
         removed: Vec<UserId>,
     },
+    /// A batch: what each of its commands did, in order (see
+    /// [`apply_batch`](super::batch::apply_batch)).
+    Batch(Vec<Applied>),
 }
 
-fn refuse(code: RefusalCode, reason: impl Into<String>, exists: bool) -> Applied {
+pub(super) fn refuse(code: RefusalCode, reason: impl Into<String>, exists: bool) -> Applied {
     Applied::Refused {
         outcome: Outcome::Refused {
             code,
@@ -132,6 +137,10 @@ fn refuse(code: RefusalCode, reason: impl Into<String>, exists: bool) -> Applied
 /// window first. Takes the command by value so its body moves into the
 /// message instead of being copied.
 pub fn apply(state: &mut Option<ConvState>, cmd: Command, now_ms: u64, limits: &Limits) -> Applied {
+    let cmd = match cmd {
+        Command::Batch(b) => return super::batch::apply_batch(state, b, now_ms, limits),
+        other => other,
+    };
     let id = cmd.client_msg_id();
     if let Some(s) = state.as_ref() {
         if let Some(o) = s.window.get(&id) {
@@ -159,6 +168,7 @@ pub fn apply(state: &mut Option<ConvState>, cmd: Command, now_ms: u64, limits: &
         }
         Command::Send(c) => send(s, c, now_ms, limits),
         Command::ChangeMembers(c) => change_members(s, &c, now_ms, limits),
+        Command::Batch(_) => refuse(RefusalCode::Invalid, "a batch inside a batch", true),
     };
     let mut applied = applied;
     set_mode(s, &mut applied, limits);
@@ -174,7 +184,7 @@ pub fn reads_by_pull(kind: ConversationKind, members: usize, limits: &Limits) ->
 
 /// Re-evaluates the mode after a sequenced command and stamps its messages
 /// with it; a message where it flips is the recorded boundary.
-fn set_mode(s: &mut ConvState, applied: &mut Applied, limits: &Limits) {
+pub(super) fn set_mode(s: &mut ConvState, applied: &mut Applied, limits: &Limits) {
     if let Applied::Sequenced {
         messages, read_before, ..
     } = applied
@@ -190,7 +200,7 @@ fn set_mode(s: &mut ConvState, applied: &mut Applied, limits: &Limits) {
 
 /// Remembers the outcome and, for a send, moves the device's sender order
 /// forward.
-fn record(s: &mut ConvState, sender: Option<(&UserId, &DeviceId)>, id: ClientMsgId, applied: &Applied) {
+pub(super) fn record(s: &mut ConvState, sender: Option<(&UserId, &DeviceId)>, id: ClientMsgId, applied: &Applied) {
     let outcome = match applied {
         Applied::Sequenced { outcome, .. } => outcome,
         Applied::Refused {
@@ -237,7 +247,7 @@ fn next_message(s: &mut ConvState, o: &Origin, id: ClientMsgId, kind: MessageKin
     }
 }
 
-fn send(s: &mut ConvState, c: SendCommand, now_ms: u64, limits: &Limits) -> Applied {
+pub(super) fn send(s: &mut ConvState, c: SendCommand, now_ms: u64, limits: &Limits) -> Applied {
     let Some(role) = s.members.get(&c.origin.user).copied() else {
         return refuse(RefusalCode::NotMember, "not a member of this conversation", true);
     };
@@ -353,7 +363,7 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
     applied
 }
 
-fn change_members(s: &mut ConvState, c: &MembersCommand, now_ms: u64, limits: &Limits) -> Applied {
+pub(super) fn change_members(s: &mut ConvState, c: &MembersCommand, now_ms: u64, limits: &Limits) -> Applied {
     let me = &c.origin.user;
     let Some(role) = s.members.get(me).copied() else {
         return refuse(RefusalCode::NotMember, "not a member of this conversation", true);

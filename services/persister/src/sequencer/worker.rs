@@ -13,7 +13,8 @@ use seqline_core::records::{Command, ConvEvent, Delivery, GatewayRecord, LogReco
 use seqline_core::{Error, GatewayId, Result};
 use seqline_telemetry::emit;
 use seqline_telemetry::events::{CommandDeduplicated, FenceRefused, MessagesCommitted, ReceiptEmitted};
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A send moves its device's sender-order chain (the state machine did the
@@ -79,8 +80,7 @@ impl SequencerHandler {
                 .get(conv)
                 .filter(|s| !s.as_ref().is_some_and(ConvState::window_is_complete))
             {
-                for c in cmds {
-                    let id = c.client_msg_id();
+                for id in cmds.iter().flat_map(|c| c.client_msg_ids()) {
                     if s.window.get(&id).is_none() {
                         lookups.push((conv.clone(), id));
                     }
@@ -254,8 +254,28 @@ impl Handler for SequencerHandler {
             // before every message this batch sequences.
             let mut replays: Vec<(ConvSeq, ConvSeq)> = Vec::new();
             let first_fresh = deliveries.len();
-            for cmd in cmds {
-                let applied = apply(state, (*cmd).clone(), now, &self.limits);
+            // A batch's commands are handled one by one once the state
+            // machine applied the batch as a whole.
+            let mut steps: VecDeque<(Cow<'_, Command>, Applied)> = VecDeque::new();
+            let mut next = cmds.iter();
+            loop {
+                let (cmd, applied) = match steps.pop_front() {
+                    Some(step) => step,
+                    None => {
+                        let Some(cmd) = next.next() else { break };
+                        match apply(state, (*cmd).clone(), now, &self.limits) {
+                            Applied::Batch(items) => {
+                                if let Command::Batch(b) = cmd {
+                                    let each = b.commands.iter().map(|i| Cow::Owned(i.to_command()));
+                                    steps.extend(each.zip(items));
+                                }
+                                continue;
+                            }
+                            applied => (Cow::Borrowed(*cmd), applied),
+                        }
+                    }
+                };
+                let cmd: &Command = &cmd;
                 let outcome = match applied {
                     Applied::Duplicate(o) => {
                         duplicates.push(matches!(cmd, Command::Send(_)));
@@ -278,6 +298,8 @@ impl Handler for SequencerHandler {
                         }
                         outcome
                     }
+                    // Split into its commands before this match.
+                    Applied::Batch(_) => continue,
                     Applied::Sequenced {
                         outcome,
                         read_before,

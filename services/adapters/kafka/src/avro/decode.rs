@@ -7,8 +7,8 @@ use apache_avro::types::Value;
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, GatewayId, UserId, UserSeq};
 use seqline_core::model::{ConversationKind, Message, MessageKind, Outcome, RefusalCode, TimelineEntry, VectorClock};
 use seqline_core::records::{
-    Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin, Package, ReadMark,
-    Receipt, SendCommand, UserEvent,
+    BatchCommand, BatchItem, Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin,
+    Package, ReadMark, Receipt, SendCommand, UserEvent,
 };
 
 type Decoded<T> = Result<T, String>;
@@ -292,6 +292,34 @@ impl TryFrom<AvroValue> for Command {
             })),
             i => Err(format!("Command.command: unknown branch {i}")),
         }
+    }
+}
+
+impl TryFrom<AvroValue> for BatchCommand {
+    type Error = String;
+    fn try_from(v: AvroValue) -> Decoded<Self> {
+        let mut f = Fields::of(v, "CommandBatch")?;
+        let origin: Origin = f.nested("origin")?;
+        let conv = ConversationId::parse(f.string("conv")?).map_err(|e| e.to_string())?;
+        // Each item is a `Command` branch: send (0) or members (2).
+        let item = |value: Value| -> Decoded<BatchItem> {
+            let (branch, value) = match value {
+                Value::Union(0, v) => (0, v),
+                Value::Union(1, v) => (2, v),
+                other => return Err(format!("CommandBatch.commands: unexpected {}", kind_of(&other))),
+            };
+            let command = Value::Record(vec![("command".into(), Value::Union(branch, value))]);
+            match Command::try_from(AvroValue(command))? {
+                Command::Send(s) => Ok(BatchItem::Send(s)),
+                Command::ChangeMembers(m) => Ok(BatchItem::ChangeMembers(m)),
+                _ => Err("CommandBatch.commands: neither a send nor a members change".into()),
+            }
+        };
+        Ok(BatchCommand {
+            origin,
+            conv,
+            commands: f.list("commands", item)?,
+        })
     }
 }
 

@@ -8,8 +8,8 @@ use apache_avro::types::Value;
 use seqline_core::ids::UserId;
 use seqline_core::model::{ConversationKind, Message, MessageKind, Outcome, RefusalCode, TimelineEntry, VectorClock};
 use seqline_core::records::{
-    Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin, Package, ReadMark,
-    Receipt, SendCommand, UserEvent,
+    BatchCommand, BatchItem, Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin,
+    Package, ReadMark, Receipt, SendCommand, UserEvent,
 };
 use std::collections::HashMap;
 
@@ -166,8 +166,29 @@ impl From<&Command> for AvroValue {
             Command::Send(s) => Value::Union(0, Box::new(of(s))),
             Command::Create(s) => Value::Union(1, Box::new(of(s))),
             Command::ChangeMembers(s) => Value::Union(2, Box::new(of(s))),
+            // A batch has a record kind of its own (`CommandBatch`); this
+            // value does not fit the `Command` schema.
+            Command::Batch(b) => of(b),
         };
         AvroValue(record(vec![("command", command)]))
+    }
+}
+
+impl From<&BatchCommand> for AvroValue {
+    fn from(b: &BatchCommand) -> Self {
+        let commands = b
+            .commands
+            .iter()
+            .map(|c| match c {
+                BatchItem::Send(s) => Value::Union(0, Box::new(of(s))),
+                BatchItem::ChangeMembers(m) => Value::Union(1, Box::new(of(m))),
+            })
+            .collect();
+        AvroValue(record(vec![
+            ("origin", of(&b.origin)),
+            ("conv", string(b.conv.as_str())),
+            ("commands", Value::Array(commands)),
+        ]))
     }
 }
 

@@ -20,7 +20,7 @@ use apache_avro::types::Value;
 use apache_avro::{from_avro_datum, to_avro_datum, Schema};
 use schema::{composed, Composed};
 pub use schema::{Kind, Version};
-use seqline_core::records::{GatewayRecord, LogRecord};
+use seqline_core::records::{Command, GatewayRecord, LogRecord};
 use seqline_core::{Error, Result};
 use std::collections::HashMap;
 
@@ -78,6 +78,7 @@ impl Codec {
     /// The kind of `record`.
     pub fn kind_of(record: &LogRecord) -> Kind {
         match record {
+            LogRecord::Command(Command::Batch(_)) => Kind::Batch,
             LogRecord::Command(_) => Kind::Command,
             LogRecord::Delivery(_) => Kind::Delivery,
             LogRecord::UserEvent(_) => Kind::UserEvent,
@@ -93,6 +94,7 @@ impl Codec {
     /// Encodes `record` with the current writer schema.
     pub fn encode(&self, record: &LogRecord) -> Result<Vec<u8>> {
         let value = match record {
+            LogRecord::Command(Command::Batch(b)) => AvroValue::from(b),
             LogRecord::Command(c) => AvroValue::from(c),
             LogRecord::Delivery(d) => AvroValue::from(d),
             LogRecord::UserEvent(e) => AvroValue::from(e),
@@ -150,6 +152,7 @@ impl Codec {
         let value = AvroValue(value);
         let record = match writer.kind {
             Kind::Command => LogRecord::Command(value.try_into()?),
+            Kind::Batch => LogRecord::Command(Command::Batch(value.try_into()?)),
             Kind::Delivery => LogRecord::Delivery(value.try_into()?),
             Kind::UserEvent => LogRecord::UserEvent(value.try_into()?),
             Kind::Receipt => LogRecord::Gateway(GatewayRecord::Receipt(value.try_into()?)),

@@ -28,7 +28,7 @@ macro_rules! schema_files {
 const CURRENT: &[(&str, &str)] = schema_files!("";
     "Origin", "VectorClock", "Message", "TimelineEntry", "Outcome", "SendCommand", "CreateCommand",
     "MembersCommand", "Command", "Delivery", "UserEvent", "Receipt", "Package", "DeadLetter", "ConvEvent",
-    "Notice", "ReadMark");
+    "Notice", "ReadMark", "CommandBatch");
 
 /// The files that differed in version 2 (`Message` had no `sender_name` nor
 /// `read_diffusion`, `Origin` no `name`).
@@ -60,11 +60,15 @@ pub enum Kind {
     Notice,
     /// `ReadMark` (topics `gw.*`), since v3.
     ReadMark,
+    /// `CommandBatch` (topic `inbound`): a [`Command::Batch`], added to v3.
+    ///
+    /// [`Command::Batch`]: seqline_core::records::Command::Batch
+    Batch,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Command,
         Kind::Delivery,
         Kind::UserEvent,
@@ -74,6 +78,7 @@ impl Kind {
         Kind::ConvEvent,
         Kind::Notice,
         Kind::ReadMark,
+        Kind::Batch,
     ];
 
     /// The schema's name (and file name).
@@ -88,6 +93,7 @@ impl Kind {
             Kind::ConvEvent => "ConvEvent",
             Kind::Notice => "Notice",
             Kind::ReadMark => "ReadMark",
+            Kind::Batch => "CommandBatch",
         }
     }
 
@@ -95,7 +101,7 @@ impl Kind {
     /// later never carry an older writer schema, so readers do not accept one).
     pub fn exists_in(self, version: Version) -> bool {
         match self {
-            Kind::ConvEvent | Kind::Notice | Kind::ReadMark => version == Version::Current,
+            Kind::ConvEvent | Kind::Notice | Kind::ReadMark | Kind::Batch => version == Version::Current,
             _ => true,
         }
     }
@@ -228,7 +234,7 @@ mod tests {
 
     #[test]
     fn new_kinds_exist_only_in_the_current_version() {
-        for kind in [Kind::ConvEvent, Kind::Notice, Kind::ReadMark] {
+        for kind in [Kind::ConvEvent, Kind::Notice, Kind::ReadMark, Kind::Batch] {
             assert!(kind.exists_in(Version::Current));
             assert!(!kind.exists_in(Version::V2) && !kind.exists_in(Version::V1), "{kind:?}");
         }

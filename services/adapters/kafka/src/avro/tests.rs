@@ -7,8 +7,8 @@ use proptest::sample::select;
 use seqline_core::ids::{ClientMsgId, ConvSeq, ConversationId, DeviceId, GatewayId, UserId, UserSeq};
 use seqline_core::model::{ConversationKind, Message, MessageKind, Outcome, RefusalCode, TimelineEntry};
 use seqline_core::records::{
-    Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin, Package, ReadMark,
-    Receipt, SendCommand, UserEvent,
+    BatchCommand, BatchItem, Command, ConvEvent, CreateCommand, DeadLetter, Delivery, MembersCommand, Notice, Origin,
+    Package, ReadMark, Receipt, SendCommand, UserEvent,
 };
 
 const ID_CHARS: &[char] = &['a', 'Z', '0', '9', '_', '-', 'q', 'M'];
@@ -165,9 +165,24 @@ fn command() -> impl Strategy<Value = Command> {
     prop_oneof![send, create, members]
 }
 
+fn batch() -> impl Strategy<Value = Command> {
+    (origin(), conv(), vec(command(), 0..4)).prop_map(|(origin, conv, items)| {
+        let commands = items
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::Send(s) => Some(BatchItem::Send(s)),
+                Command::ChangeMembers(m) => Some(BatchItem::ChangeMembers(m)),
+                _ => None,
+            })
+            .collect();
+        Command::Batch(BatchCommand { origin, conv, commands })
+    })
+}
+
 fn record() -> impl Strategy<Value = LogRecord> {
     prop_oneof![
         command().prop_map(LogRecord::Command),
+        batch().prop_map(LogRecord::Command),
         (user(), message()).prop_map(|(user, message)| LogRecord::Delivery(Delivery { user, message })),
         (user(), entry()).prop_map(|(user, entry)| LogRecord::UserEvent(UserEvent { user, entry })),
         (origin(), conv(), client_id(), outcome()).prop_map(|(origin, conv, id, outcome)| {
@@ -495,6 +510,44 @@ fn new_kinds_round_trip_and_have_no_previous_writer() {
             );
         }
     }
+}
+
+#[test]
+fn a_batch_round_trips_as_its_own_kind() {
+    let codec = Codec::new().unwrap();
+    let origin = sample_origin();
+    let conv = ConversationId::parse("g:room").unwrap();
+    let send = SendCommand {
+        origin: origin.clone(),
+        conv: conv.clone(),
+        client_msg_id: ClientMsgId::random(),
+        prev: Some(ClientMsgId::random()),
+        body: "bye".into(),
+        priority: true,
+        vclock: [(origin.user.clone(), 3)].into(),
+        sent_ms: u64::MAX,
+    };
+    let leave = MembersCommand {
+        origin: origin.clone(),
+        conv: conv.clone(),
+        client_msg_id: ClientMsgId::random(),
+        add: Vec::new(),
+        remove: vec![origin.user.clone()],
+    };
+    let record = LogRecord::Command(Command::Batch(BatchCommand {
+        origin,
+        conv,
+        commands: vec![BatchItem::Send(send), BatchItem::ChangeMembers(leave)],
+    }));
+    assert_eq!(Codec::kind_of(&record), Kind::Batch);
+    let bytes = codec.encode(&record).unwrap();
+    assert_eq!(codec.decode(&bytes), Ok(record));
+    // A batch never travels as a plain command.
+    let Ok(LogRecord::Command(Command::Batch(b))) = codec.decode(&bytes) else {
+        panic!("not a batch")
+    };
+    let as_command = AvroValue::from(&Command::Batch(b)).0;
+    assert!(Codec::encode_value(Kind::Command, Version::Current, as_command).is_err());
 }
 
 /// A new kind's value as if composed with the v2 Message (for the refusal).
