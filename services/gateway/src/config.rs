@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Shortest token secret accepted, bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
 /// Default of [`GatewayConfig::send_queue_bytes`].
-pub const DEFAULT_SEND_QUEUE_BYTES: usize = 256 * 1024;
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 512 * 1024;
 /// Bounds of [`GatewayConfig::send_queue_bytes`]: below, a single push
 /// could not wait; above, a few thousand slow readers would hold gigabytes.
 pub const SEND_QUEUE_BYTES_RANGE: std::ops::RangeInclusive<usize> = 4 * 1024..=64 * 1024 * 1024;

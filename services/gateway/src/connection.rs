@@ -11,10 +11,12 @@ use crate::state::{Shared, Slot};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame, PROTOCOL_VERSION};
 use seqline_core::token::{now_secs, Claims, TokenError};
+use std::future::Future;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, instrument, warn, Span};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 /// Frames before a good `hello` that are answered before the connection is closed.
 const MAX_UNAUTHENTICATED: u32 = 3;
@@ -40,8 +42,26 @@ pub(crate) enum Exit {
     Gone,
 }
 
-#[instrument(skip_all, fields(conn = slot.id, user_id = tracing::field::Empty, device = tracing::field::Empty))]
-pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot) {
+/// The connection's whole life; `token` (the task tracker's) is held until
+/// it ends. A plain function returning the future, so the span wrapper adds
+/// no async frame holding a second copy of the socket (every idle
+/// connection pays for its task's size).
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    slot: Slot,
+    token: TaskTrackerToken,
+) -> impl Future<Output = ()> + Send {
+    let span = info_span!(
+        "run",
+        conn = slot.id,
+        user_id = tracing::field::Empty,
+        device = tracing::field::Empty
+    );
+    serve(shared, socket, slot, token).instrument(span)
+}
+
+async fn serve(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot, token: TaskTrackerToken) {
     let exit = match hello(&shared, &mut socket).await {
         Ok(claims) => {
             Span::current()
@@ -75,6 +95,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot) 
         }
     }
     drop(slot);
+    drop(token);
 }
 
 /// Sends one frame during the handshake.
@@ -298,7 +319,8 @@ async fn welcome_and_run(
     }
     info!(head = head.0, "connection authenticated");
     let Lanes { tx, outbox, link, name } = lanes;
-    Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx, name, link)
-        .run(socket, outbox, kick)
-        .await
+    // Held here and run by reference: moved into `run`, it would be kept
+    // twice in the connection's future.
+    let mut session = Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx, name, link);
+    session.run(socket, outbox, kick).await
 }

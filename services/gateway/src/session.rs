@@ -90,7 +90,7 @@ impl Session {
     }
 
     /// Runs until the client leaves, the gateway stops or the connection is kicked.
-    pub async fn run(mut self, socket: &mut WebSocket, outbox: &Reader, kick: &CancellationToken) -> Exit {
+    pub async fn run(&mut self, socket: &mut WebSocket, outbox: &Reader, kick: &CancellationToken) -> Exit {
         self.kick = kick.clone();
         let idle = self.shared.config.idle_timeout;
         let mut ping = tokio::time::interval(idle / 3);
@@ -118,21 +118,24 @@ impl Session {
                 }
                 next = outbox.recv() => match next {
                     Next::Priority(frame) => self.write(socket, &frame).await,
-                    Next::Ordinary(out) => self.outbound(socket, out).await,
+                    Next::Ordinary(out) => Box::pin(self.outbound(socket, out)).await,
                 },
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let releases = self.rectifier.poll(Instant::now());
                     for _ in releases.iter().filter(|r| matches!(r, Release::Pull { .. })) {
                         emit(RectifierTimedOut);
                     }
-                    self.release(socket, releases).await
+                    Box::pin(self.release(socket, releases)).await
                 }
                 msg = socket.recv() => match msg {
                     None => Err(Exit::Gone),
                     Some(Err(e)) => Err(socket_error(&self.shared, e)),
                     Some(Ok(m)) => {
                         last_in = tokio::time::Instant::now();
-                        self.incoming(socket, m).await
+                        // Boxed, as the two above: a request's state (store
+                        // reads, pages) lives only while it is handled, not
+                        // in every idle connection's task.
+                        Box::pin(self.incoming(socket, m)).await
                     }
                 },
                 _ = ping.tick() => {
