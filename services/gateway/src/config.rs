@@ -55,8 +55,9 @@ pub struct GatewayConfig {
     /// Frames waiting to be written to one connection; a client that cannot
     /// keep up is disconnected and recovers by sync.
     pub send_queue: usize,
-    /// Bytes (estimated as written) of frames waiting to be written to one
-    /// connection, both lanes together, beyond the frame being written. A
+    /// Bytes (an estimate of the memory they hold) of frames waiting to be
+    /// written to one connection, both lanes together, beyond the frame
+    /// being written. A
     /// client that lets more pile up is closed with 1008 and recovers by
     /// sync: what a slow reader can make the gateway hold is bounded by
     /// this, not by the frame count. 4 KiB to 64 MiB.

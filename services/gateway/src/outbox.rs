@@ -10,6 +10,7 @@
 
 use crate::hub::Outbound;
 use crate::metrics::Metrics;
+use seqline_core::model::Message;
 use seqline_core::protocol::ServerFrame;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ const KEEP_SLOTS: usize = 4;
 /// The bounds of one connection's queue.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Bounds {
-    /// Bytes (estimated as written) queued over both lanes. A frame is
+    /// Bytes (estimated, of memory held) queued over both lanes. A frame is
     /// always accepted into an empty queue, so one larger than the budget
     /// still goes out alone.
     pub bytes: usize,
@@ -105,7 +106,9 @@ pub(crate) fn outbox(bounds: Bounds, metrics: Arc<Metrics>) -> (Outbox, Priority
 }
 
 impl Outbox {
-    /// Queues `out`; `Full` when the queue is over its bounds.
+    /// Queues `out`; `Full` when the queue is over its bounds. The refused
+    /// frame comes back, as from a Tokio channel (the callers' contract).
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, out: Outbound) -> Result<(), TrySendError<Outbound>> {
         let inner = &self.0;
         let size = weight_of(&out);
@@ -127,6 +130,7 @@ impl Outbox {
 
 impl PriorityLane {
     /// Queues a priority frame; `Full` when its lane or the byte budget is.
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, frame: ServerFrame) -> Result<(), TrySendError<ServerFrame>> {
         let inner = &self.0;
         let size = weight(&frame);
@@ -195,30 +199,36 @@ impl Drop for Reader {
     }
 }
 
-/// An estimate of what `out` costs queued and written, bytes.
+/// An estimate of the memory `out` holds while queued, bytes.
 fn weight_of(out: &Outbound) -> usize {
     match out {
         Outbound::Frame(f) => weight(f),
-        Outbound::Package(p) => 96 + p.entries.iter().map(|e| e.message.size_hint() + 32).sum::<usize>(),
+        Outbound::Package(p) => 96 + p.entries.iter().map(|e| held(&e.message) + 32).sum::<usize>(),
     }
 }
 
-/// An estimate of what `frame` costs queued and written, bytes: message
-/// sizes by their hints, small frames at a flat rate.
+/// What a message holds in memory: its frame-size hint counts the text
+/// twice over (for escaping), memory holds it once.
+fn held(m: &Message) -> usize {
+    m.size_hint().saturating_sub(m.body.len() + m.sender_name.len())
+}
+
+/// An estimate of the memory `frame` holds while queued, bytes: messages
+/// by their size, small frames at a flat rate.
 pub(crate) fn weight(frame: &ServerFrame) -> usize {
     const SMALL: usize = 160;
     match frame {
         ServerFrame::Push { entries, .. } | ServerFrame::SyncPage { entries, .. } => {
-            SMALL + entries.iter().map(|e| e.message.size_hint() + 32).sum::<usize>()
+            SMALL + entries.iter().map(|e| held(&e.message) + 32).sum::<usize>()
         }
         ServerFrame::HistoryPage { messages, .. } | ServerFrame::ConvPage { messages, .. } => {
-            SMALL + messages.iter().map(|m| m.size_hint()).sum::<usize>()
+            SMALL + messages.iter().map(held).sum::<usize>()
         }
-        ServerFrame::Priority { message } => SMALL + message.size_hint(),
+        ServerFrame::Priority { message } => SMALL + held(message),
         ServerFrame::Polled { advanced, .. } => SMALL + 96 * advanced.len(),
         ServerFrame::UnreadPage { convs, .. } => SMALL + 96 * convs.len(),
-        ServerFrame::Nack { message, .. } | ServerFrame::Error { message, .. } => SMALL + 2 * message.len(),
-        ServerFrame::Reset { reason, .. } => SMALL + 2 * reason.len(),
+        ServerFrame::Nack { message, .. } | ServerFrame::Error { message, .. } => SMALL + message.len(),
+        ServerFrame::Reset { reason, .. } => SMALL + reason.len(),
         _ => SMALL,
     }
 }
