@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmark tables of WORKLOADS.md on this machine.
-# W6 runs in process; W1 (closed and open loop), W2 and W3 run the load
+# W6 runs in process; W1 (closed and open loop), W2, W3 and W5 (idle
+# connections, slow readers: scripts/bench-connections.sh) run the load
 # generator as its own process against a fresh `seqline dev` (release build,
 # private loopback port, private data directory), stopped by PID afterwards;
 # then W1 and W2 against the cluster (Kafka + Cassandra + Redis, roles as
@@ -69,6 +70,8 @@ loadgen w1-closed w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
 loadgen w1-open w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --rate 5000
 loadgen w2-groups w2 --groups 20 --members 50 --senders 10 --messages "$W1_MESSAGES" --window 4
 loadgen w3-catchup w3 --entries "$W3_ENTRIES"
+# W5 idle connections and slow readers: what a connection costs.
+SKIP_BUILD=1 bash scripts/bench-connections.sh
 fi
 
 # Cluster mode: the same W1 and W2 rows against the roles as separate

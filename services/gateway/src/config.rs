@@ -7,6 +7,11 @@ use std::time::Duration;
 
 /// Shortest token secret accepted, bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
+/// Default of [`GatewayConfig::send_queue_bytes`].
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 512 * 1024;
+/// Bounds of [`GatewayConfig::send_queue_bytes`]: below, a single push
+/// could not wait; above, a few thousand slow readers would hold gigabytes.
+pub const SEND_QUEUE_BYTES_RANGE: std::ops::RangeInclusive<usize> = 4 * 1024..=64 * 1024 * 1024;
 
 /// Configuration of one gateway instance. Every field has a default; only
 /// `token_secret` must be set (an empty secret fails [`GatewayConfig::validate`]).
@@ -50,6 +55,18 @@ pub struct GatewayConfig {
     /// Frames waiting to be written to one connection; a client that cannot
     /// keep up is disconnected and recovers by sync.
     pub send_queue: usize,
+    /// Bytes (an estimate of the memory they hold) of frames waiting to be
+    /// written to one connection, both lanes together, beyond the frame
+    /// being written. A
+    /// client that lets more pile up is closed with 1008 and recovers by
+    /// sync: what a slow reader can make the gateway hold is bounded by
+    /// this, not by the frame count. 4 KiB to 64 MiB.
+    pub send_queue_bytes: usize,
+    /// How long writing the close frame (behind whatever the client has
+    /// not read yet) and waiting for the client's answer may take before
+    /// the socket is dropped.
+    #[serde(with = "seqline_core::duration")]
+    pub close_timeout: Duration,
     /// Commands waiting for the publisher (shared by all connections).
     pub publish_queue: usize,
     /// Most commands appended to the log in one batch.
@@ -124,6 +141,8 @@ impl Default for GatewayConfig {
             max_connections_per_user: 16,
             max_connections_per_ip: 0,
             send_queue: 256,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            close_timeout: Duration::from_secs(5),
             publish_queue: 16_384,
             publish_batch: 2048,
             rectifier_timeout: Duration::from_millis(500),
@@ -163,6 +182,8 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_connections_per_user", &self.max_connections_per_user)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("send_queue", &self.send_queue)
+            .field("send_queue_bytes", &self.send_queue_bytes)
+            .field("close_timeout", &self.close_timeout)
             .field("publish_queue", &self.publish_queue)
             .field("publish_batch", &self.publish_batch)
             .field("rectifier_timeout", &self.rectifier_timeout)
@@ -213,6 +234,14 @@ impl GatewayConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("gateway.{name} must be greater than 0"));
         }
+        if !SEND_QUEUE_BYTES_RANGE.contains(&self.send_queue_bytes) {
+            return Err(format!(
+                "gateway.send_queue_bytes must be between {} and {} bytes (it bounds what one slow reader may hold; got {})",
+                SEND_QUEUE_BYTES_RANGE.start(),
+                SEND_QUEUE_BYTES_RANGE.end(),
+                self.send_queue_bytes
+            ));
+        }
         if self.max_body_bytes >= self.max_frame_bytes {
             return Err("gateway.max_body_bytes must be smaller than gateway.max_frame_bytes".into());
         }
@@ -229,6 +258,7 @@ impl GatewayConfig {
             ("heartbeat", self.heartbeat),
             ("hello_timeout", self.hello_timeout),
             ("idle_timeout", self.idle_timeout),
+            ("close_timeout", self.close_timeout),
             ("http_header_timeout", self.http_header_timeout),
             ("http_body_timeout", self.http_body_timeout),
             ("http_receipt_timeout", self.http_receipt_timeout),
@@ -298,6 +328,35 @@ mod tests {
             ..good()
         };
         assert!(c.validate().unwrap_err().contains("http_body_timeout"));
+    }
+
+    #[test]
+    fn the_send_queue_byte_budget_is_bounded() {
+        for bad in [0, 100, 4095, 64 * 1024 * 1024 + 1, usize::MAX] {
+            let c = GatewayConfig {
+                send_queue_bytes: bad,
+                ..good()
+            };
+            let err = c.validate().unwrap_err();
+            assert!(
+                err.contains("send_queue_bytes") && err.contains("between"),
+                "{bad}: {err}"
+            );
+        }
+        for ok in [4096, 512 * 1024, 64 * 1024 * 1024] {
+            let c = GatewayConfig {
+                send_queue_bytes: ok,
+                ..good()
+            };
+            assert_eq!(c.validate(), Ok(()), "{ok}");
+        }
+        let c = GatewayConfig {
+            close_timeout: Duration::ZERO,
+            ..good()
+        };
+        assert!(c.validate().unwrap_err().contains("close_timeout"));
+        let c: GatewayConfig = serde_json::from_str(r#"{"send_queue_bytes":131072,"close_timeout":"3s"}"#).unwrap();
+        assert_eq!((c.send_queue_bytes, c.close_timeout), (131_072, Duration::from_secs(3)));
     }
 
     #[test]

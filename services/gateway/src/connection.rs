@@ -3,6 +3,7 @@
 
 use crate::frames;
 use crate::hub::{ConnHandle, DeviceKey};
+use crate::outbox::{self, Bounds, Outbox, Reader};
 use crate::ratelimit::TokenBucket;
 use crate::reads::{self, Link};
 use crate::session::{Session, CONTROL_FLOOD};
@@ -11,17 +12,15 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame, PROTOCOL_VERSION};
 use seqline_core::records::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 use seqline_core::token::{now_secs, Claims, TokenError};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, instrument, warn, Span};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 /// Frames before a good `hello` that are answered before the connection is closed.
 const MAX_UNAUTHENTICATED: u32 = 3;
-/// How long closing waits for the socket.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// WebSocket close codes the gateway uses.
 pub(crate) mod close {
@@ -44,8 +43,26 @@ pub(crate) enum Exit {
     Gone,
 }
 
-#[instrument(skip_all, fields(conn = slot.id, user_id = tracing::field::Empty, device = tracing::field::Empty))]
-pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot) {
+/// The connection's whole life; `token` (the task tracker's) is held until
+/// it ends. A plain function returning the future, so the span wrapper adds
+/// no async frame holding a second copy of the socket (every idle
+/// connection pays for its task's size).
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    slot: Slot,
+    token: TaskTrackerToken,
+) -> impl Future<Output = ()> + Send {
+    let span = info_span!(
+        "run",
+        conn = slot.id,
+        user_id = tracing::field::Empty,
+        device = tracing::field::Empty
+    );
+    serve(shared, socket, slot, token).instrument(span)
+}
+
+async fn serve(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot, token: TaskTrackerToken) {
     let exit = match hello(&shared, &mut socket).await {
         Ok(claims) => {
             Span::current()
@@ -61,11 +78,25 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, slot: Slot) 
             code,
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(Message::Close(Some(frame)))).await;
-        // Read until the client answers the close, so it gets to read ours.
-        let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = socket.recv().await {} }).await;
+        // The close frame goes behind whatever the client has not read yet
+        // (a slow reader's socket may be full), so the whole close is
+        // bounded. Reading until the client answers lets it read ours, and
+        // leaves nothing unread here that would turn our close into a reset
+        // (which could discard data the client has not read yet).
+        let closing = async {
+            if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                while let Some(Ok(_)) = socket.recv().await {}
+            }
+        };
+        if tokio::time::timeout(shared.config.close_timeout, closing)
+            .await
+            .is_err()
+        {
+            debug!("the client did not take the close in time");
+        }
     }
     drop(slot);
+    drop(token);
 }
 
 /// Sends one frame during the handshake.
@@ -195,7 +226,12 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
         user: claims.sub,
         device: claims.dev,
     };
-    let (tx, mut rx) = mpsc::channel(shared.config.send_queue);
+    let bounds = Bounds {
+        bytes: shared.config.send_queue_bytes,
+        frames: shared.config.send_queue,
+        priority: shared.config.priority_queue,
+    };
+    let (tx, priority_tx, outbox) = outbox::outbox(bounds, Arc::clone(&shared.metrics));
     let kick = CancellationToken::new();
     let handle = ConnHandle {
         id,
@@ -209,13 +245,11 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
             Err(exit) => exit,
         };
     }
-    let (priority_tx, mut priority_rx) = mpsc::channel(shared.config.priority_queue);
     let link = Arc::new(Link::new(id, key.clone(), tx.clone(), priority_tx, kick.clone()));
     shared.links.insert(Arc::clone(&link));
     let lanes = Lanes {
         tx,
-        rx: &mut rx,
-        priority: &mut priority_rx,
+        outbox: &outbox,
         link: Arc::clone(&link),
         name,
     };
@@ -233,9 +267,8 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
 
 /// A connection's queues and what its session shares.
 struct Lanes<'a> {
-    tx: mpsc::Sender<crate::hub::Outbound>,
-    rx: &'a mut mpsc::Receiver<crate::hub::Outbound>,
-    priority: &'a mut mpsc::Receiver<ServerFrame>,
+    tx: Outbox,
+    outbox: &'a Reader,
     link: Arc<Link>,
     name: String,
 }
@@ -298,14 +331,9 @@ async fn welcome_and_run(
         return exit;
     }
     info!(head = head.0, "connection authenticated");
-    let Lanes {
-        tx,
-        rx,
-        priority,
-        link,
-        name,
-    } = lanes;
-    Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx, name, link)
-        .run(socket, rx, priority, kick)
-        .await
+    let Lanes { tx, outbox, link, name } = lanes;
+    // Held here and run by reference: moved into `run`, it would be kept
+    // twice in the connection's future.
+    let mut session = Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx, name, link);
+    session.run(socket, outbox, kick).await
 }

@@ -1,15 +1,17 @@
 //! Which connections this gateway holds, by device, so receipts and packages
-//! find their way to a socket. Each connection has a bounded queue; a full
-//! queue means the client cannot keep up, and it is disconnected (it
-//! recovers by sync) rather than silently losing frames.
+//! find their way to a socket. Each connection has a queue bounded in bytes
+//! (`outbox`); a full queue means the client cannot keep up, and it is
+//! disconnected with 1008 (it recovers by sync) rather than silently losing
+//! frames.
 
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use seqline_core::protocol::ServerFrame;
 use seqline_core::records::Package;
 use seqline_core::{DeviceId, UserId};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 /// Something for a connection to write.
@@ -36,7 +38,7 @@ pub(crate) struct ConnHandle {
     /// Gateway-local connection id.
     pub id: u64,
     /// The connection's outgoing queue.
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: Outbox,
     /// Cancelled to disconnect a connection that cannot keep up.
     pub kick: CancellationToken,
 }
@@ -171,8 +173,13 @@ mod tests {
         }
     }
 
-    fn handle(id: u64, cap: usize) -> (ConnHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(cap);
+    fn handle(id: u64, cap: usize) -> (ConnHandle, crate::outbox::Reader) {
+        let bounds = crate::outbox::Bounds {
+            bytes: 1 << 20,
+            frames: cap,
+            priority: 1,
+        };
+        let (tx, _, rx) = crate::outbox::outbox(bounds, std::sync::Arc::new(Metrics::default()));
         (
             ConnHandle {
                 id,

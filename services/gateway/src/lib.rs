@@ -27,7 +27,7 @@
 //! - `publisher`: the batching appender to the inbound topic.
 //! - `receipts`: the consumers of `gw.<id>` (receipts, packages, notices,
 //!   read marks) and of `gw-priority.<id>` (high-priority notices).
-//! - `hub`: connections by device, with bounded queues.
+//! - `hub`: connections by device; `outbox`: each one's queue, bounded in bytes.
 //! - `http`, `conversations`: the HTTP API and its error shape.
 //! - `state`: [`Ports`] and what the tasks share; `ratelimit`: token bucket.
 //! - [`metrics`]: counters at `GET /metrics`.
@@ -44,6 +44,7 @@ mod http;
 mod hub;
 mod listener;
 pub mod metrics;
+mod outbox;
 mod peers;
 mod publisher;
 mod ratelimit;

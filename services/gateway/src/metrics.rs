@@ -43,7 +43,11 @@ impl Counter {
     }
     /// Takes one away (gauges only).
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.sub(1);
+    }
+    /// Takes `n` away (gauges only).
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
     }
     /// The current value.
     pub fn get(&self) -> u64 {
@@ -60,6 +64,9 @@ pub struct Metrics {
     pub connections_open: Counter,
     /// Connections closed because their send queue overflowed.
     pub connections_kicked: Counter,
+    /// Bytes (estimated) of frames queued for all connections, waiting to
+    /// be written.
+    pub queued_bytes: Counter,
     /// Frames received from clients.
     pub frames_in: Counter,
     /// Frames sent to clients.
@@ -131,10 +138,11 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &Counter, &str); 27] = [
+        let counters: [(&str, &Counter, &str); 28] = [
             ("connections_total", &self.connections_total, "counter"),
             ("connections_open", &self.connections_open, "gauge"),
             ("connections_kicked_total", &self.connections_kicked, "counter"),
+            ("send_queue_bytes", &self.queued_bytes, "gauge"),
             ("frames_in_total", &self.frames_in, "counter"),
             ("frames_out_total", &self.frames_out, "counter"),
             ("commands_published_total", &self.commands_published, "counter"),

@@ -21,7 +21,7 @@ pub(crate) enum Notify {
     /// A WebSocket send: on failure, an `unavailable` error naming `id`.
     Connection {
         /// The connection's outgoing queue.
-        tx: mpsc::Sender<Outbound>,
+        tx: crate::outbox::Outbox,
         /// The client's message id.
         id: ClientMsgId,
         /// Its conversation.

@@ -5,6 +5,7 @@
 //! topic.
 
 use crate::hub::{DeviceKey, Outbound};
+use crate::outbox::{Outbox, PriorityLane};
 use crate::state::Shared;
 use crate::tail::{Lookup, TailCache};
 use futures_util::future::{BoxFuture, FutureExt, Shared as SharedFuture};
@@ -18,7 +19,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -108,9 +109,9 @@ pub(crate) struct Link {
     /// Its user and device.
     pub key: DeviceKey,
     /// Its ordinary outgoing queue.
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: Outbox,
     /// Its priority lane, written ahead of the ordinary queue.
-    pub priority: mpsc::Sender<ServerFrame>,
+    pub priority: PriorityLane,
     /// Cancelled to disconnect it (a full queue).
     pub kick: CancellationToken,
     /// Woken when a conversation it follows advances.
@@ -123,13 +124,7 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub fn new(
-        id: u64,
-        key: DeviceKey,
-        tx: mpsc::Sender<Outbound>,
-        priority: mpsc::Sender<ServerFrame>,
-        kick: CancellationToken,
-    ) -> Self {
+    pub fn new(id: u64, key: DeviceKey, tx: Outbox, priority: PriorityLane, kick: CancellationToken) -> Self {
         Self {
             id,
             key,

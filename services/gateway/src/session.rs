@@ -4,6 +4,7 @@
 use crate::connection::{close, socket_error, Exit};
 use crate::frames;
 use crate::hub::{DeviceKey, Outbound};
+use crate::outbox::{Next, Outbox, Reader};
 use crate::ratelimit::TokenBucket;
 use crate::reads::Link;
 use crate::state::Shared;
@@ -15,7 +16,6 @@ use seqline_telemetry::emit;
 use seqline_telemetry::events::{EntryPushed, RectifierTimedOut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// State of one authenticated connection.
@@ -30,7 +30,7 @@ pub(crate) struct Session {
     /// request budget.
     controls: TokenBucket,
     /// This connection's own queue, for the publisher to report failures on.
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) tx: Outbox,
     /// The display name from the token, copied into every command.
     pub(crate) name: String,
     /// What the follow index and the long-poll share with this connection.
@@ -45,6 +45,9 @@ pub(crate) struct Session {
 /// Why a connection that floods control frames is closed.
 pub(crate) const CONTROL_FLOOD: &str = "too many WebSocket pings";
 
+/// Why a connection that does not read fast enough is closed (1008).
+pub(crate) const TOO_SLOW: &str = "too slow: reconnect and sync";
+
 /// Clock skew allowed past a token's expiry, as when it is verified.
 const TOKEN_LEEWAY_SECS: u64 = 30;
 
@@ -56,7 +59,7 @@ impl Session {
         key: DeviceKey,
         head: u64,
         exp: u64,
-        tx: mpsc::Sender<Outbound>,
+        tx: Outbox,
         name: String,
         link: Arc<Link>,
     ) -> Self {
@@ -87,13 +90,7 @@ impl Session {
     }
 
     /// Runs until the client leaves, the gateway stops or the connection is kicked.
-    pub async fn run(
-        mut self,
-        socket: &mut WebSocket,
-        rx: &mut mpsc::Receiver<Outbound>,
-        priority: &mut mpsc::Receiver<ServerFrame>,
-        kick: &CancellationToken,
-    ) -> Exit {
+    pub async fn run(&mut self, socket: &mut WebSocket, outbox: &Reader, kick: &CancellationToken) -> Exit {
         self.kick = kick.clone();
         let idle = self.shared.config.idle_timeout;
         let mut ping = tokio::time::interval(idle / 3);
@@ -114,26 +111,31 @@ impl Session {
             let step = tokio::select! {
                 biased;
                 () = &mut stopped => Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
-                () = &mut kicked => Err(Exit::Close(close::POLICY, "too slow: reconnect and sync")),
+                () = &mut kicked => Err(Exit::Close(close::POLICY, TOO_SLOW)),
                 () = &mut expired => {
                     let e = ServerFrame::error(None, ErrorCode::TokenExpired, "the token has expired");
                     self.write(socket, &e).await.and(Err(Exit::Close(close::POLICY, "token expired")))
                 }
-                Some(frame) = priority.recv() => self.write(socket, &frame).await,
-                Some(out) = rx.recv() => self.outbound(socket, out).await,
+                next = outbox.recv() => match next {
+                    Next::Priority(frame) => self.write(socket, &frame).await,
+                    Next::Ordinary(out) => Box::pin(self.outbound(socket, out)).await,
+                },
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let releases = self.rectifier.poll(Instant::now());
                     for _ in releases.iter().filter(|r| matches!(r, Release::Pull { .. })) {
                         emit(RectifierTimedOut);
                     }
-                    self.release(socket, releases).await
+                    Box::pin(self.release(socket, releases)).await
                 }
                 msg = socket.recv() => match msg {
                     None => Err(Exit::Gone),
                     Some(Err(e)) => Err(socket_error(&self.shared, e)),
                     Some(Ok(m)) => {
                         last_in = tokio::time::Instant::now();
-                        self.incoming(socket, m).await
+                        // Boxed, as the two above: a request's state (store
+                        // reads, pages) lives only while it is handled, not
+                        // in every idle connection's task.
+                        Box::pin(self.incoming(socket, m)).await
                     }
                 },
                 _ = ping.tick() => {
@@ -317,15 +319,18 @@ impl Session {
         Ok(())
     }
 
-    /// Writes a message; a client that does not read within the idle timeout,
-    /// or is kicked meanwhile, is dropped.
+    /// Writes a message. A client that does not read it within the idle
+    /// timeout, or lets its queue overflow meanwhile, is closed with 1008:
+    /// the write is abandoned between frames (the protocol layer keeps
+    /// whole frames only), so the close frame can follow what is pending.
     async fn write_raw(&mut self, socket: &mut WebSocket, msg: Message) -> Result<(), Exit> {
         tokio::select! {
             r = tokio::time::timeout(self.shared.config.idle_timeout, socket.send(msg)) => match r {
                 Ok(Ok(())) => Ok(()),
-                _ => Err(Exit::Gone),
+                Ok(Err(_)) => Err(Exit::Gone),
+                Err(_) => Err(Exit::Close(close::POLICY, TOO_SLOW)),
             },
-            () = self.kick.cancelled() => Err(Exit::Gone),
+            () = self.kick.cancelled() => Err(Exit::Close(close::POLICY, TOO_SLOW)),
         }
     }
 }

@@ -12,6 +12,10 @@ use seqline_core::protocol::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Bytes read from a connection's socket at once, and the read buffer each
+/// connection holds while idle.
+const READ_BUFFER_BYTES: usize = 1024;
+
 /// `GET /v1/ws`: refuses disallowed origins (403), a full gateway and an
 /// address over its cap (503) before upgrading.
 pub(crate) async fn upgrade(
@@ -61,11 +65,14 @@ pub(crate) async fn upgrade(
     };
     let token = shared.tracker.token();
     let max = shared.config.max_frame_bytes;
-    // Small read and write buffers: chat frames are small, tungstenite's
-    // 128 KiB default costs a 128 KiB memset per read and per connection.
+    // Small buffers: chat frames are small, and the read buffer is
+    // allocated (and zeroed) up front for every connection, idle or not:
+    // tungstenite's 128 KiB default would cost 128 KiB per connection. A
+    // larger frame still arrives whole (the buffer grows for it, in reads
+    // of this size). The write buffer grows only as frames are written.
     ws.max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(8 * 1024)
         // One outgoing frame must fit: a page of `max_page_bytes` plus its
         // last entry (one message is bounded by the body and member limits).
@@ -73,8 +80,7 @@ pub(crate) async fn upgrade(
             max.saturating_mul(4)
                 .max(shared.config.max_page_bytes.saturating_mul(4)),
         )
-        .on_upgrade(move |socket| async move {
-            connection::run(shared, socket, slot).await;
-            drop(token);
-        })
+        // The connection's future is the task's, with nothing around it:
+        // each wrapping async block would keep its own copy of the socket.
+        .on_upgrade(move |socket| connection::run(shared, socket, slot, token))
 }

@@ -342,6 +342,107 @@ async fn a_client_that_never_reads_is_disconnected_and_others_carry_on() {
     drop(slow);
 }
 
+/// Appends `n` single-entry packages for `u`/`d` with bodies of `body` bytes
+/// to the gateway's topic, as fanout would.
+async fn flood(gw: &Gw, u: &str, d: &str, n: u64, body: usize) {
+    use seqline_core::ports::Log;
+    let conv = ConversationId::parse("g:flood").unwrap();
+    let records = (1..=n)
+        .map(|seq| {
+            let mut message = fixtures::message(&conv, seq, &user("bob"));
+            message.body = "x".repeat(body);
+            let p = Package {
+                user: user(u),
+                device: device(d),
+                package_id: seq,
+                index: 0,
+                count: 1,
+                entries: vec![TimelineEntry {
+                    user_seq: UserSeq(seq),
+                    message,
+                }],
+            };
+            seqline_core::records::LogRecord::Gateway(GatewayRecord::Package(p))
+        })
+        .collect();
+    gw.log
+        .append(&seqline_core::records::Topic::Gateway(gw.id.clone()), records)
+        .await
+        .unwrap();
+}
+
+async fn metric_value(gw: &Gw, name: &str) -> Option<u64> {
+    let (_, m) = gw.http("GET", "/metrics", None, None).await;
+    m.as_str()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_closed_with_1008_once_its_byte_budget_is_full_and_sees_the_close_when_it_reads_again() {
+    // The frame count (256) is far from reached: only the byte budget can
+    // cut this client off. A generous close timeout: the client reads again
+    // only after the test has seen the kick.
+    let gw = Gw::start_with(|c| {
+        c.send_queue_bytes = 64 * 1024;
+        c.close_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let (mut slow, _) = gw.login("alice", "phone").await;
+    let (mut bob, _) = gw.login("bob", "phone").await;
+    // 200 pushes of 30 KB: about 6 MB, far more than the socket buffers and
+    // the budget hold, far fewer frames than the frame bound. `slow` reads
+    // nothing meanwhile.
+    flood(&gw, "alice", "phone", 200, 30_000).await;
+    seqline_testkit::wait::until(WAIT, "the slow reader to be kicked", || async {
+        (metric_value(&gw, "seqline_gateway_connections_kicked_total").await == Some(1)).then_some(())
+    })
+    .await;
+    // Its queue is given back at once, before the close is even written.
+    seqline_testkit::wait::until(WAIT, "its queued frames to be freed", || async {
+        (metric_value(&gw, "seqline_gateway_send_queue_bytes").await == Some(0)).then_some(())
+    })
+    .await;
+    seqline_testkit::wait::until(WAIT, "its presence to go", || async {
+        gw.presence
+            .lookup(&[user("alice")])
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // Others are unaffected.
+    bob.assert_alive().await;
+    // Reading again: what was already on its way, then the close, 1008.
+    let mut pushes = 0;
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match slow.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    assert_eq!(f["type"], "push", "{f}");
+                    pushes += 1;
+                }
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the close arrives");
+    assert_eq!(code, Some(1008));
+    assert!(pushes < 200, "the slow reader was cut off, not served everything");
+    // It recovers by sync on a new connection.
+    let (mut again, welcome) = gw.login("alice", "phone").await;
+    assert_eq!(welcome["type"], "welcome");
+    again.assert_alive().await;
+    bob.assert_alive().await;
+}
+
 #[tokio::test]
 async fn shutdown_closes_with_1001_unregisters_presence_and_returns() {
     let gw = Gw::start().await;

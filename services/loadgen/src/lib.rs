@@ -28,6 +28,8 @@
 //! - `churn`: membership changes while messages flow (F12).
 //! - `w4`: the huge-group workload (read diffusion, priority lane).
 //! - `finale`: heal, convergence, final timeline reads.
+//! - [`idle`]: W5, idle connections (server RSS per connection, idle CPU).
+//! - [`slow`]: clients that stop reading (what each costs, how it is closed).
 //! - [`procstat`]: server RSS and CPU from /proc, progress line.
 //! - [`report`]: [`RunReport`] (table and JSON).
 //! - `run`: [`run`], the whole sequence.
@@ -35,12 +37,14 @@
 mod churn;
 mod device;
 mod finale;
+pub mod idle;
 pub mod options;
 mod plan;
 pub mod procstat;
 pub mod report;
 mod run;
 mod setup;
+pub mod slow;
 mod stats;
 mod w4;
 

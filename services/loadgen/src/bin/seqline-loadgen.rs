@@ -1,6 +1,7 @@
 //! `seqline-loadgen w1|w2|w3|w4`: drive a workload against a running server,
 //! print the report (table or `--json`); exit 1 when the checker or the
-//! final phase found a problem.
+//! final phase found a problem. `idle` (W5) and `slow` measure what a
+//! connection costs the server instead.
 
 use anyhow::{bail, Result};
 use clap::Parser;
@@ -11,7 +12,8 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(about = "Drive a seqline workload and check the history")]
 struct Args {
-    /// w1 (direct chats), w2 (groups), w3 (catch-up) or w4 (one huge group).
+    /// w1 (direct chats), w2 (groups), w3 (catch-up), w4 (one huge group),
+    /// idle (W5: idle connections) or slow (clients that stop reading).
     workload: String,
     /// WebSocket URL of the server.
     #[arg(long, default_value = "ws://127.0.0.1:7600/v1/ws")]
@@ -84,6 +86,24 @@ struct Args {
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
+    /// idle: connections to open.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// idle, slow: source addresses (127.0.0.2 and up) to spread connections over.
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    /// idle: how long the server's idle CPU is measured, e.g. "20s".
+    #[arg(long, default_value = "20s", value_parser = seqline_core::duration::parse)]
+    cpu_window: Duration,
+    /// slow: members that stop reading.
+    #[arg(long, default_value_t = 10)]
+    slow: usize,
+    /// slow: body size of each message, bytes.
+    #[arg(long, default_value_t = 8000)]
+    body: usize,
+    /// slow: the devices read throughout (the control run).
+    #[arg(long)]
+    keep_reading: bool,
 }
 
 fn workload(a: &Args) -> Result<Workload> {
@@ -139,6 +159,11 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    match args.workload.as_str() {
+        "idle" => return connection_cost(&args, true).await,
+        "slow" => return connection_cost(&args, false).await,
+        _ => {}
+    }
     let mut opts = RunOptions::new(workload(&args)?, args.secret.clone());
     opts.http = match &args.http {
         Some(h) => h.clone(),
@@ -166,6 +191,51 @@ async fn main() -> Result<()> {
     }
     if !report.passed() {
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `idle` and `slow`: what a connection costs the server.
+async fn connection_cost(args: &Args, idle: bool) -> Result<()> {
+    let http = match &args.http {
+        Some(h) => h.clone(),
+        None => seqline_client::HttpApi::base_of_ws_url(&args.url)?,
+    };
+    if idle {
+        let report = seqline_loadgen::idle::run_idle(seqline_loadgen::idle::IdleOptions {
+            url: args.url.clone(),
+            secret: args.secret.clone(),
+            connections: args.connections,
+            sources: args.sources,
+            window: args.cpu_window,
+            server_pid: args.server_pid,
+            run_id: None,
+        })
+        .await?;
+        print_report(&report, args.json)
+    } else {
+        let report = seqline_loadgen::slow::run_slow(seqline_loadgen::slow::SlowOptions {
+            url: args.url.clone(),
+            http,
+            secret: args.secret.clone(),
+            slow: args.slow,
+            messages: args.messages.unwrap_or(1000),
+            body: args.body,
+            senders: args.senders.unwrap_or(4),
+            sources: args.sources,
+            server_pid: args.server_pid,
+            keep_reading: args.keep_reading,
+        })
+        .await?;
+        print_report(&report, args.json)
+    }
+}
+
+fn print_report(report: &(impl serde::Serialize + std::fmt::Display), json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
     }
     Ok(())
 }
