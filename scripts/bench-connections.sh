@@ -38,17 +38,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((W5_CONNECTIONS + 5
   W5_CONNECTIONS=$(( $(ulimit -n) - 512 ))
 fi
 
-SERVER_PID=""
-DATA=""
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-  [ -n "$DATA" ] && rm -rf "$DATA"
-  DATA=""
-}
-trap 'stop_server' EXIT
+# shellcheck source=scripts/bench-server.sh
+source scripts/bench-server.sh
 
 start_server() {
   DATA=$(mktemp -d /tmp/seqline-bench-XXXXXX)

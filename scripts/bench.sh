@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmark tables of WORKLOADS.md on this machine.
+# `make bench`: the benchmark tables (workloads W1-W6) on this machine.
 # W6 runs in process; W1 (closed and open loop), W2, W3 and W5 (idle
 # connections, slow readers: scripts/bench-connections.sh) run the load
 # generator as its own process against a fresh `seqline dev` (release build,
@@ -28,18 +28,8 @@ if [ "${BENCH_EMBEDDED:-1}" = 1 ]; then
   echo
 fi
 
-SERVER_PID=""
-DATA=""
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-  [ -n "$DATA" ] && rm -rf "$DATA"
-  DATA=""
-}
-
-trap 'stop_server' EXIT
+# shellcheck source=scripts/bench-server.sh
+source scripts/bench-server.sh
 
 # Extra environment for the server (e.g. the Kafka log); empty = embedded.
 SERVER_ENV=()

@@ -1,6 +1,6 @@
-//! The chaos runner of seqline (W7 of WORKLOADS.md): W1 and W2 traffic over
+//! The chaos runner of seqline (workload W7): W1 and W2 traffic over
 //! real WebSocket connections while a seeded schedule injects the faults of
-//! PROOF.md (F1-F14), then heal, let every device converge and re-read, and
+//! docs/chaos.md (F1-F14), then heal, let every device converge and re-read, and
 //! run the checker (C1-C14, L1) over both histories.
 //!
 //! Two topologies: **embedded** (one `seqline dev` process, killed, aborted
@@ -10,7 +10,7 @@
 //! the gateways cuts, freezes and drops acks (F10).
 //!
 //! # Layout
-//! - [`schedule`]: the faults by PROOF.md id and the seeded schedule.
+//! - [`schedule`]: the faults by fault id and the seeded schedule.
 //! - [`embedded`]: the `seqline dev` process and its faults.
 //! - [`cluster`]: cluster mode (every part a process) and its faults.
 //! - [`proxy`]: the fault-injecting TCP/WebSocket proxy.

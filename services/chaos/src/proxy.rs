@@ -1,5 +1,5 @@
 //! A TCP proxy between the load generator and the gateways that injects the
-//! network faults of F10 (PROOF.md): dropped sockets, half-open sockets and
+//! network faults of F10 (docs/chaos.md): dropped sockets, half-open sockets and
 //! lost ack frames.
 //!
 //! Bytes pass through unchanged. The server→client direction is watched for

@@ -14,7 +14,7 @@ use std::fmt;
 pub struct Tally {
     /// Injections per fault label (`F1 kill a gateway`, …).
     pub by_label: BTreeMap<String, u64>,
-    /// Injections per PROOF.md id (`F1` … `F13`, `F14` for mixed steps).
+    /// Injections per fault id (`F1` … `F13`, `F14` for mixed steps).
     pub by_id: BTreeMap<String, u64>,
     /// Every injection (a mixed step counts each of its faults).
     pub total: u64,

@@ -1,4 +1,4 @@
-//! The faults (named by their PROOF.md ids) and the seeded schedule that
+//! The faults (named by their ids in docs/chaos.md) and the seeded schedule that
 //! picks them: the same seed gives the same sequence of faults, gaps and
 //! fault lengths (what the system is doing when each lands still depends on
 //! timing).
@@ -33,7 +33,7 @@ impl Point {
         }
     }
 
-    /// The PROOF.md fault this point belongs to.
+    /// The fault this point belongs to.
     fn id(self) -> &'static str {
         match self {
             Point::AfterAppend => "F1",
@@ -100,7 +100,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// The PROOF.md id.
+    /// The fault id (docs/chaos.md).
     pub fn id(self) -> &'static str {
         match self {
             Fault::KillProcess | Fault::KillGateway => "F1",

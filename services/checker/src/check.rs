@@ -1,7 +1,7 @@
-//! The checks of PROOF.md over a recorded history.
+//! The consistency checks (C1-C14) over a recorded history.
 //!
 //! Every check is one or two hash-map passes over an index built once.
-//! Where PROOF.md leaves room, these are the semantics:
+//! Where the checks need precise semantics, these are they:
 //!
 //! - **Observations** are `recv` events and the entries of every `final`
 //!   event. Events are taken in `t` order (ties keep file order).

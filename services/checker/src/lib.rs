@@ -1,5 +1,5 @@
 //! The history checker of seqline: the load generator records what every
-//! device did and saw as JSON lines (the format of PROOF.md), and this crate
+//! device did and saw as JSON lines (the history format of tests/README.md), and this crate
 //! reads that history and checks the guarantees (C1-C14, L1), one hash-map
 //! pass per check, with small witnesses for anything wrong.
 //!

@@ -1,7 +1,7 @@
-//! The load generator of seqline: drives the workloads of WORKLOADS.md (W1
+//! The load generator of seqline: drives the benchmark workloads (W1
 //! direct chats, W2 groups, W3 catch-up) against a running server over real
 //! WebSocket connections through the client SDK, records every device's
-//! history for the checker (PROOF.md), waits for every device to converge,
+//! history for the checker (the format in tests/README.md), waits for every device to converge,
 //! reads every timeline back, runs the checker, and reports throughput,
 //! latency (HDR histograms; open loop measures from the intended send time),
 //! server RSS/CPU and the checker's counts.

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The traffic shape (WORKLOADS.md).
+/// The traffic shape (the workloads of `make bench`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Workload {
     /// Users chat one-to-one with random peers; some have two devices.

@@ -223,7 +223,7 @@ pub(crate) async fn close(live: Vec<LiveDevice>, senders: &mut JoinSet<()>) {
 }
 
 impl Workload {
-    /// The default size of each workload (WORKLOADS.md).
+    /// The default size of each workload.
     pub fn default_of(name: &str) -> Option<Workload> {
         match name {
             "w1" => Some(Workload::W1 {

@@ -1,4 +1,4 @@
-//! The short, fixed-seed chaos runs of `make test` (W7 of WORKLOADS.md):
+//! The short, fixed-seed chaos runs of `make test` (workload W7, docs/chaos.md):
 //! W1 and W2 through the fault proxy while the seeded schedule kills,
 //! aborts at failure points, stalls and restarts the system, cuts and
 //! freezes connections and drops acks; then heal, re-read and check. The

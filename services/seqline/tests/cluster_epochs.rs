@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{recv, recv_until, send, temp_dir, token, Ws, SECRET};
+use common::{recv, send, sync_marked, temp_dir, token, Ws, SECRET};
 use seqline_chaos::cluster::{Cluster, ClusterOptions, Engines};
 use seqline_core::ids::ClientMsgId;
 use seqline_core::model::TimelineEntry;
@@ -88,28 +88,6 @@ async fn write(addr: &str, n: usize) {
     }
 }
 
-async fn sync(ws: &mut Ws, req: u64, after: u64, epoch: Epoch, after_id: Option<ClientMsgId>) -> ServerFrame {
-    let frame = ClientFrame::Sync {
-        req,
-        after,
-        limit: None,
-        epoch: Some(epoch),
-        after_id,
-    };
-    send(ws, &frame).await;
-    recv_until(ws, |f| match f {
-        ServerFrame::SyncPage { req: r, .. }
-        | ServerFrame::Reset { req: r, .. }
-        | ServerFrame::Error { req: Some(r), .. }
-            if *r == req =>
-        {
-            Some(f.clone())
-        }
-        _ => None,
-    })
-    .await
-}
-
 /// Bob's timeline once it holds `n` entries (the timeline writer applies
 /// messages after their acks).
 async fn bob_timeline(addr: &str, n: usize) -> (Epoch, Vec<TimelineEntry>) {
@@ -119,7 +97,7 @@ async fn bob_timeline(addr: &str, n: usize) -> (Epoch, Vec<TimelineEntry>) {
         let ws = Arc::clone(&ws);
         async move {
             let mut ws = ws.lock().await;
-            match sync(&mut ws, 1, 0, epoch, None).await {
+            match sync_marked(&mut ws, 1, 0, Some(epoch), None).await {
                 ServerFrame::SyncPage { entries, .. } if entries.len() >= n => Some(entries),
                 _ => None,
             }
@@ -150,7 +128,7 @@ async fn a_fresh_keyspace_is_a_new_epoch_and_old_cursors_get_reset() {
     assert_ne!(now, old, "a fresh keyspace is a new epoch");
     let (mut ws, welcome_epoch) = connect(&addr, "bob", "phone").await;
     assert_eq!(welcome_epoch, now);
-    match sync(&mut ws, 2, cursor, old, Some(cursor_id)).await {
+    match sync_marked(&mut ws, 2, cursor, Some(old), Some(cursor_id)).await {
         ServerFrame::Reset { code, epoch, head, .. } => {
             assert_eq!((code, epoch, head), (ResetCode::StaleEpoch, now, 10));
         }

@@ -76,29 +76,6 @@ fn epoch_of(welcome: &ServerFrame) -> Epoch {
     }
 }
 
-/// One sync request naming `epoch` and the id of the entry at `after`.
-async fn sync(ws: &mut Ws, req: u64, after: u64, epoch: Option<Epoch>, after_id: Option<ClientMsgId>) -> ServerFrame {
-    let frame = ClientFrame::Sync {
-        req,
-        after,
-        limit: Some(500),
-        epoch,
-        after_id,
-    };
-    send(ws, &frame).await;
-    recv_until(ws, |f| match f {
-        ServerFrame::SyncPage { req: r, .. }
-        | ServerFrame::Reset { req: r, .. }
-        | ServerFrame::Error { req: Some(r), .. }
-            if *r == req =>
-        {
-            Some(f.clone())
-        }
-        _ => None,
-    })
-    .await
-}
-
 /// What a device keeps: the epoch, its timeline, and its cursor's entry id.
 struct Device {
     epoch: Epoch,
@@ -122,7 +99,7 @@ async fn bob_syncs(server: &Server) -> Device {
     for req in 1.. {
         let after = entries.last().map_or(0, |e| e.user_seq.0);
         let id = entries.last().map(|e| e.message.client_msg_id);
-        match sync(&mut ws, req, after, Some(epoch), id).await {
+        match sync_marked(&mut ws, req, after, Some(epoch), id).await {
             ServerFrame::SyncPage {
                 entries: page,
                 more,
@@ -182,10 +159,10 @@ async fn a_wiped_store_has_another_epoch_and_old_cursors_get_reset() {
     let (mut ws, welcome) = connect(&server, "bob", "phone").await;
     let now = epoch_of(&welcome);
     assert_ne!(now, bob.epoch, "a wiped store is a new epoch");
-    let answer = sync(&mut ws, 1, bob.cursor(), Some(bob.epoch), bob.cursor_id()).await;
+    let answer = sync_marked(&mut ws, 1, bob.cursor(), Some(bob.epoch), bob.cursor_id()).await;
     assert_eq!(reset_code(&answer), (ResetCode::StaleEpoch, now));
     // A client that sends no epoch is still caught by its cursor's mark.
-    let answer = sync(&mut ws, 2, bob.cursor(), None, bob.cursor_id()).await;
+    let answer = sync_marked(&mut ws, 2, bob.cursor(), None, bob.cursor_id()).await;
     assert_eq!(reset_code(&answer), (ResetCode::OtherEntry, now));
     // History and conversation pulls from the old epoch are refused.
     let conv = bob.entries[0].message.conv.clone();
@@ -268,10 +245,10 @@ async fn a_store_restored_from_an_older_copy_keeps_its_epoch_and_a_reused_cursor
     write(&server, false, 25, "after", 36).await;
     let (mut ws, welcome) = connect(&server, "bob", "phone").await;
     assert_eq!(epoch_of(&welcome), bob.epoch, "a restored store keeps its epoch");
-    let answer = sync(&mut ws, 1, bob.cursor(), Some(bob.epoch), bob.cursor_id()).await;
+    let answer = sync_marked(&mut ws, 1, bob.cursor(), Some(bob.epoch), bob.cursor_id()).await;
     assert_eq!(reset_code(&answer), (ResetCode::OtherEntry, bob.epoch));
     // A device whose cursor is inside the restored prefix syncs on as usual.
-    let answer = sync(&mut ws, 2, early.cursor(), Some(early.epoch), early.cursor_id()).await;
+    let answer = sync_marked(&mut ws, 2, early.cursor(), Some(early.epoch), early.cursor_id()).await;
     match answer {
         ServerFrame::SyncPage { entries, more, .. } => {
             assert!(!more);
@@ -305,9 +282,9 @@ async fn swapped_data_directories_are_told_apart() {
     let server = Server::start(&a, "127.0.0.1:0");
     let (mut ws, welcome) = connect(&server, "bob", "phone").await;
     assert_eq!(epoch_of(&welcome), from_b.epoch);
-    let answer = sync(&mut ws, 1, from_a.cursor(), Some(from_a.epoch), from_a.cursor_id()).await;
+    let answer = sync_marked(&mut ws, 1, from_a.cursor(), Some(from_a.epoch), from_a.cursor_id()).await;
     assert_eq!(reset_code(&answer), (ResetCode::StaleEpoch, from_b.epoch));
-    let answer = sync(&mut ws, 2, from_b.cursor(), Some(from_b.epoch), from_b.cursor_id()).await;
+    let answer = sync_marked(&mut ws, 2, from_b.cursor(), Some(from_b.epoch), from_b.cursor_id()).await;
     assert!(
         matches!(answer, ServerFrame::SyncPage { ref entries, more: false, .. } if entries.is_empty()),
         "the device that knew B is up to date: {answer:?}"

@@ -1,6 +1,6 @@
 //! Observability of every seqline role: logs through `tracing` to stderr
 //! (text or JSON), traces and metrics exported over OTLP/gRPC when an
-//! endpoint is configured, and the metric series of DESIGN.md section 6,
+//! endpoint is configured, and the metric series listed in docs/operations.md,
 //! moved only by typed events and rendered as Prometheus text for the
 //! gateway's `/metrics`.
 //!

@@ -25,7 +25,7 @@ struct Args {
     /// Longest quiet time between fault steps.
     #[arg(long, default_value = "3s", value_parser = seqline_core::duration::parse)]
     max_gap: Duration,
-    /// Only faults with these PROOF.md ids, e.g. "F1,F10" (default: all of the mode).
+    /// Only faults with these fault ids, e.g. "F1,F10" (default: all of the mode).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// W1 users.

@@ -264,3 +264,33 @@ pub async fn sync_at_least(ws: &mut Ws, n: usize) -> Vec<seqline_core::model::Ti
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One `sync` request naming `epoch` and the id of the entry at `after`;
+/// returns its answer: `sync_page`, `reset` or an `error` with its `req`.
+pub async fn sync_marked(
+    ws: &mut Ws,
+    req: u64,
+    after: u64,
+    epoch: Option<seqline_core::Epoch>,
+    after_id: Option<seqline_core::ids::ClientMsgId>,
+) -> ServerFrame {
+    let frame = ClientFrame::Sync {
+        req,
+        after,
+        limit: None,
+        epoch,
+        after_id,
+    };
+    send(ws, &frame).await;
+    recv_until(ws, |f| match f {
+        ServerFrame::SyncPage { req: r, .. }
+        | ServerFrame::Reset { req: r, .. }
+        | ServerFrame::Error { req: Some(r), .. }
+            if *r == req =>
+        {
+            Some(f.clone())
+        }
+        _ => None,
+    })
+    .await
+}
