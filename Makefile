@@ -24,15 +24,22 @@ test: test-tools
 	bash scripts/test.sh
 
 ## Installs what the tests need when it is missing: cargo-nextest, Debian's
-## redis-server, Java 17 and Maven, and the Kafka and Cassandra jars (from
-## Maven Central, once, into .engines/).
+## redis-server, Java 17, Maven and python3-yaml, helm (built with Go into
+## $(go env GOPATH)/bin, which scripts/test.sh puts on PATH), and the Kafka
+## and Cassandra jars (from Maven Central, once, into .engines/).
+HELM_VERSION ?= v3.21.4
 test-tools:
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+	@command -v helm >/dev/null 2>&1 || [ -x "$$(go env GOPATH 2>/dev/null)/bin/helm" ] || { \
+	  command -v go >/dev/null 2>&1 || { echo "helm is missing and Go is needed to build it: install Go, or helm 3 on PATH"; exit 1; }; \
+	  echo "building helm $(HELM_VERSION) into $$(go env GOPATH)/bin (a few minutes, once)"; \
+	  GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
 	@missing=""; \
 	  command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	  command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
 	  command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
 	  command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	  python3 -c 'import yaml' >/dev/null 2>&1 || missing="$$missing python3-yaml"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \

@@ -12,6 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `make test-tools` builds helm with Go into $(go env GOPATH)/bin.
+if command -v go >/dev/null 2>&1; then
+    PATH="$PATH:$(go env GOPATH)/bin"
+    export PATH
+fi
+
 BASE="${SEQLINE_TEST_PORTS_BASE:-29090}"
 RUN_DIR="${SEQLINE_TEST_ENGINES_DIR:-$PWD/target/test-engines}"
 export SEQLINE_KAFKA_PORT=$((BASE + 2)) SEQLINE_KAFKA_CONTROLLER_PORT=$((BASE + 3))
