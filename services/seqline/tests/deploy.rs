@@ -37,22 +37,12 @@ fn the_compose_file_is_valid() {
 /// `SEQLINE__…=value` pairs written in a deployment file.
 fn settings(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    for (i, line) in lines.iter().enumerate() {
-        // compose: `SEQLINE__X__Y: value`
+    for line in text.lines().map(str::trim) {
+        // `SEQLINE__X__Y: value`
         if let Some((k, v)) = line.split_once(':') {
             if k.starts_with("SEQLINE__") {
                 out.push((k.to_string(), v.trim().trim_matches('"').to_string()));
             }
-        }
-        // helm: `- name: SEQLINE__X__Y` then `value: …`
-        if let Some(k) = line.strip_prefix("- name: SEQLINE__") {
-            let v = lines
-                .get(i + 1)
-                .and_then(|n| n.strip_prefix("value:"))
-                .unwrap_or("x")
-                .trim();
-            out.push((format!("SEQLINE__{k}"), v.trim_matches('"').to_string()));
         }
     }
     out
@@ -60,10 +50,7 @@ fn settings(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn every_setting_in_the_deployment_files_is_a_known_key() {
-    let mut all = Vec::new();
-    for f in ["deploy/docker-compose.yml"] {
-        all.extend(settings(&std::fs::read_to_string(repo().join(f)).unwrap()));
-    }
+    let all = settings(&std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap());
     assert!(all.len() >= 4, "found too few settings: {all:?}");
     for (key, value) in all {
         // Template values are replaced by a placeholder of the right shape.
