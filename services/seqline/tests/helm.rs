@@ -88,8 +88,17 @@ fn yaml_docs(text: &str) -> Vec<Value> {
 
 /// `helm template` with `sets` (on top of a token secret value).
 fn render(sets: &[&str]) -> Vec<Value> {
+    render_for(None, sets)
+}
+
+/// [`render`] for a given Kubernetes version (helm's default otherwise).
+fn render_for(kube_version: Option<&str>, sets: &[&str]) -> Vec<Value> {
     let chart = chart();
-    let mut args = vec!["template", "rel", chart.to_str().unwrap(), "--set"];
+    let mut args = vec!["template", "rel", chart.to_str().unwrap()];
+    if let Some(v) = kube_version {
+        args.extend(["--kube-version", v]);
+    }
+    args.push("--set");
     let token = format!("tokenSecret.value={TOKEN}");
     args.push(&token);
     for s in sets {
@@ -432,6 +441,13 @@ fn pods_run_without_root_on_a_read_only_root() {
             .iter()
             .any(|d| d["kind"] == "HorizontalPodAutoscaler" || d["kind"] == "ServiceMonitor"),
         "autoscaling and the ServiceMonitor are off by default"
+    );
+    let docs = render_for(Some("1.31.0"), &[]);
+    let sts = find(&docs, "StatefulSet", "rel-seqline-gateway");
+    assert_eq!(
+        containers(sts)[0]["lifecycle"]["preStop"]["sleep"]["seconds"],
+        pre_stop,
+        "from Kubernetes 1.30 the pre-stop hook needs no program in the image"
     );
     let docs = render(&["tokenSecret.existingSecret=mine"]);
     assert!(
