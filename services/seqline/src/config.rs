@@ -2,12 +2,17 @@
 //! 1. built-in defaults (`Config::default()`),
 //! 2. the `--config FILE` (TOML),
 //! 3. environment variables `SEQLINE__SECTION__KEY=value`
-//!    (e.g. `SEQLINE__GATEWAY__LISTEN=127.0.0.1:9000`; values are read as
-//!    TOML when they parse, else as strings),
+//!    (e.g. `SEQLINE__GATEWAY__LISTEN=127.0.0.1:9000`), read by the type of
+//!    the setting they replace: a string setting (an id, a secret, a URL, a
+//!    duration such as `"250ms"`) takes the text as it is, so
+//!    `SEQLINE__GATEWAY__ID=123` is the id `"123"`; a number, boolean or
+//!    list takes it as a TOML value (`9`, `true`, `["a", "b"]`),
 //! 4. command-line flags.
 //!
 //! Unknown keys are errors, and cross-field checks run once at start-up,
-//! before anything is opened or connected.
+//! before anything is opened or connected. A value still holding the mask
+//! that `seqline config` prints in place of a secret is refused
+//! ([`crate::secrets`]).
 
 use anyhow::{bail, Context};
 use seqline_fanout::FanoutConfig;
@@ -127,10 +132,7 @@ pub fn load(
             continue;
         };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(raw.clone()));
+        let value = env_value(get(&merged, &path), &raw);
         set(&mut merged, &path, value).with_context(|| format!("applying environment variable {key}"))?;
     }
     if let Some(dir) = &flags.data {
@@ -156,8 +158,38 @@ pub fn load(
             toml::Value::String(secret.clone()),
         )?;
     }
+    if let Some(key) = crate::secrets::find_mask(&merged) {
+        bail!(
+            "{key} holds {mask}, the mask `seqline config` prints in place of a secret; \
+             put the real value in the file or set it in a later layer (environment, flag)",
+            mask = crate::secrets::MASK
+        );
+    }
     let config: Config = merged.try_into().context("invalid configuration")?;
     Ok(config)
+}
+
+/// An environment variable's text as the value of the setting it replaces:
+/// text for a string setting (or one with no default, all of them strings
+/// or addresses), else a TOML value when it parses as one.
+fn env_value(current: Option<&toml::Value>, raw: &str) -> toml::Value {
+    match current {
+        None | Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
+        Some(_) => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+    }
+}
+
+impl Config {
+    /// The configuration as TOML that [`load`] reads back, with every
+    /// secret replaced by [`crate::secrets::MASK`].
+    pub fn to_masked_toml(&self) -> anyhow::Result<String> {
+        let mut value = toml::Value::try_from(self).context("serializing the configuration")?;
+        crate::secrets::mask(&mut value);
+        toml::to_string_pretty(&value).context("writing the configuration as TOML")
+    }
 }
 
 impl Config {
@@ -208,6 +240,10 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
         }
         (b, o) => *b = o,
     }
+}
+
+fn get<'a>(root: &'a toml::Value, path: &[String]) -> Option<&'a toml::Value> {
+    path.iter().try_fold(root, |cur, key| cur.get(key.as_str()))
 }
 
 fn set(root: &mut toml::Value, path: &[String], value: toml::Value) -> anyhow::Result<()> {
@@ -282,6 +318,25 @@ mod tests {
         assert!(format!("{err:#}").contains("[telemetry]"), "{err:#}");
         let env = vec![("SEQLINE__TELEMETRY__ENDPOINT".to_string(), "x".to_string())];
         assert!(load(None, env.into_iter(), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn environment_strings_that_look_like_numbers_stay_strings() {
+        let env = vec![
+            (
+                "SEQLINE__GATEWAY__TOKEN_SECRET".to_string(),
+                "1234567890123456".to_string(),
+            ),
+            ("SEQLINE__GATEWAY__ID".to_string(), "42".to_string()),
+            ("SEQLINE__FANOUT__GROUP".to_string(), "false".to_string()),
+            ("SEQLINE__GATEWAY__HEARTBEAT".to_string(), "2s".to_string()),
+        ];
+        let c = load(None, env.into_iter(), &Overrides::default()).unwrap();
+        c.validate(true).unwrap();
+        assert_eq!(c.gateway.token_secret, "1234567890123456");
+        assert_eq!(c.gateway.id.as_str(), "42");
+        assert_eq!(c.fanout.group, "false");
+        assert_eq!(c.gateway.heartbeat, std::time::Duration::from_secs(2));
     }
 
     #[test]

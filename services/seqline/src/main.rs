@@ -5,11 +5,13 @@
 //! - `seqline gateway|persister|fanout`: one role, on the ports configured in
 //!   `[ports]` (cluster mode: Kafka, ScyllaDB, Redis).
 //! - `seqline token`: mints a development token.
-//! - `seqline config`: prints the effective configuration.
+//! - `seqline config`: prints the effective configuration as TOML that
+//!   `--config` reads back, secrets masked.
 
 mod config;
 mod health;
 mod ports;
+mod secrets;
 mod supervisor;
 
 use anyhow::Context;
@@ -74,7 +76,7 @@ enum Command {
         #[arg(long, env = "SEQLINE_SECRET", hide_env_values = true)]
         secret: Option<String>,
     },
-    /// Print the effective configuration (secrets masked) and exit.
+    /// Print the effective configuration as TOML (secrets masked) and exit.
     Config,
 }
 
@@ -178,7 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             let config = config::load(cli.config.as_deref(), std::env::vars(), &flags)?;
             config.validate(false)?;
-            println!("{config:#?}");
+            print!("{}", config.to_masked_toml()?);
             Ok(std::process::ExitCode::SUCCESS)
         }
     }

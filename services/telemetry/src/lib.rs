@@ -26,6 +26,7 @@ pub use metrics::Metrics;
 #[cfg(feature = "otlp")]
 pub use otlp::current_traceparent;
 
+use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -66,6 +67,13 @@ impl Drop for Guard {
     }
 }
 
+/// Whether text logs get ANSI colours: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org). Logs
+/// written to a file, a pipe or a log collector stay plain text.
+fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Installs the process's `tracing` subscriber: logs to stderr, filtered by
@@ -82,10 +90,15 @@ pub fn init(log: &LogSettings<'_>, telemetry: &TelemetryConfig, role: &str) -> G
     let fmt: BoxedLayer = if log.json {
         tracing_subscriber::fmt::layer()
             .json()
+            .with_ansi(false)
             .with_writer(std::io::stderr)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        let colour = colour_wanted(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+        tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
     let mut layers = vec![fmt];
@@ -128,4 +141,18 @@ pub fn init(log: &LogSettings<'_>, telemetry: &TelemetryConfig, role: &str) -> G
         (None, _) => {}
     }
     guard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_wanted;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some(OsStr::new(""))), "an empty NO_COLOR is unset");
+        assert!(!colour_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colour_wanted(false, None), "a file or a pipe gets plain text");
+    }
 }
