@@ -24,8 +24,9 @@ test: test-tools
 	bash scripts/test.sh
 
 ## Installs what the tests need when it is missing: cargo-nextest, Debian's
-## redis-server, Java 17 and Maven, and the Kafka and Cassandra jars (from
-## Maven Central, once, into .engines/).
+## redis-server, Java 17, Maven and docker-compose (it checks the compose file,
+## its PyYAML reads it for the compose test, and `make up` runs it), and the
+## Kafka and Cassandra jars (from Maven Central, once, into .engines/).
 test-tools:
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 	@missing=""; \
@@ -69,12 +70,16 @@ cluster: test-tools
 cluster-down:
 	CLUSTER_DIR=$(CLUSTER_DIR) LISTEN=$(LISTEN) bash scripts/cluster.sh down
 
-## Cluster mode on one machine with Docker: Kafka, ScyllaDB, Redis, the roles, observability.
+## Cluster mode on one machine with Docker: Kafka, ScyllaDB, Redis, the roles,
+## observability. COMPOSE is the tool `make test-tools` installs (Debian's
+## docker-compose); `make up COMPOSE="docker compose"` uses the v2 plugin.
+## The gateway gets $(SECRET), so `make traffic` works against it.
+COMPOSE ?= docker-compose
 up:
-	docker compose -f deploy/docker-compose.yml up -d --build
+	SEQLINE_SECRET=$(SECRET) $(COMPOSE) -f deploy/docker-compose.yml up -d --build
 
 down:
-	docker compose -f deploy/docker-compose.yml down -v
+	$(COMPOSE) -f deploy/docker-compose.yml down -v
 
 clean-data:
 	rm -rf $(DATA)
