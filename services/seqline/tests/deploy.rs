@@ -148,11 +148,13 @@ fn the_image_builds_with_a_toolchain_every_locked_crate_accepts() {
         .iter()
         .filter_map(|n| n["id"].as_str())
         .collect();
+    // Every crate from a registry or git in the resolved graph (the
+    // workspace's own crates claim the workspace's version, checked below).
     let needs: Vec<(String, String)> = meta["packages"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| p["id"].as_str().is_some_and(|id| resolved.contains(id)))
+        .filter(|p| p["id"].as_str().is_some_and(|id| resolved.contains(id)) && p["source"].is_string())
         .filter_map(|p| Some((p["rust_version"].as_str()?.to_string(), p["name"].as_str()?.to_string())))
         .collect();
     assert!(needs.len() > 20, "too few crates declare a rust-version: {needs:?}");
@@ -365,6 +367,17 @@ fn healthcheck(health: &[String], from: &str, to: &str) -> bool {
         .success()
 }
 
+/// A process the test started, killed (by its PID) if still running when
+/// the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The image's default command with the image's environment (addresses on
 /// loopback, a private data directory) serves, its healthcheck passes, and
 /// SIGTERM stops it cleanly.
@@ -385,19 +398,24 @@ async fn the_image_default_command_serves_and_passes_its_healthcheck() {
         .map(|(k, v)| (k, map(&v)))
         .collect();
     let args: Vec<String> = instruction("CMD").iter().map(|a| map(a)).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seqline"))
-        .args(&args)
-        .envs(env)
-        .env_remove("SEQLINE_SECRET")
-        .env_remove("SEQLINE_CONFIG")
-        .env("RUST_LOG", "warn")
-        .current_dir(&data)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_seqline"))
+            .args(&args)
+            .envs(env)
+            .env_remove("SEQLINE_SECRET")
+            .env_remove("SEQLINE_CONFIG")
+            .env("RUST_LOG", "warn")
+            .current_dir(&data)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let health = instruction("HEALTHCHECK");
     let health_port = health_addr.clone();
     seqline_testkit::wait::until(Duration::from_secs(60), "the image's healthcheck to pass", || {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("the image's default command exited with {status}");
+        }
         let up = std::net::TcpStream::connect(&health_port).is_ok();
         let passed = up && healthcheck(&health, "127.0.0.1:7601", &health_port);
         async move { passed.then_some(()) }
@@ -413,9 +431,9 @@ async fn the_image_default_command_serves_and_passes_its_healthcheck() {
     assert!(String::from_utf8_lossy(&gw.stdout).contains("200"));
     assert!(data.join("seqline-data").exists() || std::fs::read_dir(&data).unwrap().next().is_some());
 
-    assert!(seqline_testkit::servers::signal_pid(child.id(), "TERM"));
+    assert!(seqline_testkit::servers::signal_pid(child.0.id(), "TERM"));
     let status = seqline_testkit::wait::until(Duration::from_secs(30), "seqline dev to exit on SIGTERM", || {
-        let s = child.try_wait().unwrap();
+        let s = child.0.try_wait().unwrap();
         async move { s }
     })
     .await;
