@@ -65,11 +65,10 @@ pub fn probe(url: &str, timeout: Duration) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .with_context(|| format!("sending the request to {addr}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .with_context(|| format!("sending the request to {addr}"))?;
     // The status line is all we need; it fits the first read or two.
     let mut head = Vec::new();
     let mut buf = [0u8; 256];
@@ -115,9 +114,14 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut request = [0u8; 512];
-            let n = s.read(&mut request).unwrap();
-            assert!(request[..n].starts_with(b"GET /readyz HTTP/1.1\r\n"));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended early: {request:?}");
+                request.extend_from_slice(&buf[..n]);
+            }
+            assert!(request.starts_with(b"GET /readyz HTTP/1.1\r\n"));
             s.write_all(format!("{status}\r\ncontent-length: 0\r\n\r\n").as_bytes())
                 .unwrap();
         });
