@@ -24,9 +24,11 @@ test: test-tools
 	bash scripts/test.sh
 
 ## Installs what the tests need when it is missing: cargo-nextest, Debian's
-## redis-server, Java 17, Maven and python3-yaml, helm (built with Go into
-## $(go env GOPATH)/bin, which scripts/test.sh puts on PATH), and the Kafka
-## and Cassandra jars (from Maven Central, once, into .engines/).
+## redis-server, Java 17, Maven, docker-compose (it checks the compose file,
+## its PyYAML reads it for the compose and Helm tests, and `make up` runs it),
+## helm (built with Go into $(go env GOPATH)/bin, which scripts/test.sh puts
+## on PATH), and the Kafka and Cassandra jars (from Maven Central, once, into
+## .engines/).
 HELM_VERSION ?= v3.21.4
 test-tools:
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
@@ -76,12 +78,16 @@ cluster: test-tools
 cluster-down:
 	CLUSTER_DIR=$(CLUSTER_DIR) LISTEN=$(LISTEN) bash scripts/cluster.sh down
 
-## Cluster mode on one machine with Docker: Kafka, ScyllaDB, Redis, the roles, observability.
+## Cluster mode on one machine with Docker: Kafka, ScyllaDB, Redis, the roles,
+## observability. COMPOSE is the tool `make test-tools` installs (Debian's
+## docker-compose); `make up COMPOSE="docker compose"` uses the v2 plugin.
+## The gateway gets $(SECRET), so `make traffic` works against it.
+COMPOSE ?= docker-compose
 up:
-	docker compose -f deploy/docker-compose.yml up -d --build
+	SEQLINE_SECRET=$(SECRET) $(COMPOSE) -f deploy/docker-compose.yml up -d --build
 
 down:
-	docker compose -f deploy/docker-compose.yml down -v
+	$(COMPOSE) -f deploy/docker-compose.yml down -v
 
 clean-data:
 	rm -rf $(DATA)

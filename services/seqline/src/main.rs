@@ -7,6 +7,7 @@
 //! - `seqline token`: mints a development token.
 //! - `seqline config`: prints the effective configuration as TOML that
 //!   `--config` reads back, secrets masked.
+//! - `seqline health`: probes a health endpoint (the container healthcheck).
 
 mod config;
 mod health;
@@ -78,6 +79,17 @@ enum Command {
     },
     /// Print the effective configuration as TOML (secrets masked) and exit.
     Config,
+    /// Probe a health endpoint: exit 0 on a 2xx answer, 1 otherwise (the
+    /// container healthcheck; the image has no shell tools).
+    Health {
+        /// The endpoint: the gateway's `/healthz` or the `[health] listen`
+        /// address of any role.
+        #[arg(long, default_value = "http://127.0.0.1:7601/healthz")]
+        url: String,
+        /// How long to wait for the answer, e.g. 3s.
+        #[arg(long, default_value = "3s")]
+        timeout: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -172,6 +184,19 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 key.sign(&user, &device, seqline_core::token::now_secs(), ttl.as_secs())
             );
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Health { url, timeout } => {
+            let timeout = seqline_core::duration::parse(&timeout).map_err(anyhow::Error::msg)?;
+            match health::probe(&url, timeout) {
+                Ok(status) => {
+                    println!("{url}: {status}");
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("seqline health: {e:#}");
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+            }
         }
         Command::Config => {
             let flags = Overrides {

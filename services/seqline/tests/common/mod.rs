@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod deploy_files;
+
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 
 /// A running `seqline dev` process that this test started (and kills).
