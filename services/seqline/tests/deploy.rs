@@ -60,7 +60,9 @@ fn every_setting_in_the_deployment_files_is_a_known_key() {
     for i in runtime_stage().iter().filter(|i| i.keyword == "ENV") {
         all.extend(image_env(i));
     }
-    all.extend(settings(&std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap()));
+    all.extend(settings(
+        &std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap(),
+    ));
     assert!(all.len() >= 4, "found too few settings: {all:?}");
     for (key, value) in all {
         // Template values are replaced by a placeholder of the right shape.
