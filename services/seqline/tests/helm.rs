@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "helm-test-secret-0123456789";
 
@@ -373,20 +373,10 @@ fn probes_ask_paths_the_binary_serves() {
             "health" => health,
             other => panic!("unknown probe port {other}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = None;
-        while Instant::now() < deadline {
-            last = get_status(port, path);
-            if last == Some(200) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(
-            last,
-            Some(200),
-            "{path} on the {port} port ({users:?}) does not answer 200"
-        );
+        let what = format!("{path} on the {port} port ({users:?}) to answer 200");
+        seqline_testkit::wait::until_blocking(Duration::from_secs(30), &what, || {
+            (get_status(port, path) == Some(200)).then_some(())
+        });
     }
     drop(server);
     std::fs::remove_dir_all(&data).ok();

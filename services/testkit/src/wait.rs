@@ -21,3 +21,18 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// [`until`] for tests without a runtime: polls `check` until it returns
+/// `Some`, failing the test with `what` after `deadline`.
+pub fn until_blocking<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if std::time::Instant::now() >= end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -200,18 +200,11 @@ pub async fn metric(addr: &str, name: &str) -> Option<u64> {
 /// Polls a `/metrics` counter until it reaches `at_least`; fails the test
 /// with the last value seen when `within` runs out.
 pub async fn wait_metric(addr: &str, name: &str, at_least: u64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let value = metric(addr, name).await.unwrap_or(0);
-        if value >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} = {value} after {within:?}, expected at least {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{name} to reach {at_least}");
+    seqline_testkit::wait::until(within, &what, || async {
+        (metric(addr, name).await.unwrap_or(0) >= at_least).then_some(())
+    })
+    .await
 }
 
 /// Waits until the gateway has sent `at_least` acks.
@@ -257,13 +250,15 @@ pub async fn sync_all(ws: &mut Ws) -> Vec<seqline_core::model::TimelineEntry> {
 /// entries (acks come before the timeline writer has applied a message) or
 /// 30 s passed; returns the last full read.
 pub async fn sync_at_least(ws: &mut Ws, n: usize) -> Vec<seqline_core::model::TimelineEntry> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // At most 50 reads a second, well under the gateway's request limit.
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
     loop {
+        pace.tick().await;
         let all = sync_all(ws).await;
-        if all.len() >= n || Instant::now() > deadline {
+        if all.len() >= n || tokio::time::Instant::now() > deadline {
             return all;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
