@@ -147,7 +147,9 @@ impl Handler for TimelineHandler {
             });
         }
         let users: Vec<UserId> = writes.iter().map(|w| w.user.clone()).collect();
-        let results = join_all(writes.into_iter().map(|w| store.commit_timeline(w))).await;
+        // Ordered, then one flush for the whole batch (one group commit on
+        // the embedded engine) before the user events announce the entries.
+        let results = join_all(writes.into_iter().map(|w| store.commit_timeline_ordered(w))).await;
         let mut failure = None;
         for (user, r) in users.iter().zip(results) {
             if let Err(e) = r {
@@ -165,6 +167,7 @@ impl Handler for TimelineHandler {
         if !dead.is_empty() {
             self.ports.log.append(&Topic::DeadLetter, dead).await?;
         }
+        store.flush().await?;
         failpoint::hit(failpoint::names::TIMELINE_AFTER_STORE).await;
         self.ports.log.append(&Topic::UserEvents, events).await
     }

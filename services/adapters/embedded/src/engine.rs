@@ -108,6 +108,20 @@ impl EmbeddedEngine {
         self.group.commit(writing, batch)
     }
 
+    /// Commits `batch` to the journal (blocking) without asking for an
+    /// fsync: it is ordered before every later write and becomes durable
+    /// with the next persist anyone asks for (see [`EmbeddedEngine::flush`]).
+    pub(crate) fn commit_lazy(&self, writing: Writing<'_>, batch: OwnedWriteBatch) -> Result<Ticket, EngineError> {
+        self.group.commit_lazy(writing, batch)
+    }
+
+    /// Returns once every write made before this call is durable. Free when
+    /// the last group commit already covered them (unlike
+    /// [`EmbeddedEngine::sync`], which always asks for one).
+    pub async fn flush(&self) -> Result<()> {
+        Ok(self.group.barrier().await?)
+    }
+
     /// Runs `then` once `ticket` is fsynced (`true`) or never can be
     /// (`false`), whoever is still waiting (see [`GroupCommit::on_durable`]).
     pub(crate) fn on_durable(&self, ticket: Ticket, then: crate::sync::OnDurable) {

@@ -8,6 +8,15 @@
 //! covered by the first persist that started after that, so the writer is
 //! durable as soon as `completed >= t`.
 //!
+//! A writer that needs no fsync of its own commits *lazily*
+//! ([`GroupCommit::commit_lazy`]): its batch is journaled and ordered, and
+//! becomes durable with the next persist anyone asks for. It still gets a
+//! ticket (the next request's number, which only a later request can
+//! reach), so bookkeeping can wait for that persist. [`GroupCommit::barrier`]
+//! makes every write so far durable and costs nothing when the last persist
+//! already covered them: a stage that wrote lazily and then appended durably
+//! pays one fsync, not two.
+//!
 //! fjall holds its journal lock while it fsyncs, so writers that arrive
 //! during a persist queue up behind it. The thread therefore waits, briefly
 //! and boundedly, for writers already in the middle of a commit before the
@@ -29,6 +38,8 @@ const MAX_GATHER: Duration = Duration::from_micros(500);
 struct Completed {
     /// Highest ticket covered by a finished persist.
     ticket: u64,
+    /// Journal commits covered by that persist.
+    commits: u64,
     /// Set forever once a persist failed.
     failed: Option<Arc<str>>,
 }
@@ -36,6 +47,8 @@ struct Completed {
 #[derive(Default)]
 struct Requests {
     requested: u64,
+    /// Batches journaled so far, lazy ones included.
+    commits: u64,
     /// Writers between [`GroupCommit::enter`] and taking their ticket.
     inflight: u32,
     shutdown: bool,
@@ -117,20 +130,56 @@ impl GroupCommit {
         })
     }
 
-    /// Commits `batch` to the journal (blocking) and returns the ticket that
-    /// makes it durable.
-    pub(crate) fn commit(&self, mut writing: Writing<'_>, batch: OwnedWriteBatch) -> Result<Ticket, EngineError> {
+    /// Commits `batch` to the journal (blocking), asks for a persist, and
+    /// returns the ticket that makes it durable.
+    pub(crate) fn commit(&self, writing: Writing<'_>, batch: OwnedWriteBatch) -> Result<Ticket, EngineError> {
+        self.journal(writing, batch, true)
+    }
+
+    /// Commits `batch` to the journal (blocking) without asking for a
+    /// persist: it becomes durable with the next one anybody asks for. The
+    /// ticket is that next request's number.
+    pub(crate) fn commit_lazy(&self, writing: Writing<'_>, batch: OwnedWriteBatch) -> Result<Ticket, EngineError> {
+        self.journal(writing, batch, false)
+    }
+
+    fn journal(&self, mut writing: Writing<'_>, batch: OwnedWriteBatch, persist: bool) -> Result<Ticket, EngineError> {
         writing.committed = true;
         let result = batch.commit();
         let ticket = {
             let mut requests = lock(&self.shared.requests);
             requests.inflight -= 1;
-            requests.requested += 1;
-            requests.requested
+            if result.is_ok() {
+                requests.commits += 1;
+            }
+            if persist {
+                requests.requested += 1;
+                requests.requested
+            } else {
+                // Only a request made after this write can reach it.
+                requests.requested + 1
+            }
         };
         self.shared.wake.notify_one();
         result?;
         Ok(Ticket(ticket))
+    }
+
+    /// Returns once every batch journaled before this call is durable;
+    /// at once, with no fsync, when the last persist already covered them.
+    pub(crate) async fn barrier(&self) -> Result<(), EngineError> {
+        let commits = lock(&self.shared.requests).commits;
+        {
+            let done = self.shared.completed.borrow();
+            if let Some(reason) = &done.failed {
+                return Err(EngineError::SyncFailed(reason.to_string()));
+            }
+            if done.commits >= commits {
+                return Ok(());
+            }
+        }
+        let ticket = self.request()?;
+        self.wait(ticket).await
     }
 
     /// A ticket covering everything committed before this call.
@@ -211,8 +260,9 @@ impl Drop for GroupCommit {
     }
 }
 
-/// Waits for the next group to persist; `None` when shut down.
-fn next_target(shared: &Shared, done: u64) -> Option<u64> {
+/// Waits for the next group to persist: its target ticket and the journal
+/// commits it covers; `None` when shut down.
+fn next_target(shared: &Shared, done: u64) -> Option<(u64, u64)> {
     let mut requests = lock(&shared.requests);
     while requests.requested == done {
         if requests.shutdown {
@@ -235,12 +285,12 @@ fn next_target(shared: &Shared, done: u64) -> Option<u64> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
     }
-    Some(requests.requested)
+    Some((requests.requested, requests.commits))
 }
 
 fn run(shared: &Shared, db: &Database) {
     let mut done = 0u64;
-    while let Some(target) = next_target(shared, done) {
+    while let Some((target, commits)) = next_target(shared, done) {
         let result = db.persist(PersistMode::SyncData);
         shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         {
@@ -261,7 +311,10 @@ fn run(shared: &Shared, db: &Database) {
                 then(result.is_ok());
             }
             shared.completed.send_modify(|c| match &result {
-                Ok(()) => c.ticket = target,
+                Ok(()) => {
+                    c.ticket = target;
+                    c.commits = commits;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "fsync failed; the engine stops accepting writes");
                     c.failed = Some(Arc::from(e.to_string()));

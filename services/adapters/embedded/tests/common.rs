@@ -33,7 +33,7 @@ pub fn test_options() -> LogOptions {
     LogOptions {
         gateway: 4,
         // The suites use gateway topics for isolation: test them durable.
-        volatile_gateway_topics: false,
+        unsynced_recoverable_topics: false,
         ..LogOptions::default()
     }
 }

@@ -143,3 +143,96 @@ async fn a_changed_partition_count_is_refused() {
     let err = log.subscribe("g", &topic).await.err().expect("a mismatch");
     assert!(matches!(err, seqline_core::Error::Config(_)), "{err}");
 }
+
+/// One stage on the embedded engine: store writes that are only ordered,
+/// then a durable append, then the store's flush. The append's group
+/// commit covers the store writes, so the whole stage costs one fsync, and
+/// nobody reads the store writes before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_of_ordered_store_writes_and_a_durable_append_costs_one_fsync() {
+    let dir = TempDir::new();
+    let engine = EmbeddedEngine::open(&dir.0).unwrap();
+    let store = EmbeddedStore::open(Arc::clone(&engine)).unwrap();
+    let log = EmbeddedLog::open(Arc::clone(&engine), LogOptions::default()).unwrap();
+    let (conv, alice) = (conversation(), user("alice"));
+    store
+        .commit_conversation(create_batch(&conv, &alice, &[]))
+        .await
+        .unwrap();
+    let gw = GatewayId::parse("gw-stage").unwrap();
+    // Opening a topic for the first time writes its metadata.
+    log.append(&Topic::Deliveries, vec![keyed_record("k", 0, &gw)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+
+    let before = engine.fsync_count();
+    store
+        .commit_conversation_ordered(messages_batch(&conv, 0, 3, &alice))
+        .await
+        .unwrap();
+    store
+        .commit_timeline_ordered(timeline_batch(&alice, 0, &conv, 1, 3))
+        .await
+        .unwrap();
+    assert_eq!(engine.fsync_count(), before, "ordered writes ask for no fsync");
+    assert_eq!(
+        store.conversation_head(&conv).await.unwrap(),
+        Some(ConvSeq(0)),
+        "an ordered write is not read before it is durable"
+    );
+    log.append(&Topic::Deliveries, vec![keyed_record("k", 1, &gw)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(
+        engine.fsync_count(),
+        before + 1,
+        "the append's fsync covered the store writes; the flush was free"
+    );
+    assert_eq!(store.conversation_head(&conv).await.unwrap(), Some(ConvSeq(3)));
+    assert_eq!(store.timeline_head(&alice).await.unwrap(), UserSeq(3));
+
+    // Ordered writes alone: the flush asks for the one fsync they need.
+    let bob = user("bob");
+    store
+        .commit_timeline_ordered(timeline_batch(&bob, 0, &conv, 1, 2))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(engine.fsync_count(), before + 2);
+    assert_eq!(store.timeline_head(&bob).await.unwrap(), UserSeq(2));
+}
+
+/// Appends whose loss the protocol recovers from (commands, pushes,
+/// receipts) and offset commits ask for no fsync of their own, and are
+/// read at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recoverable_appends_and_offset_commits_ask_for_no_fsync() {
+    let dir = TempDir::new();
+    let engine = EmbeddedEngine::open(&dir.0).unwrap();
+    let log = EmbeddedLog::open(Arc::clone(&engine), LogOptions::default()).unwrap();
+    let gw = GatewayId::parse("gw-lazy").unwrap();
+    let topics = [Topic::Inbound, Topic::UserEvents, Topic::Gateway(gw.clone())];
+    let mut consumers = Vec::new();
+    for topic in &topics {
+        consumers.push(log.subscribe("lazy", topic).await.unwrap());
+    }
+    engine.flush().await.unwrap();
+    let before = engine.fsync_count();
+    for (topic, consumer) in topics.iter().zip(consumers.iter_mut()) {
+        log.append(topic, vec![keyed_record("k", 0, &gw)]).await.unwrap();
+        let got = consume(consumer.as_mut(), 1).await;
+        let (partition, records) = got.into_iter().next().unwrap();
+        assert_eq!(records.len(), 1, "{} is read at once", topic.name());
+        consumer.commit(partition, records[0].offset + 1).await.unwrap();
+    }
+    assert_eq!(
+        engine.fsync_count(),
+        before,
+        "no fsync for recoverable appends or offset commits"
+    );
+    // They become durable with the next fsync anyone asks for.
+    engine.flush().await.unwrap();
+    assert_eq!(engine.fsync_count(), before + 1);
+}

@@ -53,7 +53,7 @@ async fn open(dir: &TempDir, topic: &Topic, first: bool) -> Live {
     let options = LogOptions {
         gateway: PARTITIONS,
         trim_batch: 3,
-        volatile_gateway_topics: false,
+        unsynced_recoverable_topics: false,
         ..LogOptions::default()
     };
     let log = EmbeddedLog::open(engine, options).unwrap();

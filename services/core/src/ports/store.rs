@@ -243,6 +243,25 @@ pub trait Store: Send + Sync + 'static {
     /// `expected_head` (or, with `create`, if the conversation exists).
     async fn commit_conversation(&self, batch: ConversationBatch) -> Result<()>;
 
+    /// Writes a sequencer batch like [`Store::commit_conversation`], but may
+    /// return once the write is *ordered*, before it is durable: a store
+    /// that shares one journal with the log (the embedded engine) lets a
+    /// stage's store writes and its durable log appends share one fsync.
+    /// The write becomes durable with the next durable write to that
+    /// journal, and at the latest when [`Store::flush`] returns; readers
+    /// never see it before. The caller must make it durable (a durable log
+    /// append or `flush`) before anything announces it. Stores without such
+    /// a journal write durably, as `commit_conversation` does.
+    async fn commit_conversation_ordered(&self, batch: ConversationBatch) -> Result<()> {
+        self.commit_conversation(batch).await
+    }
+
+    /// Makes every write this store has returned from durable. Free when
+    /// they already are (the default: every write is durable on return).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The remembered outcome of client id `id` in `conv`.
     async fn dedup(&self, conv: &ConversationId, id: ClientMsgId) -> Result<Option<Outcome>>;
 
@@ -289,6 +308,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a timeline batch durably; `Error::Fenced` on a head mismatch.
     async fn commit_timeline(&self, batch: TimelineBatch) -> Result<()>;
+
+    /// Writes a timeline batch like [`Store::commit_timeline`], but may
+    /// return before it is durable, under the rules of
+    /// [`Store::commit_conversation_ordered`].
+    async fn commit_timeline_ordered(&self, batch: TimelineBatch) -> Result<()> {
+        self.commit_timeline(batch).await
+    }
 
     /// Committed head of `user`'s timeline (0 when empty).
     async fn timeline_head(&self, user: &UserId) -> Result<UserSeq>;

@@ -125,24 +125,38 @@ impl SequencerHandler {
         let (priority, events) = priority_lane(events);
         failpoint::hit(failpoint::names::SEQUENCER_AFTER_STORE).await;
         let log = &self.ports.log;
-        if !dead.is_empty() {
-            log.append(&Topic::DeadLetter, dead).await?;
-        }
         let (topics, batches): (Vec<Topic>, Vec<Vec<LogRecord>>) =
             receipts.into_iter().map(|(g, r)| (Topic::Gateway(g), r)).unzip();
-        let mut appends = vec![log.append(&Topic::Deliveries, deliveries)];
-        if !events.is_empty() {
-            appends.push(log.append(&Topic::ConvEvents, events));
+        // The store writes were only ordered (see `handle`). The durable
+        // appends and the store's flush go together: on the embedded engine
+        // they share one group commit, and the flush is free when the
+        // appends' fsync already covered the store writes. Receipts and
+        // conversation events announce stored messages, so they leave only
+        // once the flush says those are durable (on the embedded log they
+        // are appended without an fsync of their own).
+        let mut durable = vec![log.append(&Topic::Deliveries, deliveries)];
+        if !dead.is_empty() {
+            durable.push(log.append(&Topic::DeadLetter, dead));
         }
-        if !priority.is_empty() {
-            appends.push(log.append(&Topic::PriorityEvents, priority));
-        }
-        for (topic, records) in topics.iter().zip(batches) {
-            appends.push(log.append(topic, records));
-        }
-        for r in join_all(appends).await {
+        let announce = async {
+            self.ports.store.flush().await?;
+            let mut appends = Vec::new();
+            if !events.is_empty() {
+                appends.push(log.append(&Topic::ConvEvents, events));
+            }
+            if !priority.is_empty() {
+                appends.push(log.append(&Topic::PriorityEvents, priority));
+            }
+            for (topic, records) in topics.iter().zip(batches) {
+                appends.push(log.append(topic, records));
+            }
+            join_all(appends).await.into_iter().collect::<Result<Vec<()>>>()
+        };
+        let (durable, announced) = futures_util::future::join(join_all(durable), announce).await;
+        for r in durable {
             r?;
         }
+        announced?;
         Ok(())
     }
 }
@@ -365,7 +379,13 @@ impl Handler for SequencerHandler {
         let committed: usize = writes.iter().map(|w| w.messages.len()).sum();
         let store = Arc::clone(&self.ports.store);
         failpoint::hit(failpoint::names::SEQUENCER_BEFORE_STORE).await;
-        let results = join_all(writes.into_iter().map(|w| store.commit_conversation(w))).await;
+        // Ordered, not yet durable: `publish` makes them durable together
+        // with the batch's outputs, one group commit for the whole stage on
+        // the embedded engine. A crash before it loses the stage as a
+        // whole or leaves the store writes without their outputs (the
+        // journal keeps order); the redone batch then finds its commands
+        // stored and replays their deliveries, as for any duplicate.
+        let results = join_all(writes.into_iter().map(|w| store.commit_conversation_ordered(w))).await;
         let mut failure = None;
         for (conv, r) in touched.iter().zip(results) {
             if let Err(e) = r {

@@ -100,7 +100,11 @@ pub(super) fn write(
             next[i].1 = offset + 1;
         }
     }
-    let ticket = inner.engine.commit(writing, batch)?;
+    let ticket = if state.volatile {
+        inner.engine.commit_lazy(writing, batch)?
+    } else {
+        inner.engine.commit(writing, batch)?
+    };
     for ((_, guard), (_, end)) in guards.iter_mut().zip(&next) {
         **guard = *end;
     }

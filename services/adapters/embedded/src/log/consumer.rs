@@ -183,16 +183,17 @@ impl LogConsumer for EmbeddedConsumer {
         detached(async move {
             let key = topic.offset_key(&group, partition);
             let writer = Arc::clone(&inner);
-            // The offset is journaled but not waited for: the next group
-            // commit of any writer makes it durable. Losing it in a crash
-            // only means redoing a batch, which every worker does
-            // idempotently, so no fsync wait sits on each worker's path.
-            // (A trim below this offset is journaled after it, so a durable
-            // trim implies a durable offset.)
+            // The offset is journaled lazily: it asks for no fsync, the
+            // next group commit of any writer makes it durable. Losing it in
+            // a crash only means redoing a batch, which every worker does
+            // idempotently. The journal keeps order, so a durable offset
+            // implies the durable outputs of the batch it follows. (A trim
+            // below this offset is journaled after it, so a durable trim
+            // implies a durable offset.)
             let _ticket = blocking(move || {
                 let mut batch = writer.engine.batch();
                 batch.insert(&writer.offsets, key, next_offset.to_be_bytes());
-                writer.engine.commit(writer.engine.enter()?, batch)
+                writer.engine.commit_lazy(writer.engine.enter()?, batch)
             })
             .await?;
             if let Some(state) = lock(&topic.groups).get_mut(&group) {

@@ -42,12 +42,23 @@ pub struct LogOptions {
     pub dead_letter: u32,
     /// At most this many records are trimmed per commit.
     pub trim_batch: usize,
-    /// Appends to `gw.<id>` and `gw-priority.<id>` topics (receipts and
-    /// pushes) return without waiting for their fsync. Both are best effort
-    /// by design: a lost receipt makes the client resend (and get the
-    /// original `conv_seq`), a lost push is pulled. Everything else is
-    /// always durable.
-    pub volatile_gateway_topics: bool,
+    /// Appends to the topics whose loss the protocol recovers from return
+    /// without an fsync of their own and are visible at once; the next
+    /// group commit anyone asks for makes them durable. They are:
+    /// - `inbound`: a command is acknowledged only after the sequencer's
+    ///   durable write, which the journal orders after the command; a
+    ///   command lost in a crash was never acknowledged, and the client
+    ///   resends it with the same id;
+    /// - `user-events`, `conv-events`, `priority-events`, `gw.<id>` and
+    ///   `gw-priority.<id>`: pushes and receipts, written only after what
+    ///   they announce is durable. A crash of the one process that runs on
+    ///   this log drops every connection too; devices reconnect and pull
+    ///   what they missed, a client whose receipt was lost resends and gets
+    ///   the original `conv_seq`.
+    ///
+    /// `deliveries` (the only carrier of a message to the timelines) and
+    /// `dead-letter` are always fsynced before an append returns.
+    pub unsynced_recoverable_topics: bool,
 }
 
 impl Default for LogOptions {
@@ -61,7 +72,7 @@ impl Default for LogOptions {
             gateway: 1,
             dead_letter: 1,
             trim_batch: 4096,
-            volatile_gateway_topics: true,
+            unsynced_recoverable_topics: true,
         }
     }
 }
@@ -134,9 +145,23 @@ impl LogInner {
         let loaded =
             blocking(move || TopicState::load(&this.records, &this.offsets, &this.meta, &loaded_name, count)).await?;
         let mut loaded = loaded;
-        loaded.volatile = self.options.volatile_gateway_topics && topic.is_gateway();
+        loaded.volatile = self.options.unsynced_recoverable_topics && recoverable(topic);
         let mut topics = lock(&self.topics);
         Ok(Arc::clone(topics.entry(name).or_insert_with(|| Arc::new(loaded))))
+    }
+}
+
+/// Whether a lost append to `topic` is recovered by the protocol (see
+/// [`LogOptions::unsynced_recoverable_topics`]).
+fn recoverable(topic: &Topic) -> bool {
+    match topic {
+        Topic::Inbound
+        | Topic::UserEvents
+        | Topic::ConvEvents
+        | Topic::PriorityEvents
+        | Topic::Gateway(_)
+        | Topic::GatewayPriority(_) => true,
+        Topic::Deliveries | Topic::DeadLetter => false,
     }
 }
 

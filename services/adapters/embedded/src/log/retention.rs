@@ -37,8 +37,9 @@ pub(super) async fn trim(inner: &Arc<LogInner>, topic: &Arc<TopicState>, partiti
         for offset in low..until {
             batch.remove(&inner.records, topic.record_key(partition, offset));
         }
-        inner.engine.commit(inner.engine.enter()?, batch)?;
-        // Deletes need no fsync: after a crash they are simply redone.
+        // Deletes need no fsync (lazy: none is asked for): after a crash
+        // they are simply redone.
+        inner.engine.commit_lazy(inner.engine.enter()?, batch)?;
         part.low.store(until, Ordering::Release);
         Ok(())
     })

@@ -2,7 +2,7 @@
 //! group commit.
 
 use super::layout;
-use super::StoreInner;
+use super::{StoreInner, Wait};
 use crate::error::EngineError;
 use crate::keys::{u64_value, KeyReader};
 use crate::sync::Ticket;
@@ -14,16 +14,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::instrument;
 
-/// Writes a sequencer batch durably (see [`seqline_core::ports::Store`]).
+/// Writes a sequencer batch, waiting as `wait` says (see [`seqline_core::ports::Store`]).
 #[instrument(skip_all, fields(conversation_id = %batch.conv, from = batch.expected_head.0, to = batch.new_head.0))]
-pub(super) async fn commit(inner: &Arc<StoreInner>, batch: ConversationBatch) -> Result<()> {
+pub(super) async fn commit(inner: &Arc<StoreInner>, batch: ConversationBatch, wait: Wait) -> Result<()> {
     batch.validate()?;
     let (pending_key, new_head) = (layout::pending_conv(&batch.conv), batch.new_head.0);
-    super::commit_durably(inner, pending_key, new_head, batch, write).await
+    super::commit_batch(inner, pending_key, new_head, batch, wait, write).await
 }
 
 /// Checks the head and writes the batch (blocking, under the stripe lock).
-pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch) -> Result<Ticket, EngineError> {
+pub(super) fn write(
+    inner: &StoreInner,
+    pending_key: &[u8],
+    b: ConversationBatch,
+    wait: Wait,
+) -> Result<Ticket, EngineError> {
     let ks = &inner.ks;
     let conv_key = layout::conv(&b.conv);
     // Encode before locking: the lock is held only for the check and write.
@@ -112,7 +117,11 @@ pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: ConversationBatch
         );
     }
     inner.pending.begin(pending_key, stored);
-    match inner.engine.commit(writing, batch) {
+    let committed = match wait {
+        Wait::Durable => inner.engine.commit(writing, batch),
+        Wait::Ordered => inner.engine.commit_lazy(writing, batch),
+    };
+    match committed {
         Ok(ticket) => Ok(ticket),
         Err(e) => {
             inner.pending.finish(pending_key, stored);

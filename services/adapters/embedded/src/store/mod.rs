@@ -118,7 +118,13 @@ impl Store for EmbeddedStore {
         self.inner.load_conversation(conv).await
     }
     async fn commit_conversation(&self, batch: ConversationBatch) -> Result<()> {
-        conversation::commit(&self.inner, batch).await
+        conversation::commit(&self.inner, batch, Wait::Durable).await
+    }
+    async fn commit_conversation_ordered(&self, batch: ConversationBatch) -> Result<()> {
+        conversation::commit(&self.inner, batch, Wait::Ordered).await
+    }
+    async fn flush(&self) -> Result<()> {
+        self.inner.engine.flush().await
     }
     async fn dedup(&self, conv: &ConversationId, id: ClientMsgId) -> Result<Option<Outcome>> {
         self.inner.dedup(conv, id).await
@@ -154,7 +160,10 @@ impl Store for EmbeddedStore {
         self.inner.load_timeline(user).await
     }
     async fn commit_timeline(&self, batch: TimelineBatch) -> Result<()> {
-        timeline::commit(&self.inner, batch).await
+        timeline::commit(&self.inner, batch, Wait::Durable).await
+    }
+    async fn commit_timeline_ordered(&self, batch: TimelineBatch) -> Result<()> {
+        timeline::commit(&self.inner, batch, Wait::Ordered).await
     }
     async fn timeline_head(&self, user: &UserId) -> Result<UserSeq> {
         self.inner.timeline_head(user).await
@@ -199,25 +208,38 @@ fn load_or_create_epoch(engine: &EmbeddedEngine, meta: &Keyspace) -> std::result
     Ok(epoch)
 }
 
-/// Writes a batch under its pending marker, waits for its fsync; the sync
-/// thread publishes `new_head` as durable first (see
-/// [`StoreInner::finish_when_durable`]), so the marker is cleared even if
-/// the caller stops waiting or its runtime goes away.
-async fn commit_durably<B: Send + 'static>(
+/// What a commit waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Its fsync: the batch asks the group commit for one.
+    Durable,
+    /// Only the journal: the batch asks for no fsync and becomes durable
+    /// with the next one anybody asks for (see `Store::flush`).
+    Ordered,
+}
+
+/// Writes a batch under its pending marker and, with [`Wait::Durable`],
+/// waits for its fsync; the sync thread publishes `new_head` as durable
+/// first (see [`StoreInner::finish_when_durable`]), so the marker is
+/// cleared even if the caller stops waiting or its runtime goes away.
+async fn commit_batch<B: Send + 'static>(
     inner: &Arc<StoreInner>,
     pending_key: Vec<u8>,
     new_head: u64,
     batch: B,
-    write: fn(&StoreInner, &[u8], B) -> std::result::Result<crate::sync::Ticket, EngineError>,
+    wait: Wait,
+    write: fn(&StoreInner, &[u8], B, Wait) -> std::result::Result<crate::sync::Ticket, EngineError>,
 ) -> Result<()> {
     let writer = Arc::clone(inner);
     let ticket = crate::engine::blocking(move || {
-        let ticket = write(&writer, &pending_key, batch)?;
+        let ticket = write(&writer, &pending_key, batch, wait)?;
         writer.finish_when_durable(ticket, pending_key, new_head);
         Ok(ticket)
     })
     .await?;
-    inner.engine.durable(ticket).await?;
+    if wait == Wait::Durable {
+        inner.engine.durable(ticket).await?;
+    }
     Ok(())
 }
 

@@ -20,7 +20,7 @@ async fn unsynced_batches_are_invisible() {
     let marker = layout::pending_conv(&conv);
     let batch = messages_batch(&conv, 0, 3, &alice);
     let id = batch.dedup[0].0;
-    let ticket = conversation::write(&inner, &marker, batch).unwrap();
+    let ticket = conversation::write(&inner, &marker, batch, super::Wait::Durable).unwrap();
     assert_eq!(store.conversation_head(&conv).await.unwrap(), Some(ConvSeq(0)));
     assert!(store.messages_after(&conv, ConvSeq(0), 10).await.unwrap().is_empty());
     assert!(store.messages_before(&conv, ConvSeq(100), 10).await.unwrap().is_empty());
@@ -45,7 +45,7 @@ async fn unsynced_creation_and_timeline_are_invisible() {
     let inner = Arc::clone(&store.inner);
 
     let marker = layout::pending_conv(&conv);
-    conversation::write(&inner, &marker, create_batch(&conv, &bob, &[])).unwrap();
+    conversation::write(&inner, &marker, create_batch(&conv, &bob, &[]), super::Wait::Durable).unwrap();
     assert_eq!(
         store.conversation_head(&conv).await.unwrap(),
         None,
@@ -53,7 +53,13 @@ async fn unsynced_creation_and_timeline_are_invisible() {
     );
 
     let marker = layout::pending_user(&bob);
-    timeline::write(&inner, &marker, timeline_batch(&bob, 0, &conv, 1, 2)).unwrap();
+    timeline::write(
+        &inner,
+        &marker,
+        timeline_batch(&bob, 0, &conv, 1, 2),
+        super::Wait::Durable,
+    )
+    .unwrap();
     assert_eq!(store.timeline_head(&bob).await.unwrap(), UserSeq(0));
     assert!(store.timeline_after(&bob, UserSeq(0), 10).await.unwrap().is_empty());
 }

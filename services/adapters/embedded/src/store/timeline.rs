@@ -2,7 +2,7 @@
 //! by user.
 
 use super::layout;
-use super::StoreInner;
+use super::{StoreInner, Wait};
 use crate::engine::blocking;
 use crate::error::EngineError;
 use crate::keys::u64_value;
@@ -14,15 +14,20 @@ use seqline_core::{Error, Result};
 use std::sync::Arc;
 use tracing::instrument;
 
-/// Writes a timeline batch durably; `Error::Fenced` on a head mismatch.
+/// Writes a timeline batch, waiting as `wait` says; `Error::Fenced` on a head mismatch.
 #[instrument(skip_all, fields(user_id = %batch.user, from = batch.expected_head.0, to = batch.new_head.0))]
-pub(super) async fn commit(inner: &Arc<StoreInner>, batch: TimelineBatch) -> Result<()> {
+pub(super) async fn commit(inner: &Arc<StoreInner>, batch: TimelineBatch, wait: Wait) -> Result<()> {
     batch.validate()?;
     let (pending_key, new_head) = (layout::pending_user(&batch.user), batch.new_head.0);
-    super::commit_durably(inner, pending_key, new_head, batch, write).await
+    super::commit_batch(inner, pending_key, new_head, batch, wait, write).await
 }
 
-pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) -> Result<Ticket, EngineError> {
+pub(super) fn write(
+    inner: &StoreInner,
+    pending_key: &[u8],
+    b: TimelineBatch,
+    wait: Wait,
+) -> Result<Ticket, EngineError> {
     let ks = &inner.ks;
     let user_key = layout::user(&b.user);
     let entries = b
@@ -54,7 +59,11 @@ pub(super) fn write(inner: &StoreInner, pending_key: &[u8], b: TimelineBatch) ->
         );
     }
     inner.pending.begin(pending_key, Some(head));
-    match inner.engine.commit(writing, batch) {
+    let committed = match wait {
+        Wait::Durable => inner.engine.commit(writing, batch),
+        Wait::Ordered => inner.engine.commit_lazy(writing, batch),
+    };
+    match committed {
         Ok(ticket) => Ok(ticket),
         Err(e) => {
             inner.pending.finish(pending_key, Some(head));
