@@ -2,7 +2,7 @@
 //!
 //! | port | URL |
 //! |---|---|
-//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&gateway_partitions=1&session_timeout=10s&heartbeat=3s&max_poll_interval=300s&message_timeout=30s&linger=5ms&fetch_wait=20ms]` |
+//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&gateway_partitions=1&session_timeout=10s&heartbeat=3s&max_poll_interval=300s&message_timeout=30s&linger=0ms&fetch_wait=20ms]` |
 //! | store | `embedded://DIR`, `scylla://HOST:PORT[,…][/KEYSPACE][?rf=3]` |
 //! | presence | `memory://`, `redis://HOST:PORT[/DB][?prefix=seqline]` |
 //!

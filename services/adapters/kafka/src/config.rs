@@ -46,7 +46,10 @@ pub struct KafkaOptions {
     pub max_poll_interval: Duration,
     /// An append fails if a record is not acknowledged within this time.
     pub message_timeout: Duration,
-    /// How long the producer waits to fill a batch.
+    /// How long the producer waits to fill a batch (`linger.ms`). Zero by
+    /// default: a lone message never waits for company. Under load
+    /// librdkafka still batches what accumulates while a request to the
+    /// broker is in flight, so throughput needs no linger.
     pub linger: Duration,
     /// Records a consumer fetches ahead of its `poll` calls.
     pub consumer_buffer: usize,
@@ -78,7 +81,7 @@ impl Default for KafkaOptions {
             heartbeat: None,
             max_poll_interval: Duration::from_secs(300),
             message_timeout: Duration::from_secs(30),
-            linger: Duration::from_millis(5),
+            linger: Duration::ZERO,
             consumer_buffer: 4096,
             fetch_wait: Duration::from_millis(20),
             extra: Vec::new(),
