@@ -82,11 +82,13 @@ fn journal(j: &Journal) -> Vec<String> {
 
 /// Fails its first calls with the errors given, then succeeds; refuses for
 /// good any record whose reason is "poison"; may hold its first batch until
-/// released. Writes down every call.
+/// released; may have deferred work due. Writes down every call.
 struct Scripted {
     journal: Journal,
     failures: VecDeque<Error>,
     gate: Option<Arc<Notify>>,
+    /// When deferred work is due.
+    due: Option<tokio::time::Instant>,
 }
 
 impl Scripted {
@@ -95,6 +97,7 @@ impl Scripted {
             journal: Arc::clone(journal),
             failures: VecDeque::new(),
             gate: None,
+            due: None,
         }
     }
 
@@ -110,6 +113,16 @@ impl Handler for Scripted {
 
     fn reset(&mut self) {
         self.note("reset".into());
+    }
+
+    fn wake_at(&self) -> Option<tokio::time::Instant> {
+        self.due
+    }
+
+    async fn wake(&mut self) -> Result<()> {
+        self.due = None;
+        self.note("wake".into());
+        Ok(())
     }
 
     async fn handle(&mut self, _partition: u32, batch: &[Input]) -> Result<()> {
@@ -284,6 +297,53 @@ async fn a_fenced_commit_drops_the_batch_and_polling_goes_on() {
     let redo = drain(successor.as_mut()).await;
     let reasons: Vec<&str> = redo.iter().map(reason).collect();
     assert_eq!(reasons, vec!["a", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_is_dead_lettered_and_the_handler_gets_the_others() {
+    let f = Fixture::open();
+    f.log.append(&Topic::Deliveries, vec![record("a")]).await.unwrap();
+    f.log
+        .inject_raw_for_tests(&Topic::Deliveries, 0, b"\xffnot a record".to_vec())
+        .await
+        .unwrap();
+    f.log.append(&Topic::Deliveries, vec![record("b")]).await.unwrap();
+    let j = Journal::default();
+    let stop = CancellationToken::new();
+    let worker = start(&f.log, "reader", &stop, Scripted::new(&j));
+    wait_for(&j, "done 2").await;
+
+    let mut dead = f.log.subscribe("check", &Topic::DeadLetter).await.unwrap();
+    let dead = drain(dead.as_mut()).await;
+    match &dead[..] {
+        [LogRecord::DeadLetter(d)] => {
+            assert_eq!((d.topic.as_str(), d.partition, d.offset), ("deliveries", 0, 1));
+            assert!(!d.reason.is_empty(), "the decoder's reason is kept");
+        }
+        other => panic!("expected one dead letter, got {other:?}"),
+    }
+    let done: Vec<String> = journal(&j).into_iter().filter(|e| e.starts_with("done")).collect();
+    assert_eq!(done, vec!["done 0", "done 2"], "the handler never sees the junk");
+    assert_committed(&f.log, "reader", stop, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_work_is_done_when_due_without_a_record() {
+    let f = Fixture::open();
+    let j = Journal::default();
+    let mut handler = Scripted::new(&j);
+    handler.due = Some(tokio::time::Instant::now() + Duration::from_millis(20));
+    let stop = CancellationToken::new();
+    let worker = start(&f.log, "idle", &stop, handler);
+    wait_for(&j, "wake").await;
+    f.log.append(&Topic::Deliveries, vec![record("a")]).await.unwrap();
+    wait_for(&j, "done 0").await;
+    assert_eq!(
+        journal(&j),
+        vec!["wake", "handle 0", "done 0"],
+        "woken once, then records flow"
+    );
+    assert_committed(&f.log, "idle", stop, worker).await;
 }
 
 #[tokio::test]
