@@ -10,7 +10,10 @@
 //! stores commands and emits receipts and deliveries, the timeline writer
 //! stores timelines, fanout routes pushes, the gateway dispatches receipts
 //! to its connections. Everything around that is the same for every role,
-//! so it lives here once, in [`consume`].
+//! so it lives here once, in [`consume`]. A handler that defers work
+//! (fanout's conversation lane holds notices back to coalesce them) says
+//! when it is due with [`Handler::wake_at`], and the loop calls
+//! [`Handler::wake`] then, whether or not a record arrived.
 //!
 //! # The guarantees of the loop
 //!
