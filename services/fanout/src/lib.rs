@@ -11,7 +11,8 @@
 //! - [`route`] — the pure packaging step.
 //! - [`notices`] — the conversation lane (read-diffusion notices).
 //! - `priority` — the priority lane (high-priority messages in full).
-//! - [`run`] — the consume → route → append → commit loop.
+//! - [`run`] — the three lanes, each a worker of the shared runtime
+//!   (`seqline-worker`: consume → route → append → commit), supervised together.
 
 pub mod notices;
 mod priority;
@@ -19,9 +20,10 @@ mod route;
 
 pub use route::route;
 
-use seqline_core::ports::{Consumed, Log, Polled, Presence};
-use seqline_core::records::{DeadLetter, LogRecord, Topic};
+use seqline_core::ports::{Log, Presence};
+use seqline_core::records::{LogRecord, Topic};
 use seqline_core::Result;
+use seqline_worker::{consume, unexpected, Handler, Input, Options, Tasks};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -76,73 +78,60 @@ pub struct Ports {
 /// (high-priority messages in full) side by side, each on its own topic so
 /// none waits behind another's backlog; one failing stops them all.
 pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
-    let lanes = shutdown.child_token();
-    let _stop_both = lanes.clone().drop_guard();
-    tokio::try_join!(
-        user_lane(config.clone(), ports.clone(), lanes.clone()),
-        notices::run(config.clone(), ports.clone(), lanes.clone()),
-        priority::run(config, ports, lanes.clone()),
-    )
-    .map(|_| ())
+    let mut lanes = Tasks::new(&shutdown);
+    lanes.spawn("user lane", user_lane(config.clone(), ports.clone(), lanes.stop()));
+    lanes.spawn(
+        "conversation lane",
+        notices::run(config.clone(), ports.clone(), lanes.stop()),
+    );
+    lanes.spawn("priority lane", priority::run(config, ports, lanes.stop()));
+    Ok(lanes.join().await?)
 }
 
 async fn user_lane(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
-    let mut consumer = ports.log.subscribe(&config.group, &Topic::UserEvents).await?;
-    let mut next_package: u64 = u64::from(rand_seed());
-    loop {
-        let polled = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            p = consumer.poll(config.batch_max) => p?,
-        };
-        let Polled::Records { partition, records } = polled else {
-            continue;
-        };
-        let Some(next) = records.last().map(|r| r.offset + 1) else {
-            continue;
-        };
-        deliver(&config, &ports, partition, records, &mut next_package).await?;
-        match consumer.commit(partition, next).await {
-            Ok(()) => {}
-            // The partition moved to another member while we worked: our
-            // outputs are durable and idempotent, the new owner redoes the
-            // batch from the committed offset. Drop it and poll on.
-            Err(seqline_core::Error::Fenced(reason)) => {
-                tracing::warn!(partition, %reason, "partition lost before commit; dropping the batch");
-            }
-            Err(e) => return Err(e),
-        }
+    let options = Options::new(&config.group, Topic::UserEvents, config.batch_max);
+    let lane = UserLane {
+        config,
+        ports,
+        next_package: u64::from(rand_seed()),
+    };
+    let log = Arc::clone(&lane.ports.log);
+    consume(log.as_ref(), &options, shutdown, lane).await
+}
+
+/// The user lane: timeline appends become packages for the devices' gateways.
+struct UserLane {
+    config: FanoutConfig,
+    ports: Ports,
+    next_package: u64,
+}
+
+impl Handler for UserLane {
+    async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
+        deliver(&self.config, &self.ports, partition, batch, &mut self.next_package).await
     }
 }
 
 /// Routes one batch of user events to the gateways of their devices.
-#[tracing::instrument(skip_all, fields(topic = "user-events", partition = partition, records = records.len()))]
 async fn deliver(
     config: &FanoutConfig,
     ports: &Ports,
     partition: u32,
-    records: Vec<Consumed>,
+    batch: &[Input],
     next_package: &mut u64,
 ) -> Result<()> {
-    let mut events = Vec::with_capacity(records.len());
+    let mut events = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
-    for c in records {
-        match c.record {
-            Ok(LogRecord::UserEvent(e)) => events.push(e),
+    for input in batch {
+        match &input.record {
+            LogRecord::UserEvent(e) => events.push(e.clone()),
             // Never dropped in silence, never blocking the partition.
-            other => {
-                let reason = match other {
-                    Err(reason) => reason,
-                    Ok(_) => "not a user event".to_string(),
-                };
-                tracing::warn!(partition, offset = c.offset, %reason, "dead-lettering a record");
-                dead.push(LogRecord::DeadLetter(DeadLetter {
-                    topic: Topic::UserEvents.name(),
-                    partition,
-                    offset: c.offset,
-                    reason,
-                    raw: Vec::new(),
-                }));
-            }
+            _ => dead.push(unexpected(
+                &Topic::UserEvents,
+                partition,
+                input.offset,
+                "not a user event",
+            )),
         }
     }
     if !dead.is_empty() {

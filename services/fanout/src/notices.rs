@@ -20,9 +20,9 @@
 use crate::{FanoutConfig, Ports};
 use seqline_core::ids::{ConvSeq, ConversationId, GatewayId};
 use seqline_core::model::Message;
-use seqline_core::ports::{Consumed, Polled};
-use seqline_core::records::{DeadLetter, GatewayRecord, LogRecord, Notice, Topic};
+use seqline_core::records::{GatewayRecord, LogRecord, Notice, Topic};
 use seqline_core::Result;
+use seqline_worker::{consume, unexpected, Handler, Input, Options};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -114,61 +114,71 @@ impl Coalescer {
 
 /// Runs the conversation lane until `shutdown`.
 pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
-    let mut consumer = ports.log.subscribe(&config.conv_group, &Topic::ConvEvents).await?;
-    let mut coalescer = Coalescer::new(config.notice_interval);
-    loop {
-        let wake = coalescer.next_due();
-        let polled = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            p = consumer.poll(config.batch_max) => Some(p?),
-            () = sleep_until(wake) => None,
-        };
-        let mut priority = Vec::new();
-        let mut commit = None;
-        if let Some(Polled::Records { partition, records }) = polled {
-            commit = records.last().map(|r| (partition, r.offset + 1));
-            let now = Instant::now();
-            let mut dead = Vec::new();
-            for c in records {
-                match message_of(c, partition, &Topic::ConvEvents) {
-                    Ok(m) => priority.extend(coalescer.offer(m, now)),
-                    Err(d) => dead.push(*d),
-                }
-            }
-            if !dead.is_empty() {
-                ports.log.append(&Topic::DeadLetter, dead).await?;
-            }
-        }
-        let notices = coalescer.due(Instant::now());
+    let options = Options::new(&config.conv_group, Topic::ConvEvents, config.batch_max);
+    let lane = ConvLane {
+        coalescer: Coalescer::new(config.notice_interval),
+        ports,
+    };
+    let log = std::sync::Arc::clone(&lane.ports.log);
+    consume(log.as_ref(), &options, shutdown, lane).await
+}
+
+/// The conversation lane: coalesces ordinary messages into notices, sends
+/// priority ones at once, and wakes when coalesced notices fall due.
+struct ConvLane {
+    ports: Ports,
+    coalescer: Coalescer,
+}
+
+impl ConvLane {
+    /// Sends `priority` and the notices due now.
+    async fn send_due(&mut self, priority: Vec<Message>) -> Result<()> {
+        let notices = self.coalescer.due(Instant::now());
         if !priority.is_empty() || !notices.is_empty() {
-            send(&ports, Round { priority, notices }).await?;
+            send(&self.ports, Round { priority, notices }).await?;
         }
-        if let Some((partition, next)) = commit {
-            match consumer.commit(partition, next).await {
-                Ok(()) => {}
-                Err(seqline_core::Error::Fenced(reason)) => {
-                    tracing::warn!(partition, %reason, "conv-events partition lost before commit");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(())
     }
 }
 
-pub(crate) fn message_of(c: Consumed, partition: u32, topic: &Topic) -> std::result::Result<Message, Box<LogRecord>> {
-    let reason = match c.record {
-        Ok(LogRecord::ConvEvent(e)) => return Ok(e.message),
-        Ok(_) => "not a conversation event".to_string(),
-        Err(reason) => reason,
-    };
-    tracing::warn!(partition, offset = c.offset, %reason, "dead-lettering a record");
-    Err(Box::new(LogRecord::DeadLetter(DeadLetter {
-        topic: topic.name(),
-        partition,
-        offset: c.offset,
-        reason,
-        raw: Vec::new(),
-    })))
+impl Handler for ConvLane {
+    async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
+        let now = Instant::now();
+        let mut priority = Vec::new();
+        let mut dead = Vec::new();
+        for input in batch {
+            match message_of(input, partition, &Topic::ConvEvents) {
+                Ok(m) => priority.extend(self.coalescer.offer(m, now)),
+                Err(d) => dead.push(*d),
+            }
+        }
+        if !dead.is_empty() {
+            self.ports.log.append(&Topic::DeadLetter, dead).await?;
+        }
+        self.send_due(priority).await
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        self.coalescer.next_due()
+    }
+
+    async fn wake(&mut self) -> Result<()> {
+        self.send_due(Vec::new()).await
+    }
+}
+
+/// The message of a conversation event, or the dead letter of a record
+/// that is not one.
+pub(crate) fn message_of(input: &Input, partition: u32, topic: &Topic) -> std::result::Result<Message, Box<LogRecord>> {
+    match &input.record {
+        LogRecord::ConvEvent(e) => Ok(e.message.clone()),
+        _ => Err(Box::new(unexpected(
+            topic,
+            partition,
+            input.offset,
+            "not a conversation event",
+        ))),
+    }
 }
 
 /// Sends one round to the gateways following each conversation: the
@@ -235,13 +245,6 @@ async fn append_all(ports: &Ports, by_topic: HashMap<Topic, Vec<LogRecord>>) -> 
         }
     }
     sent
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

@@ -12,40 +12,38 @@
 
 use crate::notices::{message_of, send, Round};
 use crate::{FanoutConfig, Ports};
-use seqline_core::ports::Polled;
 use seqline_core::records::Topic;
 use seqline_core::Result;
+use seqline_worker::{consume, Handler, Input, Options};
 use tokio_util::sync::CancellationToken;
 
 /// Runs the priority lane until `shutdown`.
 pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
-    let topic = Topic::PriorityEvents;
-    let mut consumer = ports.log.subscribe(&config.priority_group, &topic).await?;
-    loop {
-        let polled = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            p = consumer.poll(config.batch_max) => p?,
-        };
-        let Polled::Records { partition, records } = polled else {
-            continue;
-        };
-        let Some(next) = records.last().map(|r| r.offset + 1) else {
-            continue;
-        };
-        let mut priority = Vec::with_capacity(records.len());
+    let options = Options::new(&config.priority_group, Topic::PriorityEvents, config.batch_max);
+    let log = std::sync::Arc::clone(&ports.log);
+    consume(log.as_ref(), &options, shutdown, PriorityLane { ports }).await
+}
+
+struct PriorityLane {
+    ports: Ports,
+}
+
+impl Handler for PriorityLane {
+    async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
+        let mut priority = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
-        for c in records {
-            match message_of(c, partition, &topic) {
+        for input in batch {
+            match message_of(input, partition, &Topic::PriorityEvents) {
                 Ok(m) => priority.push(m),
                 Err(d) => dead.push(*d),
             }
         }
         if !dead.is_empty() {
-            ports.log.append(&Topic::DeadLetter, dead).await?;
+            self.ports.log.append(&Topic::DeadLetter, dead).await?;
         }
         if !priority.is_empty() {
             send(
-                &ports,
+                &self.ports,
                 Round {
                     priority,
                     notices: Vec::new(),
@@ -53,12 +51,6 @@ pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: Cancellati
             )
             .await?;
         }
-        match consumer.commit(partition, next).await {
-            Ok(()) => {}
-            Err(seqline_core::Error::Fenced(reason)) => {
-                tracing::warn!(partition, %reason, "priority-events partition lost before commit");
-            }
-            Err(e) => return Err(e),
-        }
+        Ok(())
     }
 }

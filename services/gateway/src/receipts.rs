@@ -1,88 +1,95 @@
 //! The consumers of this gateway's own topics: receipts become `ack`/`nack`
 //! frames (or answers to waiting HTTP requests), packages go to the
 //! connections' rectifiers. High-priority notices come on their own topic
-//! (`gw-priority.<id>`), consumed by a second loop, so they never wait
-//! behind the ordinary topic's backlog. Offsets are committed after
-//! dispatch: pushes are best-effort (the store is the truth) and a receipt
-//! for a connection that is gone is simply dropped (its client resends and
-//! gets the same answer).
+//! (`gw-priority.<id>`), consumed by a second worker, so they never wait
+//! behind the ordinary topic's backlog. Both are workers of the shared
+//! runtime (`seqline-worker`), which sets undecodable records aside on the
+//! dead-letter topic. Offsets are committed after dispatch: pushes are
+//! best-effort (the store is the truth) and a receipt for a connection that
+//! is gone is simply dropped (its client resends and gets the same answer).
+//! Log failures do not stop the gateway: a transient poll failure is
+//! retried after a pause, a failed commit is logged.
 
 use crate::error::Error;
 use crate::hub::{DeviceKey, Outbound};
 use crate::state::Shared;
 use seqline_core::model::Outcome;
-use seqline_core::ports::{LogConsumer, Polled};
 use seqline_core::protocol::ServerFrame;
 use seqline_core::records::{GatewayRecord, LogRecord, Receipt, Topic};
+use seqline_worker::{consume, Handler, Input, OnLogFailure, Options};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, warn};
 
 const MAX_POLL: usize = 1024;
 
+/// The gateway must keep serving its connections while the log is away:
+/// a transient poll failure is retried after a pause doubling up to this,
+/// and a failed commit only means records are dispatched twice.
+const MAX_POLL_PAUSE: Duration = Duration::from_secs(5);
+
 /// Consumes `gw.<id>` until the gateway stops. A failure to join the group,
-/// or a poll or commit failure that retrying cannot fix, is returned.
-#[instrument(skip_all, fields(topic = %Topic::Gateway(shared.config.id.clone()).name()))]
+/// or a poll failure that retrying cannot fix, is returned.
 pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     let topic = Topic::Gateway(shared.config.id.clone());
     let group = format!("gateway.{}", shared.config.id);
-    let mut consumer = tokio::select! {
-        c = shared.ports.log.subscribe(&group, &topic) => c?,
-        () = shared.stop.cancelled() => return Ok(()),
-    };
-    shared.ready.store(true, Ordering::Release);
-    info!(group, "receipt consumer subscribed");
-    let result = consume(&shared, consumer.as_mut()).await;
+    let result = dispatch(&shared, group, topic, "receipt consumer subscribed", true).await;
     shared.ready.store(false, Ordering::Release);
     result
 }
 
 /// Consumes `gw-priority.<id>` (high-priority notices, sent in full)
 /// until the gateway stops, beside the ordinary topic's consumer.
-#[instrument(skip_all, fields(topic = %Topic::GatewayPriority(shared.config.id.clone()).name()))]
 pub(crate) async fn run_priority(shared: Arc<Shared>) -> Result<(), Error> {
     let topic = Topic::GatewayPriority(shared.config.id.clone());
     let group = format!("gateway-priority.{}", shared.config.id);
-    let mut consumer = tokio::select! {
-        c = shared.ports.log.subscribe(&group, &topic) => c?,
-        () = shared.stop.cancelled() => return Ok(()),
-    };
-    info!(group, "priority consumer subscribed");
-    consume(&shared, consumer.as_mut()).await
+    dispatch(&shared, group, topic, "priority consumer subscribed", false).await
 }
 
-async fn consume(shared: &Arc<Shared>, consumer: &mut dyn LogConsumer) -> Result<(), Error> {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let polled = tokio::select! {
-            p = consumer.poll(MAX_POLL) => p,
-            () = shared.stop.cancelled() => return Ok(()),
-        };
-        let polled = match polled {
-            Ok(p) => p,
-            Err(e) if e.is_retryable() => {
-                warn!(error = %e, "polling the gateway topic failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shared.stop.cancelled() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        backoff = Duration::from_millis(50);
-        let Polled::Records { partition, records } = polled else {
-            continue;
-        };
-        let Some(next) = records.last().map(|r| r.offset + 1) else {
-            continue;
-        };
-        for consumed in records {
-            match consumed.record {
-                Ok(LogRecord::Gateway(GatewayRecord::Receipt(r))) => receipt(shared, r),
-                Ok(LogRecord::Gateway(GatewayRecord::Package(p))) => {
+async fn dispatch(
+    shared: &Arc<Shared>,
+    group: String,
+    topic: Topic,
+    subscribed: &'static str,
+    marks_ready: bool,
+) -> Result<(), Error> {
+    let options = Options::new(group, topic, MAX_POLL).on_log_failure(OnLogFailure::Retry {
+        max_pause: MAX_POLL_PAUSE,
+    });
+    let handler = Dispatch {
+        shared: Arc::clone(shared),
+        group: options.group.clone(),
+        subscribed,
+        marks_ready,
+    };
+    consume(shared.ports.log.as_ref(), &options, shared.stop.clone(), handler).await?;
+    Ok(())
+}
+
+/// Hands each record of the gateway's topics to its connections.
+struct Dispatch {
+    shared: Arc<Shared>,
+    group: String,
+    subscribed: &'static str,
+    /// Whether joining the group makes the gateway ready.
+    marks_ready: bool,
+}
+
+impl Handler for Dispatch {
+    fn subscribed(&mut self) {
+        if self.marks_ready {
+            self.shared.ready.store(true, Ordering::Release);
+        }
+        info!(group = self.group, "{}", self.subscribed);
+    }
+
+    async fn handle(&mut self, partition: u32, batch: &[Input]) -> seqline_core::Result<()> {
+        let shared = &self.shared;
+        for input in batch {
+            match &input.record {
+                LogRecord::Gateway(GatewayRecord::Receipt(r)) => receipt(shared, r.clone()),
+                LogRecord::Gateway(GatewayRecord::Package(p)) => {
                     let key = DeviceKey {
                         user: p.user.clone(),
                         device: p.device.clone(),
@@ -95,26 +102,16 @@ async fn consume(shared: &Arc<Shared>, consumer: &mut dyn LogConsumer) -> Result
                         shared.metrics.undeliverable.inc();
                     }
                 }
-                Ok(LogRecord::Gateway(GatewayRecord::Notice(n))) => crate::reads::notice(shared, n),
-                Ok(LogRecord::Gateway(GatewayRecord::ReadMark(r))) => crate::reads::read_mark(shared, r),
-                Ok(_) => warn!(
+                LogRecord::Gateway(GatewayRecord::Notice(n)) => crate::reads::notice(shared, n.clone()),
+                LogRecord::Gateway(GatewayRecord::ReadMark(r)) => crate::reads::read_mark(shared, r.clone()),
+                _ => warn!(
                     partition,
-                    offset = consumed.offset,
+                    offset = input.offset,
                     "a record that is not for a gateway; skipped"
-                ),
-                Err(reason) => warn!(
-                    partition,
-                    offset = consumed.offset,
-                    reason,
-                    "an undecodable record; skipped"
                 ),
             }
         }
-        if let Err(e) = consumer.commit(partition, next).await {
-            // Not fatal: the records are read again after a restart, and
-            // both acks and pushes may repeat.
-            warn!(error = %e, partition, "committing the gateway topic offset failed");
-        }
+        Ok(())
     }
 }
 

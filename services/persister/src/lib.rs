@@ -16,7 +16,8 @@
 //! - [`config`] — `PersisterConfig`.
 //! - [`sequencer`] — the pure per-conversation state machine and its worker.
 //! - [`timeline`] — the timeline writer.
-//! - [`worker`] — the consume → process → commit loop both workers share.
+//! - `worker` — the consume → process → commit loop both workers share,
+//!   from the worker runtime (`seqline-worker`).
 
 pub mod config;
 pub mod sequencer;
@@ -26,6 +27,7 @@ mod worker;
 pub use config::PersisterConfig;
 
 use seqline_core::ports::{Log, Store};
+use seqline_worker::Tasks;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,25 +43,8 @@ pub struct Ports {
 /// Runs the sequencer and the timeline writer until `shutdown` is cancelled
 /// or one of them fails (which cancels the other).
 pub async fn run(config: PersisterConfig, ports: Ports, shutdown: CancellationToken) -> seqline_core::Result<()> {
-    let local = shutdown.child_token();
-    let seq = tokio::spawn(sequencer::run(config.clone(), ports.clone(), local.clone()));
-    let tl = tokio::spawn(timeline::run(config, ports, local.clone()));
-    let (a, b) = tokio::join!(guard(seq, &local), guard(tl, &local));
-    a.and(b)
-}
-
-async fn guard(
-    task: tokio::task::JoinHandle<seqline_core::Result<()>>,
-    local: &CancellationToken,
-) -> seqline_core::Result<()> {
-    let res = match task.await {
-        Ok(r) => r,
-        Err(e) => Err(seqline_core::Error::Unavailable(format!(
-            "persister task panicked: {e}"
-        ))),
-    };
-    if res.is_err() {
-        local.cancel();
-    }
-    res
+    let mut tasks = Tasks::new(&shutdown);
+    tasks.spawn("sequencer", sequencer::run(config.clone(), ports.clone(), tasks.stop()));
+    tasks.spawn("timeline writer", timeline::run(config, ports, tasks.stop()));
+    Ok(tasks.join().await?)
 }

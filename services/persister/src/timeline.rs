@@ -8,7 +8,7 @@
 //! from the store, which holds every message before a delivered one, so a
 //! timeline never skips a message.
 
-use crate::worker::{consume, unexpected, Handler, Input};
+use crate::worker::{consume, unexpected, Handler, Input, Options};
 use crate::{PersisterConfig, Ports};
 use futures_util::future::join_all;
 use seqline_core::failpoint;
@@ -16,7 +16,7 @@ use seqline_core::ids::{ConvSeq, ConversationId, UserId};
 use seqline_core::model::{Message, MessageKind, TimelineEntry};
 use seqline_core::ports::{Store, TimelineBatch, TimelineState};
 use seqline_core::records::{Delivery, LogRecord, Topic, UserEvent};
-use seqline_core::{Error, Result};
+use seqline_core::Result;
 use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
 
@@ -27,15 +27,8 @@ pub async fn run(config: PersisterConfig, ports: Ports, shutdown: CancellationTo
         cache: HashMap::new(),
         cache_max: config.timeline_cache,
     };
-    consume(
-        ports.log.as_ref(),
-        &config.timeline_group,
-        Topic::Deliveries,
-        config.batch_max,
-        shutdown,
-        handler,
-    )
-    .await
+    let options = Options::new(&config.timeline_group, Topic::Deliveries, config.batch_max);
+    consume(ports.log.as_ref(), &options, shutdown, handler).await
 }
 
 /// Applies deliveries to a user's timeline state; returns the new entries.
@@ -70,6 +63,10 @@ impl Handler for TimelineHandler {
     }
 
     fn revoked(&mut self, _partitions: &[u32]) {
+        self.cache.clear();
+    }
+
+    fn reset(&mut self) {
         self.cache.clear();
     }
 
@@ -159,10 +156,7 @@ impl Handler for TimelineHandler {
         }
         if let Some(e) = failure {
             self.cache.clear();
-            return Err(match e {
-                Error::Fenced(m) => Error::Unavailable(format!("fenced: {m}")),
-                other => other,
-            });
+            return Err(e);
         }
         if !dead.is_empty() {
             self.ports.log.append(&Topic::DeadLetter, dead).await?;

@@ -16,20 +16,14 @@ pub use state::{apply, Applied, ConvState, Limits};
 
 pub(crate) use diffusion::copy_for;
 
-use crate::{worker::consume, PersisterConfig, Ports};
+use crate::worker::{consume, Options};
+use crate::{PersisterConfig, Ports};
 use seqline_core::records::Topic;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the sequencer until `shutdown`.
 pub async fn run(config: PersisterConfig, ports: Ports, shutdown: CancellationToken) -> seqline_core::Result<()> {
     let handler = worker::SequencerHandler::new(&config, ports.clone());
-    consume(
-        ports.log.as_ref(),
-        &config.sequencer_group,
-        Topic::Inbound,
-        config.batch_max,
-        shutdown,
-        handler,
-    )
-    .await
+    let options = Options::new(&config.sequencer_group, Topic::Inbound, config.batch_max);
+    consume(ports.log.as_ref(), &options, shutdown, handler).await
 }

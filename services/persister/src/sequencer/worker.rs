@@ -231,6 +231,10 @@ impl Handler for SequencerHandler {
         self.cache.clear();
     }
 
+    fn reset(&mut self) {
+        self.cache.clear();
+    }
+
     #[tracing::instrument(skip_all, fields(topic = "inbound", partition = partition, records = batch.len()))]
     async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
         let (convs, dead) = group_by_conv(partition, batch);
@@ -401,10 +405,7 @@ impl Handler for SequencerHandler {
         if let Some(e) = failure {
             // Everything stored is now a dedup hit: the retry re-emits it.
             self.cache.clear();
-            return Err(match e {
-                Error::Fenced(m) => Error::Unavailable(format!("fenced: {m}")),
-                other => other,
-            });
+            return Err(e);
         }
         let published = self.publish(deliveries, dead, receipts).await;
         if published.is_err() {
