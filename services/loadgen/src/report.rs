@@ -39,6 +39,16 @@ impl LatencySummary {
     }
 }
 
+/// The server's CPU over the send phase: what the messages cost it, setup
+/// and the final reads left out.
+#[derive(Clone, Debug, Serialize)]
+pub struct SendCpu {
+    /// Percent of one core.
+    pub percent: f64,
+    /// Microseconds of server CPU per committed message.
+    pub us_per_message: f64,
+}
+
 /// W3: how fast the offline device caught up.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CatchUp {
@@ -156,6 +166,8 @@ pub struct RunReport {
     pub final_errors: Vec<String>,
     /// Server RSS and CPU, when its pid was given.
     pub server: Option<ServerStats>,
+    /// Server CPU over the send phase (W1-W3, when its pid was given).
+    pub send_cpu: Option<SendCpu>,
     /// The history file, when written.
     pub history: Option<String>,
     /// The checker's verdict.
@@ -262,6 +274,13 @@ impl fmt::Display for RunReport {
                 s.samples
             )?,
             None => writeln!(f, "  server: no pid given")?,
+        }
+        if let Some(c) = &self.send_cpu {
+            writeln!(
+                f,
+                "  send phase: server CPU {:.0}% of a core, {:.0} µs per committed message",
+                c.percent, c.us_per_message
+            )?;
         }
         write!(
             f,

@@ -5,7 +5,7 @@ use crate::device::{Pace, Sender};
 use crate::options::{Mode, RunOptions, Workload};
 use crate::plan::{self, Plan};
 use crate::procstat::Sampler;
-use crate::report::{CatchUp, LatencySummary, RunReport};
+use crate::report::{CatchUp, LatencySummary, RunReport, SendCpu};
 use crate::setup::{self, LiveDevice, Tokens};
 use crate::stats::{Counters, Stats};
 use crate::{churn, finale};
@@ -64,7 +64,19 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         )?,
         None => JoinSet::new(),
     };
+    let cpu_at_start = opts.server_pid.and_then(crate::procstat::cpu_ticks);
     let (send_secs, mut senders) = send_phase(&opts, &plan, &live, &stats, &run_id).await;
+    let send_cpu = match (cpu_at_start, opts.server_pid.and_then(crate::procstat::cpu_ticks)) {
+        (Some(t0), Some(t1)) => {
+            let secs = t1.saturating_sub(t0) as f64 / crate::procstat::TICKS_PER_SEC;
+            let acked = Counters::get(&stats.counters.acked);
+            Some(SendCpu {
+                percent: secs / send_secs.max(1e-9) * 100.0,
+                us_per_message: secs * 1e6 / (acked.max(1) as f64),
+            })
+        }
+        _ => None,
+    };
     let _ = stop_churn.send(true);
     let mut member_changes = 0;
     while let Some(done) = churn.join_next().await {
@@ -148,6 +160,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         quiet_secs: settled.quiet_secs,
         final_errors: settled.final_errors,
         server,
+        send_cpu,
         history: opts.history.as_ref().map(|p| p.display().to_string()),
         check,
     })

@@ -384,6 +384,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
         quiet_secs: settled.quiet_secs,
         final_errors: settled.final_errors,
         server,
+        send_cpu: None,
         history: opts.history.as_ref().map(|p| p.display().to_string()),
         check,
     })
