@@ -184,8 +184,9 @@ async fn assert_committed(
     assert_eq!(reasons, vec!["after"], "the group resumes after the handled batch");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transient_failure_is_retried_until_the_batch_succeeds() {
+/// Runs a scripted handler that first fails with `failures` over two
+/// records; returns its journal once both are done and committed.
+async fn two_records_after(group: &str, failures: Vec<Error>) -> Vec<String> {
     let f = Fixture::open();
     f.log
         .append(&Topic::Deliveries, vec![record("a"), record("b")])
@@ -193,19 +194,26 @@ async fn a_transient_failure_is_retried_until_the_batch_succeeds() {
         .unwrap();
     let j = Journal::default();
     let mut handler = Scripted::new(&j);
-    handler.failures.extend([
+    handler.failures.extend(failures);
+    let stop = CancellationToken::new();
+    let worker = start(&f.log, group, &stop, handler);
+    wait_for(&j, "done 1").await;
+    let seen = journal(&j);
+    assert_committed(&f.log, group, stop, worker).await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_until_the_batch_succeeds() {
+    let failures = vec![
         Error::Unavailable("store down".into()),
         Error::Unavailable("still down".into()),
-    ]);
-    let stop = CancellationToken::new();
-    let worker = start(&f.log, "transient", &stop, handler);
-    wait_for(&j, "done 1").await;
+    ];
     assert_eq!(
-        journal(&j),
+        two_records_after("transient", failures).await,
         vec!["handle 0,1", "handle 0,1", "handle 0,1", "done 0", "done 1"],
         "the same batch is handled again until it succeeds, without a reset"
     );
-    assert_committed(&f.log, "transient", stop, worker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,25 +248,12 @@ async fn a_record_refused_for_good_is_dead_lettered_and_the_partition_flows_on()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_handler_forgets_its_state_and_the_batch_is_retried() {
-    let f = Fixture::open();
-    f.log
-        .append(&Topic::Deliveries, vec![record("a"), record("b")])
-        .await
-        .unwrap();
-    let j = Journal::default();
-    let mut handler = Scripted::new(&j);
-    handler
-        .failures
-        .push_back(Error::Fenced("another sequencer owns the conversation".into()));
-    let stop = CancellationToken::new();
-    let worker = start(&f.log, "fenced", &stop, handler);
-    wait_for(&j, "done 1").await;
+    let failures = vec![Error::Fenced("another sequencer owns the conversation".into())];
     assert_eq!(
-        journal(&j),
+        two_records_after("fenced", failures).await,
         vec!["handle 0,1", "reset", "handle 0,1", "done 0", "done 1"],
         "the cached state is forgotten before the batch is handled again"
     );
-    assert_committed(&f.log, "fenced", stop, worker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
