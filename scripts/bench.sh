@@ -45,12 +45,27 @@ start_server() {
   echo "server did not start"; cat "$OUT/server.err"; exit 1
 }
 
+# The embedded engine's fsyncs over the whole run (setup included) per
+# committed message, from the server's own counters.
+fsyncs_per_message() {
+  local metrics fsyncs committed
+  metrics=$(curl -sf "http://127.0.0.1:$PORT/metrics" || true)
+  fsyncs=$(awk '/^seqline_engine_fsyncs_total/ {print $2}' <<<"$metrics")
+  committed=$(awk '/^seqline_messages_committed_total/ {print $2}' <<<"$metrics")
+  if [ -n "$fsyncs" ] && [ -n "$committed" ] && [ "$committed" != 0 ]; then
+    awk -v f="$fsyncs" -v c="$committed" \
+      'BEGIN { printf "  engine: %d fsyncs for %d committed messages = %.2f per message (setup included)\n", f, c, f / c }' \
+      | tee -a "$OUT/$1.txt"
+  fi
+}
+
 loadgen() {
   local name=$1; shift
   echo "## $name"
   start_server
   ./target/release/seqline-loadgen "$@" --url "ws://127.0.0.1:$PORT/v1/ws" --secret "$SECRET" \
     --server-pid "$SERVER_PID" --quiet --history "$OUT/$name.history.jsonl" | tee "$OUT/$name.txt"
+  fsyncs_per_message "$name"
   stop_server
   echo
 }

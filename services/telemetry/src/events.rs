@@ -154,6 +154,16 @@ impl InternalEvent for NoticesRouted {
     }
 }
 
+/// The embedded engine's group commit made the journal durable once.
+#[derive(Debug)]
+pub struct EngineFsynced;
+
+impl InternalEvent for EngineFsynced {
+    fn emit(self) {
+        count(Counter::EngineFsyncs, 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,11 +32,13 @@ pub enum Counter {
     FanoutNotices,
     /// High-priority messages fanout pushed in full to gateways.
     FanoutPriority,
+    /// Group-commit fsyncs of the embedded engine (`seqline dev`).
+    EngineFsyncs,
 }
 
 impl Counter {
     /// Every counter, in rendering order.
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 11] = [
         Counter::CommandsAccepted,
         Counter::MessagesCommitted,
         Counter::Deliveries,
@@ -47,6 +49,7 @@ impl Counter {
         Counter::FanoutPackages,
         Counter::FanoutNotices,
         Counter::FanoutPriority,
+        Counter::EngineFsyncs,
     ];
 
     /// The series name (the same in Prometheus text and over OTLP).
@@ -62,6 +65,7 @@ impl Counter {
             Counter::FanoutPackages => "seqline_fanout_packages_total",
             Counter::FanoutNotices => "seqline_fanout_notices_total",
             Counter::FanoutPriority => "seqline_fanout_priority_total",
+            Counter::EngineFsyncs => "seqline_engine_fsyncs_total",
         }
     }
 
@@ -78,6 +82,7 @@ impl Counter {
             Counter::FanoutPackages => "Package fragments sent by fanout to gateways.",
             Counter::FanoutNotices => "Coalesced conversation-advanced notices sent by fanout to gateways.",
             Counter::FanoutPriority => "High-priority messages pushed in full by fanout to gateways.",
+            Counter::EngineFsyncs => "Group-commit fsyncs of the embedded engine (one per group of durable writes).",
         }
     }
 }

@@ -293,6 +293,7 @@ fn run(shared: &Shared, db: &Database) {
     while let Some((target, commits)) = next_target(shared, done) {
         let result = db.persist(PersistMode::SyncData);
         shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        seqline_telemetry::emit(seqline_telemetry::events::EngineFsynced);
         {
             let mut callbacks = lock(&shared.callbacks);
             let due: Vec<(u64, OnDurable)> = match &result {
