@@ -33,8 +33,11 @@ use tracing::{info, warn};
 /// Length of one averaging window of the delivery lag.
 pub(crate) const LAG_WINDOW: Duration = Duration::from_millis(200);
 
+/// Samples the current window needs before its mean counts.
+const MIN_PARTIAL: u64 = 32;
+
 /// Shortest and longest retry hint.
-const MIN_RETRY: Duration = Duration::from_millis(100);
+const MIN_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_millis(1000);
 
 /// A send with no receipt after this long is no longer counted in flight
@@ -44,9 +47,14 @@ const INFLIGHT_EXPIRY: Duration = Duration::from_secs(30);
 
 /// The delivery lag averaged over windows of fixed length.
 ///
-/// The estimate is the mean lag of the last complete window. A window with
-/// no pushes at all keeps no estimate: with nothing delivered there is
-/// nothing to be behind on, and the next pushes measure again.
+/// The estimate is the mean lag of the last complete window, or of the
+/// current one once it has [`MIN_PARTIAL`] samples and reads higher (so a
+/// backlog shows before its window ends). Silence is not taken as caught
+/// up: a timeline writer far behind delivers in bursts with gaps between
+/// them. Once a whole window passed without pushes, the last estimate
+/// decays by the silent time (a millisecond per millisecond), so a gateway
+/// whose devices get nothing more (because nothing more was admitted)
+/// opens again after at most the lag it last saw.
 #[derive(Debug)]
 pub(crate) struct LagEstimator {
     window: Duration,
@@ -92,15 +100,27 @@ impl LagEstimator {
         self.count = self.count.saturating_add(n);
     }
 
-    /// The current estimate: the last complete window's mean, if that
-    /// window ended less than a window ago (else there were no pushes
-    /// since, and the estimate is zero).
+    /// The current estimate (see the type's documentation).
     pub fn estimate(&mut self, now: Instant) -> Duration {
         self.roll(now);
-        match self.last {
-            Some((mean, end)) if now.saturating_duration_since(end) <= self.window => Duration::from_millis(mean),
-            _ => Duration::ZERO,
-        }
+        let partial = if self.count >= MIN_PARTIAL {
+            self.sum_ms.checked_div(self.count).unwrap_or(0)
+        } else {
+            0
+        };
+        let complete = match self.last {
+            Some((mean, end)) => {
+                let silent = now.saturating_duration_since(end);
+                if self.count > 0 || silent <= self.window {
+                    mean
+                } else {
+                    let decayed = (silent - self.window).as_millis();
+                    mean.saturating_sub(u64::try_from(decayed).unwrap_or(u64::MAX))
+                }
+            }
+            None => 0,
+        };
+        Duration::from_millis(complete.max(partial))
     }
 }
 
@@ -145,9 +165,10 @@ struct InFlight {
 pub(crate) struct Admission {
     max_lag: Duration,
     max_inflight: usize,
-    lag: Mutex<LagEstimator>,
+    lag: Mutex<(LagEstimator, Pace)>,
     inflight: Mutex<InFlight>,
-    slowing: AtomicBool,
+    /// Refusing on `max_inflight_sends` now.
+    capped: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -165,12 +186,12 @@ impl Admission {
         Self {
             max_lag,
             max_inflight,
-            lag: Mutex::new(LagEstimator::new(LAG_WINDOW, now)),
+            lag: Mutex::new((LagEstimator::new(LAG_WINDOW, now), Pace::new(now))),
             inflight: Mutex::new(InFlight {
                 sent: HashMap::new(),
                 last_sweep: now,
             }),
-            slowing: AtomicBool::new(false),
+            capped: AtomicBool::new(false),
             metrics,
         }
     }
@@ -185,7 +206,7 @@ impl Admission {
         if n == 0 || self.max_lag.is_zero() {
             return;
         }
-        lock(&self.lag).record(sum_ms, n, now);
+        lock(&self.lag).0.record(sum_ms, n, now);
     }
 
     /// Sends `ids` were handed to the publisher.
@@ -235,20 +256,57 @@ impl Admission {
     fn check_at(&self, n: usize, now: Instant) -> Result<(), (Slow, Duration)> {
         let mut slow = None;
         if !self.max_lag.is_zero() {
-            let lag = lock(&self.lag).estimate(now);
+            let mut guard = lock(&self.lag);
+            let (estimator, pace) = &mut *guard;
+            let lag = estimator.estimate(now);
             self.metrics.admission_lag_ms.set(lag.as_millis() as u64);
-            if lag > self.max_lag {
-                let retry = (lag - self.max_lag).clamp(MIN_RETRY, MAX_RETRY);
-                slow = Some((Slow::Lag(lag), retry));
+            if let Some(limited) = pace.adjust(lag, self.max_lag, now) {
+                let rate = pace.rate.round() as u64;
+                if limited {
+                    warn!(
+                        lag_ms = lag.as_millis() as u64,
+                        max_ms = self.max_lag.as_millis() as u64,
+                        rate,
+                        "admission slowing: deliveries lag; sends over the admitted rate are answered rate_limited"
+                    );
+                } else {
+                    info!(
+                        rate,
+                        "admission back to normal: deliveries keep up; every send is accepted again"
+                    );
+                }
             }
+            self.metrics
+                .admission_rate
+                .set(if pace.limited { pace.rate.round() as u64 } else { 0 });
+            if let Err(wait) = pace.try_take(n, now) {
+                slow = Some((Slow::Lag(lag), wait.clamp(MIN_RETRY, MAX_RETRY)));
+            }
+            let limited = pace.limited;
+            drop(guard);
+            self.metrics
+                .admission_slowing
+                .set(u64::from(limited || self.capped.load(Ordering::Acquire)));
         }
         if slow.is_none() && self.max_inflight > 0 {
             let inflight = self.inflight(now);
-            if inflight.saturating_add(n) > self.max_inflight && inflight > 0 {
+            let over = inflight.saturating_add(n) > self.max_inflight && inflight > 0;
+            if self.capped.swap(over, Ordering::AcqRel) != over {
+                if over {
+                    warn!(
+                        inflight,
+                        max = self.max_inflight,
+                        "admission slowing: too many sends wait for receipts; sends are answered rate_limited"
+                    );
+                } else {
+                    info!("admission: sends in flight under the cap again");
+                }
+                self.metrics.admission_slowing.set(u64::from(over));
+            }
+            if over {
                 slow = Some((Slow::InFlight(inflight), MIN_RETRY));
             }
         }
-        self.transition(slow.map(|(s, _)| s));
         match slow {
             Some(s) => {
                 self.metrics.admission_refused.inc();
@@ -257,25 +315,98 @@ impl Admission {
             None => Ok(()),
         }
     }
+}
 
-    fn transition(&self, slow: Option<Slow>) {
-        let now_slow = slow.is_some();
-        if self.slowing.swap(now_slow, Ordering::AcqRel) == now_slow {
-            return;
+/// The rate sends are admitted at while deliveries lag: when a window ends
+/// with the lag over the bound and not falling, the rate drops to 70%
+/// (starting from the rate admitted in that window); while under it, it grows by 10% plus 20/s,
+/// until it is well above what is asked for (twice the admitted rate plus
+/// 100/s) and the limit is lifted. Refusing everything while the lag is
+/// over the bound would make every client come back at once when it ends:
+/// a rate spreads them out. Sends within the rate go through a token bucket
+/// of a tenth of a second's worth.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    limited: bool,
+    /// Sends per second admitted while limited.
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+    /// The start of the current adjustment window.
+    tick: Instant,
+    /// Sends admitted since `tick`.
+    admitted: u64,
+    /// The lag at the last adjustment.
+    last_lag: Duration,
+}
+
+/// Lowest admitted rate, sends per second.
+const MIN_RATE: f64 = 20.0;
+
+impl Pace {
+    fn new(now: Instant) -> Self {
+        Self {
+            limited: false,
+            rate: 0.0,
+            tokens: 0.0,
+            refilled: now,
+            tick: now,
+            admitted: 0,
+            last_lag: Duration::ZERO,
         }
-        self.metrics.admission_slowing.set(u64::from(now_slow));
-        match slow {
-            Some(Slow::Lag(lag)) => warn!(
-                lag_ms = lag.as_millis() as u64,
-                max_ms = self.max_lag.as_millis() as u64,
-                "admission slowing: deliveries lag; sends are answered rate_limited"
-            ),
-            Some(Slow::InFlight(n)) => warn!(
-                inflight = n,
-                max = self.max_inflight,
-                "admission slowing: too many sends wait for receipts; sends are answered rate_limited"
-            ),
-            None => info!("admission back to normal: sends are accepted again"),
+    }
+
+    /// At the end of each window, adjusts the rate to `lag`; returns the new
+    /// state when the limit starts or ends.
+    fn adjust(&mut self, lag: Duration, max: Duration, now: Instant) -> Option<bool> {
+        let elapsed = now.saturating_duration_since(self.tick);
+        if elapsed < LAG_WINDOW {
+            return None;
+        }
+        let measured = self.admitted as f64 / elapsed.as_secs_f64();
+        self.tick = now;
+        self.admitted = 0;
+        let was = self.limited;
+        let rising = lag >= self.last_lag;
+        self.last_lag = lag;
+        if lag > max {
+            if !self.limited {
+                self.limited = true;
+                self.rate = (measured * 0.7).max(MIN_RATE);
+                self.tokens = 0.0;
+                self.refilled = now;
+            } else if rising {
+                // A lag already falling shows the last cut working (the
+                // lag trails the admitted rate by the pipeline's delay):
+                // cut again only while it still rises.
+                self.rate = (self.rate * 0.7).max(MIN_RATE);
+            }
+        } else if self.limited {
+            self.rate = self.rate * 1.1 + 20.0;
+            if self.rate >= 2.0 * measured + 100.0 {
+                self.limited = false;
+            }
+        }
+        (was != self.limited).then_some(self.limited)
+    }
+
+    /// Takes `n` sends' worth, or says how long until there is enough.
+    fn try_take(&mut self, n: usize, now: Instant) -> Result<(), Duration> {
+        let n64 = n as u64;
+        if !self.limited {
+            self.admitted += n64;
+            return Ok(());
+        }
+        let need = n as f64;
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min((self.rate / 10.0).max(need));
+        if self.tokens >= need {
+            self.tokens -= need;
+            self.admitted += n64;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((need - self.tokens) / self.rate.max(MIN_RATE)))
         }
     }
 }
@@ -305,13 +436,15 @@ mod tests {
     }
 
     #[test]
-    fn no_pushes_for_a_window_means_no_lag() {
+    fn silence_decays_the_estimate_instead_of_clearing_it() {
         let t0 = Instant::now();
         let mut e = LagEstimator::new(W, t0);
         e.record(900, 1, t0);
         assert_eq!(e.estimate(t0 + W), Duration::from_millis(900));
-        assert_eq!(e.estimate(t0 + W + W / 2), Duration::from_millis(900));
-        assert_eq!(e.estimate(t0 + W * 3), Duration::ZERO);
+        assert_eq!(e.estimate(t0 + W * 2), Duration::from_millis(900));
+        // A whole window without pushes: it decays by the silent time.
+        assert_eq!(e.estimate(t0 + W * 2 + MS * 300), Duration::from_millis(600));
+        assert_eq!(e.estimate(t0 + W * 2 + MS * 900), Duration::ZERO);
         // After a long silence, new samples count from a fresh window.
         let t1 = t0 + W * 13 + W / 3;
         e.record(40, 1, t1);
@@ -319,27 +452,61 @@ mod tests {
     }
 
     #[test]
-    fn sends_are_refused_while_deliveries_lag_and_admitted_after() {
+    fn a_backlog_shows_before_its_window_ends() {
+        let t0 = Instant::now();
+        let mut e = LagEstimator::new(W, t0);
+        e.record(10 * 20, 20, t0);
+        assert_eq!(e.estimate(t0 + W), Duration::from_millis(10));
+        // A few old entries are not enough to say anything yet...
+        e.record(5000, 1, t0 + W);
+        assert_eq!(e.estimate(t0 + W + MS), Duration::from_millis(10));
+        // ...many are.
+        e.record(2000 * MIN_PARTIAL, MIN_PARTIAL, t0 + W + MS);
+        assert!(e.estimate(t0 + W + MS * 2) > Duration::from_millis(1900));
+    }
+
+    #[test]
+    fn while_deliveries_lag_sends_are_admitted_at_a_falling_rate_then_all_again() {
         let t0 = Instant::now();
         let metrics = Arc::new(Metrics::default());
         let a = Admission::new_at(Duration::from_millis(300), 0, Arc::clone(&metrics), t0);
-        assert_eq!(a.check_at(1, t0), Ok(()));
+        // 100 sends in the first window: 500 per second asked for.
+        for i in 0..100u32 {
+            assert_eq!(a.check_at(1, t0 + MS * i), Ok(()));
+        }
         a.pushed_at(2 * 800, 2, t0);
+        // The window ends with the lag over the bound: the rate drops to
+        // 70% of 500/s, with an empty bucket.
         let (slow, retry) = a.check_at(1, t0 + W).unwrap_err();
         assert_eq!(slow, Slow::Lag(Duration::from_millis(800)));
-        assert_eq!(retry, Duration::from_millis(500));
+        assert_eq!(retry, MIN_RETRY);
         assert!(slow.reason().contains("800 ms"), "{}", slow.reason());
         assert_eq!(metrics.admission_slowing.get(), 1);
         assert_eq!(metrics.admission_lag_ms.get(), 800);
-        // Far behind: the hint is capped.
-        a.pushed_at(9000, 1, t0 + W);
-        let (_, retry) = a.check_at(1, t0 + W * 2).unwrap_err();
-        assert_eq!(retry, MAX_RETRY);
-        // Caught up: fresh pushes are young.
-        a.pushed_at(10, 1, t0 + W * 2);
-        assert_eq!(a.check_at(1, t0 + W * 3), Ok(()));
+        assert_eq!(metrics.admission_rate.get(), 350);
+        // 350/s: 35 sends in the next 100 ms (the bucket holds a tenth of
+        // a second), then none.
+        let t1 = t0 + W + MS * 100;
+        a.pushed_at(2 * 800, 2, t0 + W);
+        assert_eq!((0..50).filter(|_| a.check_at(1, t1).is_ok()).count(), 35);
+        // Still lagging at the end of the next window: 70% again.
+        a.pushed_at(900, 1, t0 + W + MS * 150);
+        let _ = a.check_at(1, t0 + W * 2);
+        assert_eq!(metrics.admission_rate.get(), 245);
+        // Caught up: the rate grows until it is well above what is asked
+        // for, and the limit is lifted.
+        let mut t = t0 + W * 2;
+        for _ in 0..10 {
+            a.pushed_at(10, 1, t);
+            t += W;
+            let _ = a.check_at(1, t);
+            if metrics.admission_slowing.get() == 0 {
+                break;
+            }
+        }
         assert_eq!(metrics.admission_slowing.get(), 0);
-        assert_eq!(metrics.admission_refused.get(), 2);
+        assert_eq!(metrics.admission_rate.get(), 0);
+        assert!((0..1000).all(|_| a.check_at(1, t).is_ok()));
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl Default for GatewayConfig {
             conv_head_ttl: Duration::from_millis(500),
             poll_wait: Duration::from_secs(25),
             priority_queue: 64,
-            max_delivery_lag: Duration::from_millis(300),
+            max_delivery_lag: Duration::from_millis(500),
             max_inflight_sends: 10_000,
         }
     }

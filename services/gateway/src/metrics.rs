@@ -121,6 +121,8 @@ pub struct Metrics {
     pub admission_lag_ms: Counter,
     /// Sends appended to the log with no receipt yet.
     pub admission_inflight: Counter,
+    /// Sends per second admitted while deliveries lag (0: no limit).
+    pub admission_rate: Counter,
     /// 1 while admission control refuses sends, else 0.
     pub admission_slowing: Counter,
     /// Sends and batches refused by admission control (`rate_limited`).
@@ -147,7 +149,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &Counter, &str); 32] = [
+        let counters: [(&str, &Counter, &str); 33] = [
             ("connections_total", &self.connections_total, "counter"),
             ("connections_open", &self.connections_open, "gauge"),
             ("connections_kicked_total", &self.connections_kicked, "counter"),
@@ -178,6 +180,7 @@ impl Metrics {
             ("read_marks_pushed_total", &self.read_marks_pushed, "counter"),
             ("admission_lag_ms", &self.admission_lag_ms, "gauge"),
             ("admission_inflight", &self.admission_inflight, "gauge"),
+            ("admission_rate", &self.admission_rate, "gauge"),
             ("admission_slowing", &self.admission_slowing, "gauge"),
             ("admission_refused_total", &self.admission_refused, "counter"),
         ];
