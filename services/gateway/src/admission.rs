@@ -280,7 +280,11 @@ impl Admission {
                 .admission_rate
                 .set(if pace.limited { pace.rate.round() as u64 } else { 0 });
             if let Err(wait) = pace.try_take(n, now) {
-                slow = Some((Slow::Lag(lag), wait.clamp(MIN_RETRY, MAX_RETRY)));
+                // At least the lag itself: many clients refused at once and
+                // coming back within the bucket's refill would mostly be
+                // refused again, and answering them costs what the
+                // deliveries need.
+                slow = Some((Slow::Lag(lag), wait.max(lag).clamp(MIN_RETRY, MAX_RETRY)));
             }
             let limited = pace.limited;
             drop(guard);
@@ -479,7 +483,7 @@ mod tests {
         // 70% of 500/s, with an empty bucket.
         let (slow, retry) = a.check_at(1, t0 + W).unwrap_err();
         assert_eq!(slow, Slow::Lag(Duration::from_millis(800)));
-        assert_eq!(retry, MIN_RETRY);
+        assert_eq!(retry, Duration::from_millis(800), "the hint is at least the lag");
         assert!(slow.reason().contains("800 ms"), "{}", slow.reason());
         assert_eq!(metrics.admission_slowing.get(), 1);
         assert_eq!(metrics.admission_lag_ms.get(), 800);
