@@ -73,6 +73,9 @@ loadgen() {
 if [ "${BENCH_EMBEDDED:-1}" = 1 ]; then
 loadgen w1-closed w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --window 8
 loadgen w1-open w1 --users "$W1_USERS" --messages "$W1_MESSAGES" --rate 5000
+# W2 saturated: 50 timeline entries per message, so the timeline writers
+# are the bottleneck; the gateway's admission control (max_delivery_lag)
+# refuses sends for now, shown as "rate_limited (resent)" in the report.
 loadgen w2-groups w2 --groups 20 --members 50 --senders 10 --messages "$W1_MESSAGES" --window 4
 loadgen w3-catchup w3 --entries "$W3_ENTRIES"
 # W5 idle connections and slow readers: what a connection costs.

@@ -372,9 +372,14 @@ impl Outbox {
 
     /// The server refused `id` for now (rate limited, unavailable): transmit
     /// it again at `until` (its conversation's later messages wait for it).
-    pub fn retry_later(&mut self, id: &ClientMsgId, until: Instant) -> bool {
+    /// With `unsent` (the server says it did not take it: `rate_limited`),
+    /// that transmission does not count against `max_attempts`.
+    pub fn retry_later(&mut self, id: &ClientMsgId, until: Instant, unsent: bool) -> bool {
         match self.index.get(id).and_then(|o| self.entries.get_mut(o)) {
             Some(e) => {
+                if unsent && matches!(e.state, State::InFlight { .. }) {
+                    e.attempts = e.attempts.saturating_sub(1);
+                }
                 e.state = State::Queued { due: until };
                 true
             }

@@ -235,3 +235,29 @@ fn a_batch_sent_outside_moves_the_chain_of_its_conversation() {
     );
     assert_eq!(o.last_settled(&conv("b")), None);
 }
+
+#[test]
+fn a_send_refused_for_now_by_rate_limiting_does_not_use_an_attempt() {
+    let now = Instant::now();
+    let mut o = Outbox::new(10, 2, T);
+    let a = msg("a");
+    o.push(a.clone(), now).unwrap();
+    // Refused for now five times over, more than max_attempts: each time it
+    // goes again, with the same id, and is never given up on.
+    for i in 1..=5u32 {
+        let at = now + Duration::from_millis(u64::from(i) * 100);
+        let d = o.due(at, || true);
+        assert_eq!(ids(&d), vec![a.id], "{i}");
+        assert_eq!(d.transmit[0].attempt, 1);
+        assert!(d.exhausted.is_empty());
+        assert!(o.retry_later(&a.id, at + Duration::from_millis(50), true));
+        assert!(o.due(at, || true).transmit.is_empty(), "it waits for the hint");
+    }
+    // Unavailable counts: two of those use up its attempts.
+    let at = now + Duration::from_secs(1);
+    assert_eq!(o.due(at, || true).transmit[0].attempt, 1);
+    assert!(o.retry_later(&a.id, at, false));
+    assert_eq!(o.due(at, || true).transmit[0].attempt, 2);
+    assert!(o.retry_later(&a.id, at, false));
+    assert_eq!(o.due(at, || true).exhausted.len(), 1);
+}

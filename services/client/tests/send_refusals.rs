@@ -81,6 +81,7 @@ async fn a_send_the_gateway_refuses_fails_and_leaves_the_chain_across_reconnects
         message: "the body is too large".into(),
         id: Some(two.id().to_string()),
         conv: Some(conv()),
+        retry_after_ms: None,
     })
     .await;
     match two.outcome().await {
@@ -108,4 +109,44 @@ async fn a_send_the_gateway_refuses_fails_and_leaves_the_chain_across_reconnects
     .await;
     assert_eq!(three.outcome().await, SendState::Sent(2));
     assert!(client.flush(WAIT).await);
+}
+
+#[tokio::test]
+async fn a_send_refused_for_now_goes_again_after_the_hint_with_the_same_id_however_often() {
+    let mut server = Server::start().await;
+    let mut cfg = config(&server.url);
+    cfg.resend.max_attempts = 3;
+    // A backoff far longer than the hint: the hint is what the SDK waits.
+    cfg.resend.backoff.base = Duration::from_secs(3600);
+    cfg.resend.backoff.max = Duration::from_secs(3600);
+    let (client, _events) = Client::start(cfg).unwrap();
+    let mut conn = server.next().await;
+    conn.accept_with(0, 0, vec![]).await;
+
+    let one = client.send(conv(), "one").await.unwrap();
+    // Refused for now more often than max_attempts (admission control):
+    // each time the same message comes again, and it is acked in the end.
+    for _ in 0..5 {
+        let f = raw_send(&mut conn).await;
+        assert_eq!(id_of(&f, "id"), Some(one.id()));
+        conn.send(ServerFrame::Error {
+            req: None,
+            code: ErrorCode::RateLimited,
+            message: format!("message {}: the server is behind on deliveries", one.id()),
+            id: Some(one.id().to_string()),
+            conv: Some(conv()),
+            retry_after_ms: Some(20),
+        })
+        .await;
+    }
+    let f = raw_send(&mut conn).await;
+    assert_eq!(id_of(&f, "id"), Some(one.id()));
+    conn.send(ServerFrame::Ack {
+        id: one.id(),
+        conv: conv(),
+        conv_seq: 1,
+    })
+    .await;
+    assert_eq!(one.outcome().await, SendState::Sent(1));
+    assert_eq!(client.status().refused_for_now, 5);
 }

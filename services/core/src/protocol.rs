@@ -415,6 +415,10 @@ pub enum ServerFrame {
         /// `poll`, `read`), that conversation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         conv: Option<ConversationId>,
+        /// For `rate_limited`: how long to wait before resending, in
+        /// milliseconds, when the server can tell (absent otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -493,6 +497,7 @@ impl ServerFrame {
             message: message.into(),
             id: None,
             conv: None,
+            retry_after_ms: None,
         }
     }
 
@@ -505,6 +510,7 @@ impl ServerFrame {
             message: message.into(),
             id: None,
             conv: Some(conv.clone()),
+            retry_after_ms: None,
         }
     }
 
@@ -518,6 +524,7 @@ impl ServerFrame {
             message: format!("message {id}: {message}"),
             id: Some(id.to_owned()),
             conv,
+            retry_after_ms: None,
         }
     }
 }

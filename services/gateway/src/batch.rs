@@ -2,6 +2,7 @@
 //! record, which the sequencer applies whole (consecutive `conv_seq`s) or
 //! not at all. Each command is answered by its own `ack` or `nack`.
 
+use crate::admission;
 use crate::connection::Exit;
 use crate::publisher::{Job, Notify};
 use crate::requests::MAX_VCLOCK;
@@ -32,10 +33,16 @@ impl Session {
                 message,
                 id: commands.first().map(|c| c.id().to_string()),
                 conv: Some(conv),
+                retry_after_ms: None,
             };
             return self.write(socket, &frame).await;
         }
         let first = commands[0].id();
+        if let Err((slow, retry)) = self.shared.admission.check(commands.len()) {
+            let e = admission::refusal(&first.to_string(), Some(conv), slow, retry);
+            return self.write(socket, &e).await;
+        }
+        let ids: Vec<ClientMsgId> = commands.iter().map(BatchEntry::id).collect();
         let origin = Origin {
             name: self.name.clone(),
             gateway: self.shared.config.id.clone(),
@@ -88,12 +95,16 @@ impl Session {
                 conv: conv.clone(),
             },
         };
+        self.shared.admission.sent(ids.iter().copied());
         let published = tokio::select! {
             r = self.shared.publisher.publish(job) => r.is_ok(),
             () = self.shared.stop.cancelled() => false,
         };
         if published {
             return Ok(());
+        }
+        for id in &ids {
+            self.shared.admission.settled(id);
         }
         let e = ServerFrame::send_error(
             &first.to_string(),

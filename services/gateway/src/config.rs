@@ -120,6 +120,16 @@ pub struct GatewayConfig {
     /// Priority frames waiting to be written to one connection (more are
     /// dropped; the device still gets the messages by pulling).
     pub priority_queue: usize,
+    /// Admission control: while the timeline entries this gateway pushes
+    /// are older than this on average (now minus their server timestamp,
+    /// over a 200 ms window), new sends get `rate_limited` with a
+    /// `retry_after_ms` hint. 0 turns the check off.
+    #[serde(with = "seqline_core::duration")]
+    pub max_delivery_lag: Duration,
+    /// Admission control: most sends (batch commands counted one by one)
+    /// appended to the log with no receipt yet, gateway-wide; more get
+    /// `rate_limited`. 0 turns the cap off.
+    pub max_inflight_sends: usize,
 }
 
 impl Default for GatewayConfig {
@@ -160,6 +170,8 @@ impl Default for GatewayConfig {
             conv_head_ttl: Duration::from_millis(500),
             poll_wait: Duration::from_secs(25),
             priority_queue: 64,
+            max_delivery_lag: Duration::from_millis(500),
+            max_inflight_sends: 10_000,
         }
     }
 }
@@ -201,6 +213,8 @@ impl std::fmt::Debug for GatewayConfig {
             .field("conv_head_ttl", &self.conv_head_ttl)
             .field("poll_wait", &self.poll_wait)
             .field("priority_queue", &self.priority_queue)
+            .field("max_delivery_lag", &self.max_delivery_lag)
+            .field("max_inflight_sends", &self.max_inflight_sends)
             .finish()
     }
 }

@@ -71,6 +71,7 @@ impl Rejection {
                 message: self.message,
                 id: None,
                 conv,
+                retry_after_ms: None,
             },
             None => ServerFrame::error(self.req, self.code, self.message),
         }
@@ -224,6 +225,7 @@ mod tests {
                 message,
                 id: Some(named),
                 conv: Some(conv),
+                ..
             } => {
                 assert_eq!((named.as_str(), conv.as_str()), (id, "g:x"));
                 assert!(message.starts_with(&format!("message {id}: `body`: ")), "{message}");

@@ -32,6 +32,7 @@
 //! - `state`: [`Ports`] and what the tasks share; `ratelimit`: token bucket.
 //! - [`metrics`]: counters at `GET /metrics`.
 
+mod admission;
 mod batch;
 pub mod config;
 mod connection;

@@ -116,6 +116,17 @@ pub struct Metrics {
     pub priority_dropped: Counter,
     /// `read_mark` frames queued.
     pub read_marks_pushed: Counter,
+    /// Delivery lag of the entries this gateway pushes, milliseconds (the
+    /// mean of the last window, as admission control sees it).
+    pub admission_lag_ms: Counter,
+    /// Sends appended to the log with no receipt yet.
+    pub admission_inflight: Counter,
+    /// Sends per second admitted while deliveries lag (0: no limit).
+    pub admission_rate: Counter,
+    /// 1 while admission control refuses sends, else 0.
+    pub admission_slowing: Counter,
+    /// Sends and batches refused by admission control (`rate_limited`).
+    pub admission_refused: Counter,
     errors: [Counter; ERROR_CODES.len()],
 }
 
@@ -138,7 +149,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &Counter, &str); 28] = [
+        let counters: [(&str, &Counter, &str); 33] = [
             ("connections_total", &self.connections_total, "counter"),
             ("connections_open", &self.connections_open, "gauge"),
             ("connections_kicked_total", &self.connections_kicked, "counter"),
@@ -167,6 +178,11 @@ impl Metrics {
             ("priority_pushed_total", &self.priority_pushed, "counter"),
             ("priority_dropped_total", &self.priority_dropped, "counter"),
             ("read_marks_pushed_total", &self.read_marks_pushed, "counter"),
+            ("admission_lag_ms", &self.admission_lag_ms, "gauge"),
+            ("admission_inflight", &self.admission_inflight, "gauge"),
+            ("admission_rate", &self.admission_rate, "gauge"),
+            ("admission_slowing", &self.admission_slowing, "gauge"),
+            ("admission_refused_total", &self.admission_refused, "counter"),
         ];
         for (name, c, kind) in counters {
             let _ = writeln!(

@@ -120,6 +120,7 @@ fn receipt(shared: &Shared, r: Receipt) {
         warn!(gateway = %r.origin.gateway, "a receipt for another gateway; skipped");
         return;
     }
+    shared.admission.settled(&r.client_msg_id);
     if r.origin.request != 0 {
         if !shared.pending.complete(r) {
             debug!("a receipt for an HTTP request that no longer waits");

@@ -1,6 +1,7 @@
 //! What a session does with each authenticated frame: publish sends, answer
 //! sync, history, cursor and ping from the store.
 
+use crate::admission;
 use crate::connection::Exit;
 use crate::epoch;
 use crate::publisher::{Job, Notify};
@@ -82,6 +83,12 @@ impl Session {
             let e = ServerFrame::send_error(&id.to_string(), Some(conv), code, message);
             return self.write(socket, &e).await;
         }
+        // Checked last: a send the gateway would refuse for good is refused
+        // for good even while admission slows down.
+        if let Err((slow, retry)) = self.shared.admission.check(1) {
+            let e = admission::refusal(&id.to_string(), Some(conv), slow, retry);
+            return self.write(socket, &e).await;
+        }
         let prev = self.shared.refusals.passed(&self.key, id, &conv, prev);
         // The sender is the token's user and device, whatever the frame says:
         // a frame cannot even name another sender (unknown fields are refused).
@@ -111,6 +118,7 @@ impl Session {
                 conv: conv_named.clone(),
             },
         };
+        self.shared.admission.sent([id]);
         let published = tokio::select! {
             r = self.shared.publisher.publish(job) => r.is_ok(),
             () = self.shared.stop.cancelled() => false,
@@ -118,6 +126,7 @@ impl Session {
         if published {
             Ok(())
         } else {
+            self.shared.admission.settled(&id);
             let e = ServerFrame::send_error(
                 &id.to_string(),
                 Some(conv_named),

@@ -185,12 +185,18 @@ impl Session {
                 self.write(socket, &frame).await?;
                 if let ServerFrame::Push { entries: sent, .. } = &frame {
                     let now_ms = now_ms();
+                    let (mut lag_ms, mut timed) = (0u64, 0u64);
                     for e in sent {
+                        if e.message.server_ts_ms > 0 {
+                            lag_ms = lag_ms.saturating_add(now_ms.saturating_sub(e.message.server_ts_ms));
+                            timed += 1;
+                        }
                         emit(EntryPushed {
                             server_ts_ms: e.message.server_ts_ms,
                             now_ms,
                         });
                     }
+                    self.shared.admission.pushed(lag_ms, timed);
                 }
             }
         }

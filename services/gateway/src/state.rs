@@ -1,5 +1,6 @@
 //! What every task and handler of one gateway shares.
 
+use crate::admission::Admission;
 use crate::config::GatewayConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -39,6 +40,8 @@ impl std::fmt::Debug for Ports {
 
 pub(crate) struct Shared {
     pub config: GatewayConfig,
+    /// Admission control (bounded work in flight).
+    pub admission: Admission,
     pub ports: Ports,
     pub key: TokenKey,
     pub metrics: Arc<Metrics>,
@@ -79,14 +82,17 @@ impl Shared {
         let cache = TailCache::new(config.conv_cache_bytes, config.conv_cache_tail, config.conv_head_ttl);
         let reads = Reads::new(cache, config.conv_cache_tail);
         let peers = PeerCounts::new(config.max_connections_per_ip);
+        let metrics = Arc::new(Metrics::default());
+        let admission = Admission::new(config.max_delivery_lag, config.max_inflight_sends, Arc::clone(&metrics));
         Self {
+            admission,
             reads,
             links: Links::default(),
             refusals: Refusals::default(),
             config,
             ports,
             key,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             hub,
             publisher,
             pending: Arc::new(Pending::new()),

@@ -129,6 +129,10 @@ pub struct RunReport {
     pub failed: u64,
     /// Sends whose outcome stayed unknown.
     pub unknown: u64,
+    /// Times the server refused a send for now (`rate_limited`, e.g. by
+    /// admission control, or `unavailable`) and the SDK resent it with the
+    /// same id: not a loss.
+    pub rate_limited: u64,
     /// Entries pushed to devices.
     pub pushed: u64,
     /// Entries devices pulled (sync after a gap, a reconnect or a pong).
@@ -219,8 +223,14 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(
             f,
-            "  refused {}, unknown outcome {}, pulled {}, reconnects {}, resets {}, member changes {}",
-            self.failed, self.unknown, self.pulled, self.reconnects, self.resets, self.member_changes
+            "  refused {}, unknown outcome {}, rate_limited (resent) {}, pulled {}, reconnects {}, resets {}, member changes {}",
+            self.failed,
+            self.unknown,
+            self.rate_limited,
+            self.pulled,
+            self.reconnects,
+            self.resets,
+            self.member_changes
         )?;
         writeln!(
             f,

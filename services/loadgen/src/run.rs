@@ -105,6 +105,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
     };
 
     let settled = finale::settle(&stats, &live, opts.settle_timeout, true, opts.drained.as_ref()).await;
+    let rate_limited = live.iter().map(|d| d.client.status().refused_for_now).sum();
     close(live, &mut senders).await;
     let server = sampler.finish().await;
 
@@ -142,6 +143,7 @@ pub async fn run(opts: RunOptions) -> Result<RunReport> {
         acked,
         failed: Counters::get(&c.failed),
         unknown: Counters::get(&c.unknown),
+        rate_limited,
         pushed,
         pulled: Counters::get(&c.pulled),
         w4: None,

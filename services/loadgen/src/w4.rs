@@ -308,6 +308,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
 
     let settled = finale::settle(&stats, &live, opts.settle_timeout, false, None).await;
     let devices = live.len();
+    let rate_limited = live.iter().map(|d| d.client.status().refused_for_now).sum();
     close(live, &mut senders).await;
     let server = sampler.finish().await;
 
@@ -366,6 +367,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
         acked,
         failed: Counters::get(&c.failed),
         unknown: Counters::get(&c.unknown),
+        rate_limited,
         pushed: Counters::get(&c.pushed),
         pulled: Counters::get(&c.pulled),
         reconnects: Counters::get(&c.connects).saturating_sub(devices as u64),

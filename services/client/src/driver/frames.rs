@@ -190,10 +190,12 @@ impl Driver {
                 code,
                 message,
                 id,
+                retry_after_ms,
                 ..
             } => {
                 if !self.batches.refused(&message, code) {
-                    self.on_send_error(sess, code, message, id.as_deref()).await;
+                    let hint = retry_after_ms.map(std::time::Duration::from_millis);
+                    self.on_send_error(sess, code, message, id.as_deref(), hint).await;
                 }
             }
             ServerFrame::Welcome { .. } => {}
@@ -281,18 +283,43 @@ impl Driver {
     /// message out of its conversation's chain: the next send names the
     /// previous one the gateway did not refuse (docs/protocol.md, "Sender
     /// order").
-    async fn on_send_error(&mut self, sess: &mut Session, code: ErrorCode, message: String, named: Option<&str>) {
+    ///
+    /// A `rate_limited` refusal is not a transmission the server took: it
+    /// does not count against `max_attempts`, and when the server gives a
+    /// `retry_after_ms` hint (admission control) the message goes again
+    /// after it (plus up to half of it again, at random) instead of after
+    /// the growing backoff.
+    async fn on_send_error(
+        &mut self,
+        sess: &mut Session,
+        code: ErrorCode,
+        message: String,
+        named: Option<&str>,
+        hint: Option<std::time::Duration>,
+    ) {
         let slow_down = matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable);
         let id = match named {
             Some(named) => ClientMsgId::parse(named).ok(),
             None => message_id(&message),
         };
         if slow_down {
-            let until = now() + self.resend.backoff.delay(sess.slow_down, &mut self.rng);
-            sess.slow_down = sess.slow_down.saturating_add(1);
-            tracing::debug!(?code, "the server asked to slow down");
+            let wait = match hint {
+                Some(h) if code == ErrorCode::RateLimited => {
+                    use rand::Rng;
+                    h + h.mul_f64(self.rng.gen_range(0.0..0.5))
+                }
+                _ => {
+                    let d = self.resend.backoff.delay(sess.slow_down, &mut self.rng);
+                    sess.slow_down = sess.slow_down.saturating_add(1);
+                    d
+                }
+            };
+            let until = now() + wait;
+            self.status.send_modify(|s| s.refused_for_now += 1);
+            tracing::debug!(?code, ?hint, "the server asked to slow down");
+            let unsent = code == ErrorCode::RateLimited;
             match id {
-                Some(id) if self.outbox.retry_later(&id, until) => {}
+                Some(id) if self.outbox.retry_later(&id, until, unsent) => {}
                 _ => self.outbox.pause(until),
             }
             return;

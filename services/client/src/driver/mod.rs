@@ -56,6 +56,9 @@ pub struct Status {
     pub connects: u64,
     /// Sends the task has taken in (into the outbox or failed at once).
     pub sends_taken: u64,
+    /// Times the server refused a send for now (`rate_limited`,
+    /// `unavailable`) and the task queued it to go again.
+    pub refused_for_now: u64,
     /// The user and device the token names (known after the first welcome).
     pub user: Option<UserId>,
     /// The device.
