@@ -3,15 +3,17 @@
 //!
 //! Layout, chosen for the sequencer's hot path (one lookup and usually one
 //! insert per command, over many conversations, so nearly every access is a
-//! cache miss): the entries live in insertion order in one vector that
-//! becomes a ring once full, so the entry a new key overwrites is the oldest
-//! one, in the very slot being written; an open-addressing index of `u64`
-//! slots (linear probing, at most half full) maps a key's hash to its entry.
-//! A slot holds the hash's top 32 bits (which also give its home slot) and
-//! the entry's position, so a miss is decided by the index alone and a
-//! removal needs no key comparison. A new key then costs about three cache
-//! lines (its index slot, its entry, the evicted key's index slot), where a
-//! hash map plus an order queue touches six or more.
+//! cache miss): the keys live in insertion order in one vector that becomes
+//! a ring once full, so the key a new one overwrites is the oldest, in the
+//! very place being written, and consecutive inserts write consecutive
+//! places (one cache line per several keys). An open-addressing index
+//! (linear probing, at most half full) maps a key's hash to a slot holding
+//! the hash's top 32 bits (which also give its home slot), the key's
+//! position and the value. A miss is decided by the index alone, the insert
+//! that follows writes the slot the lookup just read, and a removal needs no
+//! key comparison: a new key costs about one cache line of the index plus a
+//! fraction of one of the ring (and, once full, the evicted key's slot),
+//! where a hash map plus an order queue touches four or more.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
@@ -26,14 +28,15 @@ const MIN_SLOTS: usize = 8;
 #[derive(Debug, Clone)]
 pub struct DedupWindow<K, V, S = RandomState> {
     capacity: usize,
-    /// In insertion order until full; then a ring whose oldest entry is at
+    /// In insertion order until full; then a ring whose oldest key is at
     /// `next`.
-    entries: Vec<(K, V)>,
-    /// The oldest entry once full.
+    keys: Vec<K>,
+    /// The oldest key once full.
     next: usize,
-    /// The index: 0 when empty, else `(hash >> 32) << 32 | (position + 1)`.
-    /// Its length is a power of two, at least twice the entries.
-    slots: Vec<u64>,
+    /// The index: `0` when empty, else `(hash >> 32) << 32 | (position + 1)`,
+    /// with the key's value. Its length is a power of two, at least twice
+    /// the keys.
+    slots: Vec<(u64, Option<V>)>,
     hasher: S,
     evicted: bool,
 }
@@ -43,7 +46,7 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.clamp(1, MAX_CAPACITY),
-            entries: Vec::new(),
+            keys: Vec::new(),
             next: 0,
             slots: Vec::new(),
             hasher: S::default(),
@@ -62,8 +65,8 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
         (tag >> (32 - bits)) as usize
     }
 
-    /// The slot and entry position of `key`.
-    fn find(&self, key: &K) -> Option<(usize, usize)> {
+    /// The slot of `key`.
+    fn find(&self, key: &K) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -71,100 +74,98 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
         let mask = self.slots.len() - 1;
         let mut i = self.home(tag);
         loop {
-            let s = self.slots[i];
+            let s = self.slots[i].0;
             if s == 0 {
                 return None;
             }
-            if s >> 32 == tag {
-                let pos = (s as u32 - 1) as usize;
-                if self.entries[pos].0 == *key {
-                    return Some((i, pos));
-                }
+            if s >> 32 == tag && self.keys[(s as u32 - 1) as usize] == *key {
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Indexes entry `pos` under `tag`.
-    fn place(&mut self, tag: u64, pos: usize) {
+    /// Indexes the key at `pos` under `tag`, with its value.
+    fn place(&mut self, tag: u64, pos: usize, value: Option<V>) {
         let mask = self.slots.len() - 1;
         let mut i = self.home(tag);
-        while self.slots[i] != 0 {
+        while self.slots[i].0 != 0 {
             i = (i + 1) & mask;
         }
-        self.slots[i] = (tag << 32) | (pos as u64 + 1);
+        self.slots[i] = ((tag << 32) | (pos as u64 + 1), value);
     }
 
-    /// Drops entry `pos`, indexed under `tag`, from the index, shifting
+    /// Drops the key at `pos`, indexed under `tag`, from the index, shifting
     /// later slots of the probe run back so no lookup stops short.
     fn unplace(&mut self, tag: u64, pos: usize) {
         let mask = self.slots.len() - 1;
         let want = (tag << 32) | (pos as u64 + 1);
         let mut hole = self.home(tag);
-        while self.slots[hole] != want {
+        while self.slots[hole].0 != want {
             hole = (hole + 1) & mask;
         }
         let mut j = hole;
         loop {
             j = (j + 1) & mask;
-            let s = self.slots[j];
+            let s = self.slots[j].0;
             if s == 0 {
                 break;
             }
-            // `s` may fill the hole when the hole lies on its probe path
-            // (from its home up to `j`).
+            // The slot may fill the hole when the hole lies on its probe
+            // path (from its home up to `j`).
             let home = self.home(s >> 32);
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = s;
+                self.slots.swap(hole, j);
                 hole = j;
             }
         }
-        self.slots[hole] = 0;
+        self.slots[hole] = (0, None);
     }
 
-    /// Doubles the index (or creates it) and indexes every entry again,
-    /// from the tags it holds (no key is hashed or read).
+    /// Doubles the index (or creates it) and indexes every key again, from
+    /// the tags it holds (no key is hashed or read).
     fn grow(&mut self) {
         let len = (self.slots.len() * 2).max(MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![0; len]);
-        for s in old.into_iter().filter(|s| *s != 0) {
-            self.place(s >> 32, (s as u32 - 1) as usize);
+        let fresh = std::iter::repeat_with(|| (0, None)).take(len).collect();
+        let old = std::mem::replace(&mut self.slots, fresh);
+        for (s, value) in old.into_iter().filter(|(s, _)| *s != 0) {
+            self.place(s >> 32, (s as u32 - 1) as usize, value);
         }
     }
 
     /// The value remembered for `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.find(key).map(|(_, pos)| &self.entries[pos].1)
+        self.find(key).and_then(|i| self.slots[i].1.as_ref())
     }
 
     /// Remembers `key`; a key already present keeps its place and gets the new value.
     pub fn insert(&mut self, key: K, value: V) {
-        if let Some((_, pos)) = self.find(&key) {
-            self.entries[pos].1 = value;
+        if let Some(i) = self.find(&key) {
+            self.slots[i].1 = Some(value);
             return;
         }
-        if self.entries.len() < self.capacity {
-            if self.slots.len() < 2 * (self.entries.len() + 1) {
+        if self.keys.len() < self.capacity {
+            if self.slots.len() < 2 * (self.keys.len() + 1) {
                 self.grow();
             }
-            if self.entries.len() == self.entries.capacity() {
+            if self.keys.len() == self.keys.capacity() {
                 // Grow by doubling, but never past the capacity.
-                let more = self.entries.len().max(4).min(self.capacity - self.entries.len());
-                self.entries.reserve_exact(more);
+                let more = self.keys.len().max(4).min(self.capacity - self.keys.len());
+                self.keys.reserve_exact(more);
             }
             let tag = self.tag(&key);
-            let pos = self.entries.len();
-            self.entries.push((key, value));
-            self.place(tag, pos);
+            let pos = self.keys.len();
+            self.keys.push(key);
+            self.place(tag, pos, Some(value));
             return;
         }
-        // Full: the new key takes the oldest entry's place in the ring.
+        // Full: the new key takes the oldest key's place in the ring.
         let pos = self.next;
-        let old = self.tag(&self.entries[pos].0);
+        let old = self.tag(&self.keys[pos]);
         self.unplace(old, pos);
         let tag = self.tag(&key);
-        self.entries[pos] = (key, value);
-        self.place(tag, pos);
+        self.keys[pos] = key;
+        self.place(tag, pos, Some(value));
         self.next = (pos + 1) % self.capacity;
         self.evicted = true;
     }
@@ -176,12 +177,12 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> DedupWindow<K, V, S> {
 
     /// How many keys are remembered.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.keys.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.keys.is_empty()
     }
 }
 

@@ -33,7 +33,7 @@ pub struct ConvState {
     /// Last processed command per user and device (sender order).
     pub device_last: FxHashMap<UserId, FxHashMap<DeviceId, ClientMsgId>>,
     /// Recent outcomes by client id.
-    pub window: DedupWindow<ClientMsgId, Outcome, rustc_hash::FxBuildHasher>,
+    pub window: Window,
     /// Created by this sequencer: every id it ever saw went through the
     /// window, so while nothing was evicted a miss means a new id.
     pub created_here: bool,
@@ -60,7 +60,7 @@ impl ConvState {
             head: s.head,
             members: s.members,
             device_last,
-            window: DedupWindow::new(dedup_window),
+            window: Window::new(dedup_window),
             created_here: false,
             read_diffusion,
             loaded_head: s.head,
@@ -84,6 +84,59 @@ impl ConvState {
     /// The last command processed from `device` of `user`.
     pub fn last_of(&self, user: &UserId, device: &DeviceId) -> Option<&ClientMsgId> {
         self.device_last.get(user).and_then(|m| m.get(device))
+    }
+}
+
+/// A conversation's recent outcomes by client id (the in-memory half of
+/// its dedup window).
+pub struct Window(DedupWindow<ClientMsgId, Kept, rustc_hash::FxBuildHasher>);
+
+/// An outcome as the window keeps it. The window's values sit in its index,
+/// where every lookup lands on a random cache line; 16 bytes instead of an
+/// [`Outcome`]'s 32 keep more slots per line and the index smaller. Nearly
+/// every outcome is a conv_seq; refusals are rare and boxed.
+#[derive(Debug)]
+enum Kept {
+    Sequenced(ConvSeq),
+    Refused(Box<Outcome>),
+}
+
+impl Window {
+    /// An empty window of at most `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        Self(DedupWindow::new(capacity))
+    }
+
+    /// The outcome remembered for `id`.
+    pub fn get(&self, id: &ClientMsgId) -> Option<Outcome> {
+        self.0.get(id).map(|k| match k {
+            Kept::Sequenced(conv_seq) => Outcome::Sequenced { conv_seq: *conv_seq },
+            Kept::Refused(o) => (**o).clone(),
+        })
+    }
+
+    /// Remembers `outcome` for `id` (the oldest id goes when full).
+    pub fn insert(&mut self, id: ClientMsgId, outcome: Outcome) {
+        let kept = match outcome {
+            Outcome::Sequenced { conv_seq } => Kept::Sequenced(conv_seq),
+            refused => Kept::Refused(Box::new(refused)),
+        };
+        self.0.insert(id, kept);
+    }
+
+    /// Whether any id was ever forgotten to make room.
+    pub fn has_evicted(&self) -> bool {
+        self.0.has_evicted()
+    }
+
+    /// How many ids are remembered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -144,7 +197,7 @@ pub fn apply(state: &mut Option<ConvState>, cmd: Command, now_ms: u64, limits: &
     let id = cmd.client_msg_id();
     if let Some(s) = state.as_ref() {
         if let Some(o) = s.window.get(&id) {
-            return Applied::Duplicate(o.clone());
+            return Applied::Duplicate(o);
         }
     }
     let Some(s) = state.as_mut() else {
@@ -423,7 +476,7 @@ fn create(state: &mut Option<ConvState>, c: &CreateCommand, now_ms: u64, limits:
         head: ConvSeq::ZERO,
         members: BTreeMap::new(),
         device_last: FxHashMap::default(),
-        window: DedupWindow::new(limits.dedup_window),
+        window: Window::new(limits.dedup_window),
         created_here: true,
         read_diffusion: false,
         loaded_head: ConvSeq::ZERO,
