@@ -37,7 +37,7 @@ pub(crate) fn apply_batch(state: &mut Option<ConvState>, b: BatchCommand, now_ms
         let not_member = || refuse(RefusalCode::NotMember, "not a member of this conversation", false);
         return Applied::Batch(ids.iter().map(|_| not_member()).collect());
     };
-    let known: Vec<Option<Outcome>> = ids.iter().map(|id| s.window.get(id).cloned()).collect();
+    let known: Vec<Option<Outcome>> = ids.iter().map(|id| s.window.get(id)).collect();
     if known.iter().all(Option::is_some) {
         return Applied::Batch(known.into_iter().flatten().map(Applied::Duplicate).collect());
     }
