@@ -46,6 +46,16 @@ async fn raw_send(conn: &mut Conn) -> serde_json::Value {
     }
 }
 
+/// The gateway's ack of `id` at `conv_seq`.
+async fn ack(conn: &mut Conn, id: ClientMsgId, conv_seq: u64) {
+    conn.send(ServerFrame::Ack {
+        id,
+        conv: conv(),
+        conv_seq,
+    })
+    .await;
+}
+
 fn id_of(v: &serde_json::Value, field: &str) -> Option<ClientMsgId> {
     v[field].as_str().map(|s| ClientMsgId::parse(s).unwrap())
 }
@@ -62,12 +72,7 @@ async fn a_send_the_gateway_refuses_fails_and_leaves_the_chain_across_reconnects
     let text = f["id"].as_str().unwrap();
     assert!(is_canonical_uuid(text), "the SDK writes canonical ids: {text}");
     assert_eq!(id_of(&f, "id"), Some(one.id()));
-    conn.send(ServerFrame::Ack {
-        id: one.id(),
-        conv: conv(),
-        conv_seq: 1,
-    })
-    .await;
+    ack(&mut conn, one.id(), 1).await;
     assert_eq!(one.outcome().await, SendState::Sent(1));
 
     // Two is refused by the gateway; the error names it only in `id` (the
@@ -101,12 +106,7 @@ async fn a_send_the_gateway_refuses_fails_and_leaves_the_chain_across_reconnects
         ClientFrame::Send { id, prev, .. } => assert_eq!((id, prev), (three.id(), Some(one.id()))),
         other => panic!("expected the resend, got {other:?}"),
     }
-    conn.send(ServerFrame::Ack {
-        id: three.id(),
-        conv: conv(),
-        conv_seq: 2,
-    })
-    .await;
+    ack(&mut conn, three.id(), 2).await;
     assert_eq!(three.outcome().await, SendState::Sent(2));
     assert!(client.flush(WAIT).await);
 }
@@ -141,12 +141,7 @@ async fn a_send_refused_for_now_goes_again_after_the_hint_with_the_same_id_howev
     }
     let f = raw_send(&mut conn).await;
     assert_eq!(id_of(&f, "id"), Some(one.id()));
-    conn.send(ServerFrame::Ack {
-        id: one.id(),
-        conv: conv(),
-        conv_seq: 1,
-    })
-    .await;
+    ack(&mut conn, one.id(), 1).await;
     assert_eq!(one.outcome().await, SendState::Sent(1));
     assert_eq!(client.status().refused_for_now, 5);
 }
