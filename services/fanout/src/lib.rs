@@ -77,16 +77,34 @@ pub struct Ports {
 /// conversation lane (read-diffusion notices) and the priority lane
 /// (high-priority messages in full) side by side, each on its own topic so
 /// none waits behind another's backlog; one failing stops them all.
+///
+/// The priority lane starts first, and the others once it has its
+/// partitions (or after [`PRIORITY_HEAD_START`]): after a restart the
+/// ordinary lanes find a backlog waiting, and a priority message must not
+/// wait behind it only because its lane's consumer joined its group last.
 pub async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
     let mut lanes = Tasks::new(&shutdown);
-    lanes.spawn("user lane", user_lane(config.clone(), ports.clone(), lanes.stop()));
+    let (ready, assigned) = tokio::sync::oneshot::channel();
     lanes.spawn(
-        "conversation lane",
-        notices::run(config.clone(), ports.clone(), lanes.stop()),
+        "priority lane",
+        priority::run(config.clone(), ports.clone(), lanes.stop(), ready),
     );
-    lanes.spawn("priority lane", priority::run(config, ports, lanes.stop()));
+    tokio::select! {
+        _ = assigned => {}
+        () = tokio::time::sleep(PRIORITY_HEAD_START) => {
+            tracing::info!("the priority lane has no partitions yet; starting the other lanes");
+        }
+        () = shutdown.cancelled() => {}
+    }
+    lanes.spawn("user lane", user_lane(config.clone(), ports.clone(), lanes.stop()));
+    lanes.spawn("conversation lane", notices::run(config, ports, lanes.stop()));
     Ok(lanes.join().await?)
 }
+
+/// Longest the ordinary lanes wait at start for the priority lane's
+/// partitions (a member may get none when there are more fanout processes
+/// than partitions).
+const PRIORITY_HEAD_START: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn user_lane(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
     let options = Options::new(&config.group, Topic::UserEvents, config.batch_max);

@@ -17,18 +17,36 @@ use seqline_core::Result;
 use seqline_worker::{consume, Handler, Input, Options};
 use tokio_util::sync::CancellationToken;
 
-/// Runs the priority lane until `shutdown`.
-pub(crate) async fn run(config: FanoutConfig, ports: Ports, shutdown: CancellationToken) -> Result<()> {
+/// Runs the priority lane until `shutdown`; `ready` is told when it first
+/// has its partitions.
+pub(crate) async fn run(
+    config: FanoutConfig,
+    ports: Ports,
+    shutdown: CancellationToken,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Result<()> {
     let options = Options::new(&config.priority_group, Topic::PriorityEvents, config.batch_max);
     let log = std::sync::Arc::clone(&ports.log);
-    consume(log.as_ref(), &options, shutdown, PriorityLane { ports }).await
+    let lane = PriorityLane {
+        ports,
+        ready: Some(ready),
+    };
+    consume(log.as_ref(), &options, shutdown, lane).await
 }
 
 struct PriorityLane {
     ports: Ports,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Handler for PriorityLane {
+    fn assigned(&mut self, _partitions: &[u32]) {
+        if let Some(ready) = self.ready.take() {
+            // Nobody waits any more once the head start is over.
+            let _ = ready.send(());
+        }
+    }
+
     async fn handle(&mut self, partition: u32, batch: &[Input]) -> Result<()> {
         let mut priority = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
