@@ -148,8 +148,10 @@ run() {
         # A fresh cluster id (16 random bytes, URL-safe base64 as Kafka's Uuid).
         local id
         id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+        # `--cluster-id=ID` in one word: an id that starts with `-` (one in
+        # 64) would otherwise be read as an option.
         java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format \
-            -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+            --cluster-id="$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
             die "formatting $dir/data failed; see $dir/format.log"
     fi
     if [[ -n "${SEQLINE_KAFKA_WATCH_PID:-}" ]]; then
