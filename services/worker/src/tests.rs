@@ -184,14 +184,19 @@ async fn assert_committed(
     assert_eq!(reasons, vec!["after"], "the group resumes after the handled batch");
 }
 
-/// Runs a scripted handler that first fails with `failures` over two
-/// records; returns its journal once both are done and committed.
-async fn two_records_after(group: &str, failures: Vec<Error>) -> Vec<String> {
-    let f = Fixture::open();
+/// Appends the records "a" and "b" to `deliveries`.
+async fn append_two(f: &Fixture) {
     f.log
         .append(&Topic::Deliveries, vec![record("a"), record("b")])
         .await
         .unwrap();
+}
+
+/// Runs a scripted handler that first fails with `failures` over two
+/// records; returns its journal once both are done and committed.
+async fn two_records_after(group: &str, failures: Vec<Error>) -> Vec<String> {
+    let f = Fixture::open();
+    append_two(&f).await;
     let j = Journal::default();
     let mut handler = Scripted::new(&j);
     handler.failures.extend(failures);
@@ -259,10 +264,7 @@ async fn a_fenced_handler_forgets_its_state_and_the_batch_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_commit_drops_the_batch_and_polling_goes_on() {
     let f = Fixture::open();
-    f.log
-        .append(&Topic::Deliveries, vec![record("a"), record("b")])
-        .await
-        .unwrap();
+    append_two(&f).await;
     let j = Journal::default();
     let gate = Arc::new(Notify::new());
     let mut handler = Scripted::new(&j);
