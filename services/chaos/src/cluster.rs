@@ -675,7 +675,9 @@ impl Cluster {
         self.roles.insert(i, role);
         started?;
         let pid = pid.context("the armed persister has no pid")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // It joins the consumer group first: a rebalance that waits out the
+        // killed member's session, then seconds more on a loaded machine.
+        let deadline = Instant::now() + self.o.session_timeout + Duration::from_secs(50);
         while !is_stopped(pid) {
             if self.roles[i].exited().is_some() || Instant::now() > deadline {
                 tally.point_missed(point);

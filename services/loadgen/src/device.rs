@@ -10,6 +10,7 @@ use seqline_client::{Client, Event, EventStream, SendHandle, SendOptions, SendSt
 use seqline_core::ids::{ClientMsgId, ConversationId, DeviceId, UserId};
 use seqline_core::model::{Message, MessageKind};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -203,6 +204,8 @@ pub(crate) struct Sender {
     pub pace: Pace,
     /// No send starts after this.
     pub deadline: Instant,
+    /// Nor once this is set.
+    pub stop: Option<Arc<AtomicBool>>,
     /// Tag in every body, so bodies are unique across runs.
     pub tag: String,
     /// Send with high priority (a group admin's announcements).
@@ -258,7 +261,7 @@ impl Sender {
                     at
                 }
             };
-            if Instant::now() >= self.deadline {
+            if Instant::now() >= self.deadline || self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
                 break;
             }
             match self.send_one(k, intended).await {

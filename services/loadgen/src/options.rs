@@ -133,6 +133,10 @@ pub struct RunOptions {
     /// device connected) and the send phase begins, for a caller that
     /// must not disturb the setup (the chaos runner's faults).
     pub set_up: Option<Arc<AtomicBool>>,
+    /// Once the caller sets it, no send starts (those in flight still end):
+    /// a caller whose faults take an unknown time ends the send phase when
+    /// they are done, with `max_duration` as the bound.
+    pub stop_sending: Option<Arc<AtomicBool>>,
 }
 
 /// How long every device's head must stay the same before the final reads.
@@ -182,6 +186,7 @@ impl RunOptions {
             run_id: None,
             drained: None,
             set_up: None,
+            stop_sending: None,
         }
     }
 }

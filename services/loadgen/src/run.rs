@@ -207,6 +207,7 @@ async fn send_phase(
             rng: StdRng::seed_from_u64(opts.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             pace,
             deadline,
+            stop: opts.stop_sending.clone(),
             tag: run_id.to_string(),
             priority: false,
         };

@@ -252,6 +252,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
                     period: Duration::from_secs_f64(1.0 / rate.max(1e-3)),
                 },
                 deadline,
+                stop: opts.stop_sending.clone(),
                 tag: run_id.clone(),
                 priority: false,
             }
@@ -280,6 +281,7 @@ pub(crate) async fn run(opts: RunOptions, run_id: String) -> Result<RunReport> {
                     period,
                 },
                 deadline,
+                stop: opts.stop_sending.clone(),
                 tag: format!("{run_id} priority"),
                 priority: true,
             }

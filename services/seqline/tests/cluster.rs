@@ -17,6 +17,8 @@ use seqline_chaos::proxy::FaultProxy;
 use seqline_chaos::report::Tally;
 use seqline_chaos::schedule::Step;
 use seqline_loadgen::{Mode, RunOptions, Workload};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn start(tag: &str, gateways: usize, persisters: usize, env: &[(&str, &str)]) -> Cluster {
@@ -135,7 +137,11 @@ async fn a_persister_stopped_past_its_session_timeout_is_fenced_off_when_it_wake
         },
         31,
     );
-    w1.max_duration = Duration::from_secs(70);
+    // Traffic lasts until the stall is over (its steps wait on Kafka's
+    // rebalances, seconds to a minute on a loaded machine), at most 240 s.
+    w1.max_duration = Duration::from_secs(240);
+    let stop_sending = Arc::new(AtomicBool::new(false));
+    w1.stop_sending = Some(Arc::clone(&stop_sending));
     let gateway = cluster.gateways()[0].clone();
     let stall = async {
         wait_for_acks(&gateway, 200, Duration::from_secs(120)).await;
@@ -147,6 +153,7 @@ async fn a_persister_stopped_past_its_session_timeout_is_fenced_off_when_it_wake
             pick: 7,
         };
         cluster.stall_sequencer(&step, &mut tally).await.unwrap();
+        stop_sending.store(true, Ordering::Relaxed);
         tally
     };
     let (report, tally) = tokio::join!(seqline_loadgen::run(w1), stall);
