@@ -4,7 +4,7 @@
 //! |---|---|
 //! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&gateway_partitions=1&session_timeout=10s&heartbeat=3s&max_poll_interval=300s&message_timeout=30s&linger=0ms&fetch_wait=20ms]` |
 //! | store | `embedded://DIR`, `scylla://HOST:PORT[,…][/KEYSPACE][?rf=3]` |
-//! | presence | `memory://`, `redis://HOST:PORT[/DB][?prefix=seqline]` |
+//! | presence | `memory://`, `redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB][?prefix=seqline&ca=CA.pem&password_file=PATH]` |
 //!
 //! Log and store URLs naming the same `embedded://` directory share one
 //! engine (one process only).
@@ -37,6 +37,17 @@ impl Opened {
     }
 }
 
+/// The contents of a secret file (a mounted Kubernetes or Docker secret),
+/// without the final newline editors add.
+fn read_secret(path: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the secret file {path}"))?;
+    Ok(text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text)
+        .to_string())
+}
+
 /// `scheme://rest?k=v&k=v` → (rest, [(k, v)]).
 fn split_url<'a>(url: &'a str, scheme: &str) -> Option<(&'a str, Vec<(&'a str, &'a str)>)> {
     let rest = url.strip_prefix(scheme)?.strip_prefix("://")?;
@@ -47,6 +58,19 @@ fn split_url<'a>(url: &'a str, scheme: &str) -> Option<(&'a str, Vec<(&'a str, &
         .map(|p| p.split_once('=').unwrap_or((p, "")))
         .collect();
     Some((main, params))
+}
+
+fn redis_options(base: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline_redis::RedisOptions> {
+    let mut options = seqline_redis::RedisOptions::new(base);
+    for (k, v) in params {
+        match *k {
+            "prefix" => options.key_prefix = v.to_string(),
+            "ca" => options.tls_ca = Some(PathBuf::from(v)),
+            "password_file" => options.password = Some(read_secret(v)?),
+            other => bail!("unknown redis parameter {other:?} (prefix, ca, password_file)"),
+        }
+    }
+    Ok(options)
 }
 
 fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline_kafka::KafkaOptions> {
@@ -136,15 +160,9 @@ pub async fn open(cfg: &PortsConfig) -> anyhow::Result<Opened> {
     };
     let presence: Arc<dyn Presence> = if cfg.presence == "memory://" {
         Arc::new(MemoryPresence::new())
-    } else if let Some((_, params)) = split_url(&cfg.presence, "redis") {
+    } else if let Some((_, params)) = split_url(&cfg.presence, "redis").or_else(|| split_url(&cfg.presence, "rediss")) {
         let base = cfg.presence.split('?').next().unwrap_or(&cfg.presence);
-        let mut options = seqline_redis::RedisOptions::new(base);
-        for (k, v) in params {
-            match k {
-                "prefix" => options.key_prefix = v.to_string(),
-                other => bail!("unknown redis:// parameter {other:?} (prefix)"),
-            }
-        }
+        let options = redis_options(base, &params).context("[ports] presence")?;
         Arc::new(
             seqline_redis::RedisPresence::connect(options)
                 .await
@@ -152,7 +170,7 @@ pub async fn open(cfg: &PortsConfig) -> anyhow::Result<Opened> {
         )
     } else {
         bail!(
-            "[ports] presence = {:?}: unsupported scheme (memory:// or redis://HOST:PORT)",
+            "[ports] presence = {:?}: unsupported scheme (memory://, redis://HOST:PORT or rediss://HOST:PORT)",
             cfg.presence
         )
     };
@@ -195,6 +213,28 @@ mod tests {
         );
         assert!(o.validate().is_ok());
         assert!(split_url("embedded://./data", "kafka").is_none());
+
+        let dir = std::env::temp_dir().join(format!("seqline-ports-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("redis-password");
+        std::fs::write(&secret, "pw with spaces\n").unwrap();
+        let path = secret.display().to_string();
+        let (_, params) = split_url("rediss://r:6380?ca=/etc/ca.pem&password_file=PATH", "rediss").unwrap();
+        let params: Vec<_> = params
+            .into_iter()
+            .map(|(k, v)| (k, if v == "PATH" { path.as_str() } else { v }))
+            .collect();
+        let o = redis_options("rediss://r:6380", &params).unwrap();
+        assert_eq!(
+            o.password.as_deref(),
+            Some("pw with spaces"),
+            "the file's final newline is not the password's"
+        );
+        assert_eq!(o.tls_ca.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        let e = redis_options("redis://r", &[("password_file", "/nonexistent/pw")]).unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent/pw"), "{e:#}");
+        assert!(redis_options("redis://r", &[("tls", "1")]).is_err());
+        std::fs::remove_dir_all(&dir).ok();
         assert_eq!(split_url("embedded://./data", "embedded").unwrap().0, "./data");
     }
 }

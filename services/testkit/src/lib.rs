@@ -21,7 +21,9 @@
 //! - [`log`]: the `Log` contract.
 //! - [`presence`]: the `Presence` contract.
 //! - [`wait`]: polling a condition with a deadline (no fixed sleeps).
-//! - [`servers`]: private redis-server processes for tests.
+//! - [`servers`]: private redis-server processes for tests (plain, or with
+//!   TLS and a password).
+//! - [`tls`]: a private CA and server certificates minted per test.
 //! - [`kafka`]: Apache Kafka (KRaft, one node) for tests: the shared broker of
 //!   the run and private brokers a test may kill and restart.
 //! - [`cassandra`]: Apache Cassandra (the CQL server standing in for
@@ -35,6 +37,7 @@ pub mod log;
 pub mod presence;
 pub mod servers;
 pub mod store;
+pub mod tls;
 pub mod wait;
 
 pub use harness::{Harness, LogHarness};

@@ -98,35 +98,63 @@ pub fn redis() -> ServerProcess {
 /// Starts a private `redis-server` on `port` (a restart reuses the old
 /// one's port) and waits until it answers PING.
 pub fn redis_on(port: u16) -> ServerProcess {
+    let child = spawn_redis(&["--port", &port.to_string()]);
+    await_redis(child, port, None, format!("127.0.0.1:{port}"))
+}
+
+/// Starts a private `redis-server` that requires `password` and takes TLS
+/// connections (with the server certificate of `certs`) on the returned
+/// address. It also listens on a plain port of its own, used only to see
+/// that it is up (behind the same password).
+pub fn redis_tls(certs: &crate::tls::TestCerts, password: &str) -> ServerProcess {
+    let (plain, tls) = (free_port(), free_port());
+    let path = |p: &std::path::Path| p.display().to_string();
+    let child = spawn_redis(&[
+        "--port",
+        &plain.to_string(),
+        "--tls-port",
+        &tls.to_string(),
+        "--tls-cert-file",
+        &path(&certs.cert),
+        "--tls-key-file",
+        &path(&certs.key),
+        "--tls-ca-cert-file",
+        &path(&certs.ca),
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        password,
+    ]);
+    await_redis(child, plain, Some(password), format!("127.0.0.1:{tls}"))
+}
+
+fn spawn_redis(args: &[&str]) -> Child {
     let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(["--protected-mode", "no", "--loglevel", "warning"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn();
-    let mut child = match child {
+    match child {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             panic!("redis-server is not installed: run `make test-tools` (Debian package redis-server)")
         }
         Err(e) => panic!("could not start redis-server: {e}"),
-    };
+    }
+}
+
+/// Waits until the server answers PING on `port`; `addr` is the address the
+/// test is given.
+fn await_redis(mut child: Child, port: u16, password: Option<&str>, addr: String) -> ServerProcess {
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("redis-server on port {port} exited at start-up: {status}");
         }
-        if ping(port) {
+        if ping(port, password) {
             break;
         }
         assert!(
@@ -136,16 +164,35 @@ pub fn redis_on(port: u16) -> ServerProcess {
         std::thread::sleep(Duration::from_millis(10));
     }
     ServerProcess {
-        addr: format!("127.0.0.1:{port}"),
+        addr,
         child: Some(child),
     }
 }
 
-fn ping(port: u16) -> bool {
+fn ping(port: u16, password: Option<&str>) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+    let mut request = Vec::new();
+    let mut expect = Vec::new();
+    if let Some(p) = password {
+        // RESP, so a password with spaces or quotes goes through unchanged.
+        request.extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()).as_bytes());
+        expect.extend_from_slice(b"+OK\r\n");
+    }
+    request.extend_from_slice(b"PING\r\n");
+    expect.extend_from_slice(b"+PONG");
+    let mut buf = [0u8; 32];
+    let mut got = Vec::new();
+    if s.write_all(&request).is_err() {
+        return false;
+    }
+    while got.len() < expect.len() {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+    got.starts_with(&expect)
 }

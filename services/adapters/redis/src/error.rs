@@ -11,7 +11,8 @@ pub(crate) fn port_error(what: &str, e: RedisError) -> Error {
     let text = format!("redis {what}: {e}");
     match e.kind() {
         ErrorKind::UnexpectedReturnType | ErrorKind::Parse => Error::Corrupt(text),
-        ErrorKind::InvalidClientConfig => Error::Config(text),
+        // A wrong password or user does not heal by retrying: say so once.
+        ErrorKind::InvalidClientConfig | ErrorKind::AuthenticationFailed => Error::Config(text),
         _ => Error::Unavailable(text),
     }
 }

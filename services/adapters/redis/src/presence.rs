@@ -56,7 +56,7 @@ impl RedisPresence {
     /// answer within the connect timeout.
     pub async fn connect(options: RedisOptions) -> Result<Self> {
         options.validate()?;
-        let client = redis::Client::open(options.url.as_str()).map_err(|e| port_error("URL", e))?;
+        let client = options.client()?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
