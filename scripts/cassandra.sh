@@ -16,6 +16,12 @@
 # ${SEQLINE_CASSANDRA_DIR:-.engines/run/cassandra-$PORT}. No JMX port is opened.
 # With SEQLINE_CASSANDRA_WATCH_PID set, `run` kills the node once that process
 # is gone (a test's private node does not outlive a test killed at a timeout).
+# Secure links (what a managed cluster asks for), for `run` and `start`:
+#   SEQLINE_CASSANDRA_AUTH=password   PasswordAuthenticator (user cassandra,
+#                                     password cassandra until changed)
+#   SEQLINE_CASSANDRA_TLS_KEYSTORE=F  clients must use TLS; F is a PEM file
+#                                     with the node's private key (PKCS#8,
+#                                     unencrypted) and certificate
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,6 +91,34 @@ install() {
     echo "cassandra.sh: installed $(find "$LIBS" -name '*.jar' | wc -l) jars" >&2
 }
 
+# Password authentication and client TLS, as SEQLINE_CASSANDRA_AUTH and
+# SEQLINE_CASSANDRA_TLS_KEYSTORE ask, written into the node's config.
+secure_config() {
+    local yaml="$1"
+    case "${SEQLINE_CASSANDRA_AUTH:-}" in
+        "") ;;
+        password)
+            sed -i -e 's/^authenticator: .*/authenticator: PasswordAuthenticator/' \
+                -e 's/^authorizer: .*/authorizer: CassandraAuthorizer/' "$yaml"
+            ;;
+        *) die "SEQLINE_CASSANDRA_AUTH must be 'password' (got '$SEQLINE_CASSANDRA_AUTH')" ;;
+    esac
+    local keystore="${SEQLINE_CASSANDRA_TLS_KEYSTORE:-}"
+    if [[ -n "$keystore" ]]; then
+        [[ -r "$keystore" ]] || die "SEQLINE_CASSANDRA_TLS_KEYSTORE: cannot read $keystore"
+        cat >>"$yaml" <<YAML
+
+client_encryption_options:
+  enabled: true
+  optional: false
+  require_client_auth: false
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: $keystore
+YAML
+    fi
+}
+
 # run DATA_DIR NATIVE_PORT STORAGE_PORT: the node in the foreground.
 run() {
     [[ $# -eq 3 ]] || die "usage: $0 run DATA_DIR NATIVE_PORT STORAGE_PORT"
@@ -98,6 +132,7 @@ run() {
     mkdir -p "$data/logs" "$data/data" "$data/commitlog" "$data/saved_caches" "$data/hints" "$data/cdc_raw"
     sed -e "s|@DATA@|$data|g" -e "s|@NATIVE_PORT@|$native|g" -e "s|@STORAGE_PORT@|$storage|g" \
         "$ENGINE_SRC/cassandra.yaml" >"$data/cassandra.yaml"
+    secure_config "$data/cassandra.yaml"
     local jamm
     jamm="$(find "$LIBS" -name 'jamm-*.jar' | head -1)"
     [[ -n "$jamm" ]] || die "no jamm jar in $LIBS: run '$0 install' again"

@@ -3,7 +3,7 @@
 //! | port | URL |
 //! |---|---|
 //! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&gateway_partitions=1&session_timeout=10s&heartbeat=3s&max_poll_interval=300s&message_timeout=30s&linger=0ms&fetch_wait=20ms]` |
-//! | store | `embedded://DIR`, `scylla://HOST:PORT[,…][/KEYSPACE][?rf=3]` |
+//! | store | `embedded://DIR`, `scylla://[USER:PASSWORD@]HOST:PORT[,…][/KEYSPACE][?rf=3&tls=true&ca=CA.pem&password_file=PATH]` |
 //! | presence | `memory://`, `redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB][?prefix=seqline&ca=CA.pem&password_file=PATH]` |
 //!
 //! Log and store URLs naming the same `embedded://` directory share one
@@ -58,6 +58,20 @@ fn split_url<'a>(url: &'a str, scheme: &str) -> Option<(&'a str, Vec<(&'a str, &
         .map(|p| p.split_once('=').unwrap_or((p, "")))
         .collect();
     Some((main, params))
+}
+
+fn scylla_params(options: &mut seqline_scylla::ScyllaOptions, params: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (k, v) in params {
+        match *k {
+            "rf" => options.replication_factor = v.parse().context("rf must be a number")?,
+            "tls" => options.tls = v.parse().context("tls must be true or false")?,
+            "ca" => options.tls_ca = Some(PathBuf::from(v)),
+            "password_file" => options.password = Some(read_secret(v)?),
+            other => bail!("unknown scylla parameter {other:?} (rf, tls, ca, password_file)"),
+        }
+    }
+    options.validate()?;
+    Ok(())
 }
 
 fn redis_options(base: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline_redis::RedisOptions> {
@@ -141,12 +155,7 @@ pub async fn open(cfg: &PortsConfig) -> anyhow::Result<Opened> {
     } else if let Some((_, params)) = split_url(&cfg.store, "scylla") {
         let base = cfg.store.split('?').next().unwrap_or(&cfg.store);
         let mut options = seqline_scylla::ScyllaOptions::from_uri(base).context("[ports] store")?;
-        for (k, v) in params {
-            match k {
-                "rf" => options.replication_factor = v.parse().context("rf must be a number")?,
-                other => bail!("unknown scylla:// parameter {other:?} (rf)"),
-            }
-        }
+        scylla_params(&mut options, &params).context("[ports] store")?;
         Arc::new(
             seqline_scylla::ScyllaStore::connect(options)
                 .await
@@ -234,6 +243,20 @@ mod tests {
         let e = redis_options("redis://r", &[("password_file", "/nonexistent/pw")]).unwrap_err();
         assert!(format!("{e:#}").contains("/nonexistent/pw"), "{e:#}");
         assert!(redis_options("redis://r", &[("tls", "1")]).is_err());
+
+        let mut o = seqline_scylla::ScyllaOptions::from_uri("scylla://app@s1:9042/chat").unwrap();
+        scylla_params(&mut o, &[("rf", "1"), ("tls", "true"), ("password_file", &path)]).unwrap();
+        assert_eq!(
+            (o.user.as_deref(), o.password.as_deref()),
+            (Some("app"), Some("pw with spaces"))
+        );
+        assert!(o.tls && o.replication_factor == 1);
+        let mut o = seqline_scylla::ScyllaOptions::from_uri("scylla://s1/chat").unwrap();
+        assert!(
+            scylla_params(&mut o, &[("password_file", &path)]).is_err(),
+            "a password without a user"
+        );
+        assert!(scylla_params(&mut o, &[("tls", "yes please")]).is_err());
         std::fs::remove_dir_all(&dir).ok();
         assert_eq!(split_url("embedded://./data", "embedded").unwrap().0, "./data");
     }

@@ -80,6 +80,8 @@ pub struct CassandraServer {
     native_port: u16,
     storage_port: u16,
     child: Option<Child>,
+    /// Settings for `cassandra.sh run` (password authentication, TLS).
+    env: Vec<(String, String)>,
 }
 
 impl CassandraServer {
@@ -87,6 +89,25 @@ impl CassandraServer {
     /// waits (at most [`START_DEADLINE`]) until it accepts connections on
     /// its CQL port. Blocks: from async code, call it in `spawn_blocking`.
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts a node as [`CassandraServer::start`] does, that asks clients
+    /// for a password (user `cassandra`, password `cassandra`) and, with
+    /// `tls`, takes only TLS connections with the server certificate of
+    /// those certificates.
+    pub fn start_secure(tls: Option<&crate::tls::TestCerts>) -> Self {
+        let mut env = vec![("SEQLINE_CASSANDRA_AUTH".to_string(), "password".to_string())];
+        if let Some(certs) = tls {
+            env.push((
+                "SEQLINE_CASSANDRA_TLS_KEYSTORE".to_string(),
+                certs.key_and_cert.display().to_string(),
+            ));
+        }
+        Self::start_with(env)
+    }
+
+    fn start_with(env: Vec<(String, String)>) -> Self {
         install();
         let (native_port, storage_port) = free_ports();
         let dir = std::env::temp_dir().join(format!(
@@ -100,6 +121,7 @@ impl CassandraServer {
             native_port,
             storage_port,
             child: None,
+            env,
         };
         server.launch();
         server
@@ -148,8 +170,9 @@ impl CassandraServer {
 
     fn launch(&mut self) {
         let ports = [self.native_port, self.storage_port];
-        let child = crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_CASSANDRA_WATCH_PID")
-            .unwrap_or_else(|e| panic!("starting {} in {}: {e}", script().display(), self.dir.display()));
+        let child =
+            crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_CASSANDRA_WATCH_PID", &self.env)
+                .unwrap_or_else(|e| panic!("starting {} in {}: {e}", script().display(), self.dir.display()));
         self.child = Some(child);
         self.wait_accepting();
     }

@@ -200,8 +200,8 @@ impl KafkaServer {
         let stdout_path = self.dir.join("stdout.log");
         let started = Instant::now();
         let ports = [self.port, self.controller_port];
-        let child =
-            crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_KAFKA_WATCH_PID").map_err(|e| {
+        let child = crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_KAFKA_WATCH_PID", &[])
+            .map_err(|e| {
                 format!(
                     "could not run bash {} in {}: {e}",
                     script().display(),

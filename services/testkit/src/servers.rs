@@ -50,12 +50,14 @@ pub fn signal_pid(pid: u32, signal: &str) -> bool {
 /// JVM, so the child's PID is the JVM's), output appended to
 /// `DIR/stdout.log`. `watch_var` names the variable through which the
 /// script watches this test process: the engine dies with it even if the
-/// test is killed before dropping its server.
+/// test is killed before dropping its server. `env` adds settings of the
+/// script's own (e.g. a secure configuration).
 pub fn launch_engine(
     script: &std::path::Path,
     dir: &std::path::Path,
     ports: &[u16],
     watch_var: &str,
+    env: &[(String, String)],
 ) -> std::io::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -68,6 +70,7 @@ pub fn launch_engine(
         .arg(dir)
         .args(ports.iter().map(u16::to_string))
         .env(watch_var, std::process::id().to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)

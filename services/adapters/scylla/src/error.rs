@@ -88,8 +88,22 @@ pub(crate) fn prepare(cql: &str, e: PrepareError) -> Error {
     }
 }
 
+/// A refused login does not heal by retrying: it is a configuration error.
+/// The driver nests the server's answer deep in pool errors, so its text is
+/// what says so.
 pub(crate) fn session(e: NewSessionError) -> Error {
-    Error::Unavailable(format!("scylla connect: {e}"))
+    let text = format!("scylla connect: {e}");
+    if [
+        "Authentication failed",
+        "Authentication is required",
+        "AuthenticationError",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+    {
+        return Error::Config(format!("{text} (check the store URI's user and password)"));
+    }
+    Error::Unavailable(text)
 }
 
 pub(crate) fn keyspace(e: UseKeyspaceError) -> Error {

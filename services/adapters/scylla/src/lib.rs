@@ -14,12 +14,14 @@
 //! ```
 //!
 //! # Layout
-//! - [`options`]: [`ScyllaOptions`], nodes, keyspace, replication, consistency, bucket size.
+//! - [`options`]: [`ScyllaOptions`], nodes, credentials, TLS, keyspace,
+//!   replication, consistency, bucket size.
 //! - `schema`: `schemas/seqline.cql`, compiled in and split into statements.
 //! - `cql`: every statement the store prepares.
 //! - `codec`: columns ↔ model, typed rows, the versioned JSON of pending batches.
 //! - [`store`]: [`ScyllaStore`]; `heads` (LWT claims), `conversation` and
 //!   `timeline` (commit, apply, roll forward), `reads`.
+//! - `tls`: the OpenSSL context of TLS links to the nodes.
 //! - `error`: driver errors → port errors.
 //! - `cql_check` (tests): a small checker of the statements against the schema.
 
@@ -31,6 +33,7 @@ mod error;
 pub mod options;
 mod schema;
 pub mod store;
+mod tls;
 
 pub use options::{ConsistencyLevel, ScyllaOptions};
 pub use store::{PaxosCounts, ScyllaStore};

@@ -1,6 +1,7 @@
 //! [`ScyllaOptions`]: where the store lives and how it is laid out.
 
 use seqline_core::{Error, Result};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Consistency of reads and writes (LWTs use the matching serial level).
@@ -16,10 +17,20 @@ pub enum ConsistencyLevel {
 }
 
 /// How [`crate::ScyllaStore`] connects and lays out its data.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ScyllaOptions {
     /// Contact points, `host:port`.
     pub nodes: Vec<String>,
+    /// User name for password authentication (`PasswordAuthenticator`);
+    /// none: the server must allow anyone.
+    pub user: Option<String>,
+    /// That user's password.
+    pub password: Option<String>,
+    /// Talk TLS to every node, checking its certificate chain against the
+    /// system's roots or `tls_ca`.
+    pub tls: bool,
+    /// PEM file of the CA that signed the nodes' certificates (implies TLS).
+    pub tls_ca: Option<PathBuf>,
     /// Keyspace, created if missing (a CQL identifier: 1-48 of `a-z 0-9 _`).
     pub keyspace: String,
     /// Replication factor per datacenter when the keyspace is created.
@@ -47,6 +58,10 @@ impl Default for ScyllaOptions {
     fn default() -> Self {
         Self {
             nodes: vec!["127.0.0.1:9042".into()],
+            user: None,
+            password: None,
+            tls: false,
+            tls_ca: None,
             keyspace: "seqline".into(),
             replication_factor: 3,
             consistency: ConsistencyLevel::LocalQuorum,
@@ -60,21 +75,30 @@ impl Default for ScyllaOptions {
 }
 
 impl ScyllaOptions {
-    /// Options from `scylla://host:port[,host:port…][/keyspace]`, the rest
-    /// default.
+    /// Options from `scylla://[user:password@]host:port[,host:port…][/keyspace]`,
+    /// the rest default. The user and password are percent-decoded.
     pub fn from_uri(uri: &str) -> Result<Self> {
         let rest = uri
             .strip_prefix("scylla://")
-            .ok_or_else(|| Error::Config(format!("{uri:?} is not a scylla:// URI")))?;
+            .ok_or_else(|| Error::Config("the store URI must start with scylla://".into()))?;
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(userinfo), rest),
+            None => (None, rest),
+        };
         let (hosts, keyspace) = rest.split_once('/').unwrap_or((rest, ""));
         let nodes: Vec<String> = hosts.split(',').filter(|h| !h.is_empty()).map(str::to_string).collect();
         if nodes.is_empty() {
-            return Err(Error::Config(format!("{uri:?} names no node")));
+            return Err(Error::Config(format!("the store URI names no node ({hosts:?})")));
         }
         let mut options = Self {
             nodes,
             ..Self::default()
         };
+        if let Some(userinfo) = userinfo {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            options.user = Some(decode(user)?);
+            options.password = Some(decode(password)?);
+        }
         if !keyspace.is_empty() {
             options.keyspace = keyspace.to_string();
         }
@@ -108,7 +132,44 @@ impl ScyllaOptions {
         if self.max_in_flight == 0 {
             return bad("max_in_flight must be at least 1".into());
         }
+        if self.password.is_some() && self.user.as_deref().is_none_or(str::is_empty) {
+            return bad("a password needs a user name".into());
+        }
         Ok(())
+    }
+
+    /// Whether the links are TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls || self.tls_ca.is_some()
+    }
+}
+
+/// `%XX` escapes of a URI's user or password, decoded.
+fn decode(text: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|t| t.into_owned())
+        .map_err(|_| Error::Config("the store URI's user or password is not UTF-8 once decoded".into()))
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for ScyllaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaOptions")
+            .field("nodes", &self.nodes)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
+            .field("tls_ca", &self.tls_ca)
+            .field("keyspace", &self.keyspace)
+            .field("replication_factor", &self.replication_factor)
+            .field("consistency", &self.consistency)
+            .field("bucket_size", &self.bucket_size)
+            .field("disable_tablets", &self.disable_tablets)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
     }
 }
 
@@ -126,6 +187,27 @@ mod tests {
         assert!(ScyllaOptions::from_uri("cql://a").is_err());
         assert!(ScyllaOptions::from_uri("scylla:///ks").is_err());
         assert!(ScyllaOptions::from_uri("scylla://a/Bad-Name").is_err());
+    }
+
+    #[test]
+    fn credentials_come_from_the_uri_decoded_and_never_print() {
+        let o = ScyllaOptions::from_uri("scylla://app:p%40ss%2Fw0rd@a:9042,b:9042/chat").unwrap();
+        assert_eq!(
+            (o.user.as_deref(), o.password.as_deref()),
+            (Some("app"), Some("p@ss/w0rd"))
+        );
+        assert_eq!((o.nodes.len(), o.keyspace.as_str()), (2, "chat"));
+        let text = format!("{o:?}");
+        assert!(!text.contains("p@ss") && text.contains("***"), "{text}");
+        assert!(
+            ScyllaOptions::from_uri("scylla://:pw@a").is_err(),
+            "a password without a user"
+        );
+        let o = ScyllaOptions {
+            tls_ca: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(o.uses_tls(), "a CA file means TLS");
     }
 
     #[test]

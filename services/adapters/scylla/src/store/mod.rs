@@ -138,13 +138,17 @@ impl ScyllaStore {
             .serial_consistency(Some(serial))
             .request_timeout(Some(options.request_timeout))
             .build();
-        let session = SessionBuilder::new()
+        let mut builder = SessionBuilder::new()
             .known_nodes(&options.nodes)
             .connection_timeout(options.connect_timeout)
-            .default_execution_profile_handle(profile.into_handle())
-            .build()
-            .await
-            .map_err(error::session)?;
+            .default_execution_profile_handle(profile.into_handle());
+        if let Some(user) = &options.user {
+            builder = builder.user(user, options.password.clone().unwrap_or_default());
+        }
+        if options.uses_tls() {
+            builder = builder.tls_context(Some(crate::tls::context(&options)?));
+        }
+        let session = builder.build().await.map_err(error::session)?;
         let ddl_timeout = options.request_timeout.max(DDL_TIMEOUT);
         let ddl = |cql: String| {
             let session = &session;
@@ -204,7 +208,7 @@ impl ScyllaStore {
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
             SerialConsistency::Serial => Consistency::Serial,
         };
-        let st = Statements::prepare(&session, serial_read).await?;
+        let st = prepare_after_schema_changes(&session, serial_read).await?;
         let inner = Inner {
             session,
             st,
@@ -415,6 +419,24 @@ impl Store for ScyllaStore {
     }
     async fn read_positions(&self, user: &UserId) -> Result<Vec<(ConversationId, ConvSeq)>> {
         self.inner.read_positions(user).await
+    }
+}
+
+/// Prepares every statement. A store that raced others to add a column may
+/// see the column in the schema tables a moment before the node's own view
+/// of the table has it (Cassandra answers "Undefined column name" then):
+/// such a refusal is retried for a few seconds, any other is returned.
+async fn prepare_after_schema_changes(session: &Session, serial_read: Consistency) -> Result<Statements> {
+    let mut attempt = 0;
+    loop {
+        match Statements::prepare(session, serial_read).await {
+            Err(Error::Config(why)) if why.contains("Undefined column") && attempt < 20 => {
+                attempt += 1;
+                tracing::info!(attempt, "the node's view of a table lags its schema; preparing again");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
     }
 }
 
