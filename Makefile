@@ -6,14 +6,14 @@ DATA ?= ./seqline-data
 SECRET ?= seqline-dev-secret-change-me
 URL ?= ws://$(LISTEN)/v1/ws
 
-.PHONY: run build test test-tools static bench traffic fmt clean-data up down chaos cluster cluster-down
+.PHONY: run build build-deps test test-tools static bench traffic fmt clean-data up down chaos cluster cluster-down
 
 ## Build and start `seqline dev` (embedded, one process) on $(LISTEN).
-run:
+run: build-deps
 	$(CARGO) build --release -p seqline -p seqline-client --bins
 	./target/release/seqline dev --listen $(LISTEN) --data $(DATA)
 
-build:
+build: build-deps
 	$(CARGO) build --release --workspace --bins
 
 ## Every test: unit, property, contract, end-to-end over real WebSockets,
@@ -30,7 +30,16 @@ test: test-tools
 ## on PATH), and the Kafka and Cassandra jars (from Maven Central, once, into
 ## .engines/).
 HELM_VERSION ?= v3.21.4
-test-tools:
+## What the build links against: OpenSSL (TLS to Kafka, Redis and
+## Cassandra/ScyllaDB), found through pkg-config. Installed from Debian when
+## missing (as root), else the command to run is printed.
+build-deps:
+	@pkg-config --exists openssl 2>/dev/null || { \
+	  echo "installing Debian packages: libssl-dev pkg-config (the build links OpenSSL)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null) || \
+	  { echo "could not install them: run 'apt-get install libssl-dev pkg-config' as root"; exit 1; }; }
+
+test-tools: build-deps
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 	@command -v helm >/dev/null 2>&1 || [ -x "$$(go env GOPATH 2>/dev/null)/bin/helm" ] || { \
 	  command -v go >/dev/null 2>&1 || { echo "helm is missing and Go is needed to build it: install Go, or helm 3 on PATH"; exit 1; }; \

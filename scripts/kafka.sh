@@ -17,6 +17,15 @@
 # .engines/run/kafka-$PORT). KAFKA_HEAP (default "-Xms256m -Xmx512m") sizes
 # the JVM. With SEQLINE_KAFKA_WATCH_PID set, `run` kills the broker once that
 # process is gone (a test's private broker does not outlive the test).
+#
+# A secure listener as managed services have it (for `run` and `start`),
+# beside the plain one:
+#   SEQLINE_KAFKA_SASL_SSL_PORT=P       SASL over TLS on 127.0.0.1:P
+#   SEQLINE_KAFKA_TLS_KEYSTORE=F        its PEM file: the broker's private key
+#                                       (PKCS#8, unencrypted), then certificate
+#   SEQLINE_KAFKA_SASL_USERS="u:pw …"   users for PLAIN, SCRAM-SHA-256 and
+#                                       SCRAM-SHA-512 (SCRAM users are written
+#                                       when the data directory is formatted)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,15 +91,15 @@ port_free() {
 }
 
 write_config() {
-    local dir="$1" port="$2" cport="$3"
+    local dir="$1" port="$2" cport="$3" secure="${SEQLINE_KAFKA_SASL_SSL_PORT:-}"
     cat >"$dir/server.properties" <<EOF
 # Written by scripts/kafka.sh run: one KRaft node for tests, on loopback.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport${secure:+,SASL_SSL://127.0.0.1:$secure}
+advertised.listeners=PLAINTEXT://127.0.0.1:$port${secure:+,SASL_SSL://127.0.0.1:$secure}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${secure:+,SASL_SSL:SASL_SSL}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
@@ -121,6 +130,37 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=2
 log.cleaner.threads=1
 EOF
+    [[ -z "$secure" ]] || write_secure_config "$dir" "$secure"
+}
+
+# The SASL_SSL listener's settings (see the header).
+write_secure_config() {
+    local dir="$1" secure="$2" keystore="${SEQLINE_KAFKA_TLS_KEYSTORE:-}" plain_users="" pair
+    [[ "$secure" =~ ^[0-9]+$ ]] || die "SEQLINE_KAFKA_SASL_SSL_PORT must be a port number: $secure"
+    [[ -r "$keystore" ]] || die "SEQLINE_KAFKA_SASL_SSL_PORT needs SEQLINE_KAFKA_TLS_KEYSTORE (a readable PEM file): '$keystore'"
+    for pair in ${SEQLINE_KAFKA_SASL_USERS:-}; do
+        [[ "$pair" == *:* ]] || die "SEQLINE_KAFKA_SASL_USERS: '$pair' is not user:password"
+        plain_users+=" user_${pair%%:*}=\"${pair#*:}\""
+    done
+    cat >>"$dir/server.properties" <<EOF
+# The secure listener: SASL (PLAIN, SCRAM) over TLS.
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$keystore
+EOF
+}
+
+# `--add-scram` arguments of the format step for SEQLINE_KAFKA_SASL_USERS.
+scram_args() {
+    local pair mech
+    for pair in ${SEQLINE_KAFKA_SASL_USERS:-}; do
+        for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+            printf '%s\n' --add-scram "$mech=[name=${pair%%:*},password=${pair#*:}]"
+        done
+    done
 }
 
 # run DATA_DIR PORT CONTROLLER_PORT: formats DATA_DIR/data once, then
@@ -150,8 +190,10 @@ run() {
         id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
         # `--cluster-id=ID` in one word: an id that starts with `-` (one in
         # 64) would otherwise be read as an option.
+        local scram=()
+        [[ -z "${SEQLINE_KAFKA_SASL_SSL_PORT:-}" ]] || mapfile -t scram < <(scram_args)
         java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format \
-            --cluster-id="$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+            --cluster-id="$id" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 ||
             die "formatting $dir/data failed; see $dir/format.log"
     fi
     if [[ -n "${SEQLINE_KAFKA_WATCH_PID:-}" ]]; then

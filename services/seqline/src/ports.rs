@@ -2,7 +2,7 @@
 //!
 //! | port | URL |
 //! |---|---|
-//! | log | `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&gateway_partitions=1&session_timeout=10s&heartbeat=3s&max_poll_interval=300s&message_timeout=30s&linger=0ms&fetch_wait=20ms]` |
+//! | log | `embedded://DIR`, `kafka://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT…][?prefix=seqline.&replication=3&partitions=8&gateway_partitions=1&session_timeout=10s&heartbeat=3s&max_poll_interval=300s&message_timeout=30s&linger=0ms&fetch_wait=20ms&mechanism=SCRAM-SHA-512&tls=true&ca=CA.pem&password_file=PATH]` |
 //! | store | `embedded://DIR`, `scylla://[USER:PASSWORD@]HOST:PORT[,…][/KEYSPACE][?rf=3&tls=true&ca=CA.pem&password_file=PATH]` |
 //! | presence | `memory://`, `redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB][?prefix=seqline&ca=CA.pem&password_file=PATH]` |
 //!
@@ -87,13 +87,34 @@ fn redis_options(base: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline_
     Ok(options)
 }
 
-fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline_kafka::KafkaOptions> {
+/// `user:password@rest` → (Some((user, password)), rest), percent-decoded.
+fn userinfo(main: &str) -> anyhow::Result<(Option<(String, String)>, &str)> {
+    let Some((info, rest)) = main.rsplit_once('@') else {
+        return Ok((None, main));
+    };
+    let decode = |t: &str| {
+        percent_encoding::percent_decode_str(t)
+            .decode_utf8()
+            .map(|t| t.into_owned())
+            .context("the URL's user or password is not UTF-8 once decoded")
+    };
+    let (user, password) = info.split_once(':').unwrap_or((info, ""));
+    Ok((Some((decode(user)?, decode(password)?)), rest))
+}
+
+fn kafka_options(main: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline_kafka::KafkaOptions> {
+    let (login, hosts) = userinfo(main)?;
     let mut o = seqline_kafka::KafkaOptions {
         bootstrap: hosts.to_string(),
         ..Default::default()
     };
+    let (mut tls, mut mechanism, mut password) = (None, None, login.as_ref().map(|(_, p)| p.clone()));
     for (k, v) in params {
         match *k {
+            "tls" => tls = Some(v.parse::<bool>().context("tls must be true or false")?),
+            "ca" => o.security.ca = Some(PathBuf::from(v)),
+            "mechanism" => mechanism = Some(seqline_kafka::SaslMechanism::parse(v)?),
+            "password_file" => password = Some(read_secret(v)?),
             "prefix" => o.topic_prefix = v.to_string(),
             "replication" => o.replication_factor = v.parse().context("replication must be a number")?,
             "partitions" => {
@@ -114,10 +135,26 @@ fn kafka_options(hosts: &str, params: &[(&str, &str)]) -> anyhow::Result<seqline
             "gateway_partitions" => o.gateway = v.parse().context("gateway_partitions must be a number")?,
             other => bail!(
                 "unknown kafka:// parameter {other:?} (prefix, replication, partitions, gateway_partitions, \
-                 session_timeout, heartbeat, max_poll_interval, message_timeout, linger, fetch_wait, client_id)"
+                 session_timeout, heartbeat, max_poll_interval, message_timeout, linger, fetch_wait, client_id, \
+                 tls, ca, mechanism, password_file)"
             ),
         }
     }
+    match (login, mechanism) {
+        (Some((username, _)), Some(mechanism)) => {
+            o.security.sasl = Some(seqline_kafka::Sasl {
+                mechanism,
+                username,
+                password: password.unwrap_or_default(),
+            });
+        }
+        (Some(_), None) => bail!("a kafka URL with a user needs mechanism=PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+        (None, Some(_)) => bail!("a kafka SASL mechanism needs a user: kafka://USER[:PASSWORD]@HOSTS"),
+        (None, None) if password.is_some() => bail!("a kafka password_file needs a user: kafka://USER@HOSTS"),
+        (None, None) => {}
+    }
+    // A login goes over TLS unless the URL says tls=false.
+    o.security.tls = tls.unwrap_or(o.security.sasl.is_some() || o.security.ca.is_some());
     Ok(o)
 }
 
@@ -222,6 +259,26 @@ mod tests {
         );
         assert!(o.validate().is_ok());
         assert!(split_url("embedded://./data", "kafka").is_none());
+
+        let o = kafka_options("app:p%40ss@k1:9093,k2:9093", &[("mechanism", "scram-sha-512")]).unwrap();
+        let sasl = o.security.sasl.as_ref().unwrap();
+        assert_eq!((sasl.username.as_str(), sasl.password.as_str()), ("app", "p@ss"));
+        assert_eq!(
+            (o.bootstrap.as_str(), o.security.protocol()),
+            ("k1:9093,k2:9093", "sasl_ssl")
+        );
+        let o = kafka_options("app:pw@k1:9092", &[("mechanism", "PLAIN"), ("tls", "false")]).unwrap();
+        assert_eq!(o.security.protocol(), "sasl_plaintext");
+        assert_eq!(kafka_options("k1:9092", &[]).unwrap().security.protocol(), "plaintext");
+        assert!(
+            kafka_options("app:pw@k1:9092", &[]).is_err(),
+            "a user without a mechanism"
+        );
+        assert!(
+            kafka_options("k1:9092", &[("mechanism", "PLAIN")]).is_err(),
+            "a mechanism without a user"
+        );
+        assert!(kafka_options("app@k1:9092", &[("mechanism", "GSSAPI")]).is_err());
 
         let dir = std::env::temp_dir().join(format!("seqline-ports-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

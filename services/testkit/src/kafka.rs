@@ -107,6 +107,8 @@ pub struct KafkaServer {
     port: u16,
     controller_port: u16,
     child: Option<Child>,
+    /// The SASL_SSL listener's port, and the script's settings for it.
+    secure: Option<(u16, Vec<(String, String)>)>,
 }
 
 impl KafkaServer {
@@ -116,6 +118,26 @@ impl KafkaServer {
     /// When the jars cannot be installed, or the broker exits or is not ready
     /// within two minutes (the message names its log).
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a broker as [`KafkaServer::start`] does, with a second
+    /// listener that takes SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) over
+    /// TLS for `users` (`(name, password)`), its certificate from `certs`
+    /// (see [`KafkaServer::secure_bootstrap`]).
+    pub fn start_secure(certs: &crate::tls::TestCerts, users: &[(&str, &str)]) -> Self {
+        let users: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
+        let env = vec![
+            (
+                "SEQLINE_KAFKA_TLS_KEYSTORE".to_string(),
+                certs.key_and_cert.display().to_string(),
+            ),
+            ("SEQLINE_KAFKA_SASL_USERS".to_string(), users.join(" ")),
+        ];
+        Self::start_with(Some(env))
+    }
+
+    fn start_with(secure_env: Option<Vec<(String, String)>>) -> Self {
         ensure_installed();
         let mut attempt = 0;
         loop {
@@ -124,11 +146,17 @@ impl KafkaServer {
             let id = uuid::Uuid::new_v4().simple().to_string();
             let dir = std::env::temp_dir().join(format!("seqline-kafka-{}-{}", std::process::id(), &id[..8]));
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+            let secure = secure_env.clone().map(|mut env| {
+                let port = free_ports().0;
+                env.push(("SEQLINE_KAFKA_SASL_SSL_PORT".to_string(), port.to_string()));
+                (port, env)
+            });
             let mut server = Self {
                 dir,
                 port,
                 controller_port,
                 child: None,
+                secure,
             };
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -139,6 +167,12 @@ impl KafkaServer {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    /// `127.0.0.1:PORT` of the SASL_SSL listener of a broker started with
+    /// [`KafkaServer::start_secure`].
+    pub fn secure_bootstrap(&self) -> Option<String> {
+        self.secure.as_ref().map(|(port, _)| format!("127.0.0.1:{port}"))
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
@@ -200,7 +234,8 @@ impl KafkaServer {
         let stdout_path = self.dir.join("stdout.log");
         let started = Instant::now();
         let ports = [self.port, self.controller_port];
-        let child = crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_KAFKA_WATCH_PID", &[])
+        let env = self.secure.as_ref().map_or(&[][..], |(_, env)| env.as_slice());
+        let child = crate::servers::launch_engine(&script(), &self.dir, &ports, "SEQLINE_KAFKA_WATCH_PID", env)
             .map_err(|e| {
                 format!(
                     "could not run bash {} in {}: {e}",

@@ -5,6 +5,7 @@ use rdkafka::ClientConfig;
 use seqline_core::records::Topic;
 use seqline_core::{Error, Result};
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options of a [`crate::KafkaLog`].
@@ -58,9 +59,125 @@ pub struct KafkaOptions {
     /// data arrives, so this bounds only idle polls; a broker that does not
     /// answer early adds up to this much latency per hop.
     pub fetch_wait: Duration,
+    /// How clients authenticate and whether links are encrypted.
+    pub security: Security,
     /// Extra librdkafka settings for every client (producer, consumer, admin),
     /// applied last.
     pub extra: Vec<(String, String)>,
+}
+
+/// TLS and SASL of every client's links to the brokers (what managed Kafka
+/// services ask for). The default is plain text without authentication.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// Encrypt with TLS, checking the brokers' certificates against the
+    /// system's roots or `ca`.
+    pub tls: bool,
+    /// PEM file of the CA that signed the brokers' certificates.
+    pub ca: Option<PathBuf>,
+    /// Authenticate with SASL.
+    pub sasl: Option<Sasl>,
+}
+
+/// A SASL login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sasl {
+    /// How the password is proven.
+    pub mechanism: SaslMechanism,
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// The SASL mechanisms the client speaks (GSSAPI/Kerberos and OAUTHBEARER
+/// are not built in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// The password itself, sent over the link: only with TLS in production.
+    Plain,
+    /// SCRAM with SHA-256: the password never crosses the link.
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// From its Kafka name (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`), any case.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "PLAIN" => Ok(Self::Plain),
+            "SCRAM-SHA-256" => Ok(Self::ScramSha256),
+            "SCRAM-SHA-512" => Ok(Self::ScramSha512),
+            _ => Err(Error::Config(format!(
+                "kafka SASL mechanism {name:?} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
+            ))),
+        }
+    }
+
+    /// Its Kafka name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// Never prints the password.
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sasl = self
+            .sasl
+            .as_ref()
+            .map(|s| (s.mechanism.name(), s.username.as_str(), "***"));
+        f.debug_struct("Security")
+            .field("tls", &self.tls)
+            .field("ca", &self.ca)
+            .field("sasl (mechanism, user, password)", &sasl)
+            .finish()
+    }
+}
+
+impl Security {
+    /// librdkafka's `security.protocol` for these settings.
+    pub fn protocol(&self) -> &'static str {
+        match (self.tls || self.ca.is_some(), self.sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        }
+    }
+
+    fn apply(&self, config: &mut ClientConfig) {
+        config.set("security.protocol", self.protocol());
+        if let Some(ca) = &self.ca {
+            config.set("ssl.ca.location", ca.display().to_string());
+        }
+        if let Some(sasl) = &self.sasl {
+            config
+                .set("sasl.mechanism", sasl.mechanism.name())
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", &sasl.password);
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(ca) = &self.ca {
+            if !ca.is_file() {
+                return Err(Error::Config(format!(
+                    "kafka TLS CA file {} does not exist",
+                    ca.display()
+                )));
+            }
+        }
+        if self.sasl.as_ref().is_some_and(|s| s.username.is_empty()) {
+            return Err(Error::Config("kafka SASL needs a user name".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Default for KafkaOptions {
@@ -84,6 +201,7 @@ impl Default for KafkaOptions {
             linger: Duration::ZERO,
             consumer_buffer: 4096,
             fetch_wait: Duration::from_millis(20),
+            security: Security::default(),
             extra: Vec::new(),
         }
     }
@@ -118,6 +236,7 @@ impl fmt::Debug for KafkaOptions {
             .field("message_timeout", &self.message_timeout)
             .field("linger", &self.linger)
             .field("consumer_buffer", &self.consumer_buffer)
+            .field("security", &self.security)
             .field("extra", &extra)
             .finish()
     }
@@ -174,7 +293,7 @@ impl KafkaOptions {
                 "max poll interval must be at least the session timeout".into(),
             ));
         }
-        Ok(())
+        self.security.validate()
     }
 
     /// Settings of every client. A broker that went away is tried again at
@@ -187,6 +306,7 @@ impl KafkaOptions {
             .set("bootstrap.servers", &self.bootstrap)
             .set("client.id", &self.client_id)
             .set("reconnect.backoff.max.ms", "1000");
+        self.security.apply(&mut config);
         config
     }
 

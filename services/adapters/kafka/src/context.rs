@@ -2,8 +2,9 @@
 //! role in the `client` field.
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
+use std::sync::{Mutex, PoisonError};
 
 /// Forwards one librdkafka log line.
 pub(crate) fn log(client: &'static str, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -31,6 +32,27 @@ fn is_chosen_experimental(facility: &str, message: &str) -> bool {
 /// Forwards one client-level error (most are transient: the client retries).
 pub(crate) fn error(client: &'static str, error: &KafkaError, reason: &str) {
     tracing::warn!(client, error = %error, "librdkafka: {reason}");
+}
+
+/// The last refusal of a client's link itself: a login or a TLS handshake
+/// that the broker or the client refused. librdkafka reports it only as an
+/// error event; a failed request just says the transport failed, so the
+/// caller asks here why.
+#[derive(Default)]
+pub(crate) struct Refusal(Mutex<Option<String>>);
+
+impl Refusal {
+    /// Keeps `reason` if `e` is a refused login or TLS handshake.
+    pub(crate) fn note(&self, e: &KafkaError, reason: &str) {
+        if let Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL) = e.rdkafka_error_code() {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
+        }
+    }
+
+    /// Why the last login or TLS handshake failed, if one did.
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 /// The context of the admin client: logging only.

@@ -43,5 +43,5 @@ pub mod log;
 mod producer;
 pub mod trace;
 
-pub use config::KafkaOptions;
+pub use config::{KafkaOptions, Sasl, SaslMechanism, Security};
 pub use log::KafkaLog;

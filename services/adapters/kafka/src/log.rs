@@ -61,7 +61,16 @@ impl KafkaLog {
         let codec = Arc::new(Codec::new()?);
         let producer = Producer::new(options.clone())?;
         let admin = Admin::new(options.clone())?;
-        admin.ping().await?;
+        if let Err(e) = admin.ping().await {
+            // A refused login or certificate does not heal by waiting.
+            return Err(match producer.refusal() {
+                Some(why) => Error::Config(format!(
+                    "kafka at {} refused the link (check the URL's user, password, mechanism and CA): {why}",
+                    options.bootstrap
+                )),
+                None => e,
+            });
+        }
         tracing::info!(bootstrap = %options.bootstrap, prefix = %options.topic_prefix, "connected to kafka");
         Ok(Self {
             inner: Arc::new(Inner {

@@ -46,7 +46,10 @@ struct Slot {
     batch: Arc<Batch>,
 }
 
-struct DeliveryContext;
+#[derive(Default)]
+struct DeliveryContext {
+    refusal: context::Refusal,
+}
 
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -55,6 +58,7 @@ impl ClientContext for DeliveryContext {
 
     fn error(&self, e: KafkaError, reason: &str) {
         context::error("producer", &e, reason);
+        self.refusal.note(&e, reason);
     }
 }
 
@@ -95,7 +99,7 @@ pub(crate) struct Producer {
 }
 
 fn build(options: &KafkaOptions) -> Result<Inner> {
-    Inner::from_config_and_context(&options.producer_config(), DeliveryContext)
+    Inner::from_config_and_context(&options.producer_config(), DeliveryContext::default())
         .map_err(|e| client_error("creating the kafka producer", &e))
 }
 
@@ -106,6 +110,12 @@ impl Producer {
             options,
             current: Mutex::new(Some(Arc::new(inner))),
         })
+    }
+
+    /// Why the brokers refused this producer's login or TLS handshake, if
+    /// they did.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        self.current().ok()?.context().refusal.reason()
     }
 
     fn current(&self) -> Result<Arc<Inner>> {
