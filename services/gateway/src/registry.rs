@@ -48,7 +48,7 @@ pub(crate) struct Link {
     /// conv_seq where the user's current window opened (its `joined`).
     verified: Mutex<HashMap<ConversationId, u64>>,
     /// Set when the connection is gone: it follows nothing any more.
-    closed: AtomicBool,
+    gone: AtomicBool,
 }
 
 impl Link {
@@ -61,7 +61,7 @@ impl Link {
             kick,
             wake: Notify::new(),
             verified: Mutex::new(HashMap::new()),
-            closed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         }
     }
 
@@ -83,12 +83,12 @@ impl Link {
     }
 
     /// Marks the connection gone; the follow index calls it under its lock.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+    pub fn mark_gone(&self) {
+        self.gone.store(true, Ordering::Release);
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 }
 

@@ -2,9 +2,9 @@
 //! the connections. Receipts become `ack`/`nack` frames (or answers to
 //! waiting HTTP requests) and packages go to the connections' rectifiers
 //! (`receipts`); notices go to the followers of a conversation (`notices`);
-//! read marks go to the user's other devices (`read_marks`). High-priority notices come on their own topic
-//! (`gw-priority.<id>`), consumed by a second worker, so they never wait
-//! behind the ordinary topic's backlog. Both are workers of the shared
+//! read marks go to the user's other devices (`read_marks`). High-priority
+//! notices come on their own topic (`gw-priority.<id>`), consumed by a
+//! second worker, so they never wait behind the ordinary topic's backlog. Both are workers of the shared
 //! runtime (`seqline-worker`), which sets undecodable records aside on the
 //! dead-letter topic. Offsets are committed after dispatch: pushes are
 //! best-effort (the store is the truth) and a receipt for a connection that

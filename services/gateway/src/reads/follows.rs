@@ -133,7 +133,7 @@ impl Follows {
     pub async fn set(&self, link: &Arc<Link>, convs: &[ConversationId]) {
         let (register, withdraw) = {
             let mut f = lock(&self.index);
-            if link.is_closed() {
+            if link.is_gone() {
                 return;
             }
             let want: HashSet<ConversationId> = convs.iter().cloned().collect();
@@ -194,7 +194,7 @@ impl Follows {
     pub async fn drop_link(&self, link: &Link) {
         let withdraw = {
             let mut f = lock(&self.index);
-            link.close();
+            link.mark_gone();
             let had = f.by_link.remove(&link.id).unwrap_or_default();
             f.leave(link.id, &had)
         };

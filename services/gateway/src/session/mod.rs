@@ -2,9 +2,10 @@
 //! answers, forwards receipts, and rectifies pushes (with a timer for its
 //! gap); [`Session`] is that task, and all of its methods are here.
 //!
-//! Each request is answered by a handler of its own concern, which returns
-//! the frame to write:
-//! - `connect`: `hello`, registration, the close;
+//! `connect` takes a connection from `hello` through registration to its
+//! session and its close. In the session, each request is answered by a
+//! handler of its own concern, which returns the frame to write (the
+//! session writes it, so no handler holds the socket):
 //! - `send`, `batch`: commands published to the inbound topic;
 //! - `timeline`: sync, cursor and ping; `history`: conversation history;
 //! - `diffusion`: sync_conv, read and unread (read diffusion); `poll`: the
