@@ -9,55 +9,54 @@
 //! with a [`GatewayConfig`], the [`Ports`] and a shutdown token.
 //!
 //! # Layout
+//! Modules import only what sits below them (`server` and `http` at the
+//! top, then `session`, `pushes`, `state`, `reads`, `registry` and the
+//! leaves): there are no cycles.
 //! - [`config`]: [`GatewayConfig`] and its cross-field checks.
 //! - `server`: [`serve`]/[`run`], the router, background tasks, the drain.
-//! - `listener`: the accept loop (header deadline, head size, connection cap).
-//! - `upgrade`: checks before the upgrade (origin, connection slots).
-//! - `peers`: open connections per client address (`max_connections_per_ip`).
-//! - `connection`: `hello`, registration, close codes.
-//! - `session`: the per-connection loop (frames in, queue out, rectifier timer).
-//! - `requests`: send, sync, history, cursor and ping; `batch`: ordered
-//!   batches of one conversation's commands.
-//! - `diffusion`: sync_conv, poll, read and unread (read diffusion, see
-//!   `docs/huge-groups.md`); `reads`: the coalesced, cached conversation
-//!   reads, the follows and the notices; `tail`: the hot-tail cache.
-//! - `epoch`: the store's epoch in requests (start over when it changed).
-//! - `frames`: parsing client frames into precise error codes; `refusals`:
-//!   the sends the gateway refused, so they never block a `prev` chain.
-//! - `publisher`: the batching appender to the inbound topic.
-//! - `receipts`: the consumers of `gw.<id>` (receipts, packages, notices,
-//!   read marks) and of `gw-priority.<id>` (high-priority notices).
-//! - `hub`: connections by device; `outbox`: each one's queue, bounded in bytes.
-//! - `http`, `conversations`: the HTTP API and its error shape.
-//! - `state`: [`Ports`] and what the tasks share; `ratelimit`: token bucket.
+//! - `edge`: the socket edge: the accept loop (`listener`), open
+//!   connections per address (`peers`), parsing client frames into precise
+//!   error codes (`frames`), the token bucket (`ratelimit`), close codes and
+//!   how a connection ends (`close`).
+//! - `http`: the HTTP API and its error shape; `http::conversations`;
+//!   `http::upgrade`: checks before a WebSocket upgrade.
+//! - `session`: an authenticated connection: `connect` (`hello`,
+//!   registration, the close), the per-connection loop (`Session`, all its
+//!   methods in `session/mod.rs`), and one handler per concern: `send`,
+//!   `batch`, `timeline` (sync, cursor, ping), `history`, `diffusion`
+//!   (sync_conv, read, unread), `poll`, `epoch` (start over when the
+//!   store's epoch changed).
+//! - `pushes`: the consumers of `gw.<id>` and `gw-priority.<id>`:
+//!   `receipts` (acks, nacks, packages), `notices`, `read_marks`.
+//! - `state`: [`Ports`] and what the tasks share.
+//! - `reads`: read diffusion (see `docs/huge-groups.md`): the hot-tail cache
+//!   (`tail`), coalesced reads (`flight`), pages (`pages`) and the follows
+//!   registered in Presence (`follows`).
+//! - `registry`: the authenticated connections by device, and the one
+//!   place a full queue kicks a connection (`Registry::offer`); `outbox`:
+//!   each connection's queue, bounded in bytes.
+//! - `publisher`: the batching appender to the inbound topic; `waiters`:
+//!   HTTP requests waiting for their receipt; `refusals`: the sends the
+//!   gateway refused, so they never block a `prev` chain; `admission`:
+//!   bounded work in flight.
 //! - [`metrics`]: counters at `GET /metrics`.
 
 mod admission;
-mod batch;
 pub mod config;
-mod connection;
-mod conversations;
-mod diffusion;
-mod epoch;
+mod edge;
 mod error;
-mod frames;
 mod http;
-mod hub;
-mod listener;
 pub mod metrics;
 mod outbox;
-mod peers;
 mod publisher;
-mod ratelimit;
+mod pushes;
 mod reads;
-mod receipts;
 mod refusals;
-mod requests;
+mod registry;
 mod server;
 mod session;
 mod state;
-mod tail;
-mod upgrade;
+mod waiters;
 
 pub use config::GatewayConfig;
 pub use error::Error;
@@ -71,5 +70,5 @@ pub use state::Ports;
 pub fn parse_client_frame(
     text: &str,
 ) -> Result<seqline_core::protocol::ClientFrame, seqline_core::protocol::ErrorCode> {
-    frames::parse(text).map_err(|r| r.code)
+    edge::frames::parse(text).map_err(|r| r.code)
 }

@@ -1,4 +1,4 @@
-//! A connection's outgoing queue, bounded in bytes: what the hub, the
+//! A connection's outgoing queue, bounded in bytes: what the registry, the
 //! publisher and the read path hand to one connection, waiting to be
 //! written. Two lanes share one budget: priority frames (dropped when
 //! theirs is full) go out before ordinary ones (a full queue means the
@@ -8,14 +8,23 @@
 //! preallocated (a queue grows when frames wait and gives its memory back
 //! once drained), one wake-up primitive for both lanes.
 
-use crate::hub::Outbound;
 use crate::metrics::Metrics;
 use seqline_core::model::Message;
 use seqline_core::protocol::ServerFrame;
+use seqline_core::records::Package;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::Notify;
+
+/// Something for a connection to write.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A ready frame (ack, nack, error).
+    Frame(ServerFrame),
+    /// A package fragment for the connection's rectifier.
+    Package(Package),
+}
 
 /// Queue capacity kept after draining; more is given back.
 const KEEP_SLOTS: usize = 4;

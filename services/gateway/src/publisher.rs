@@ -5,8 +5,8 @@
 //! A single task also keeps the order in which a connection handed over its
 //! sends, which is the order the sequencer sees them in.
 
-use crate::hub::Outbound;
 use crate::metrics::Metrics;
+use crate::outbox::{Outbound, Outbox};
 use seqline_core::ports::Log;
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 use seqline_core::records::{Command, LogRecord, Topic};
@@ -16,12 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{instrument, warn};
 
-/// Who to tell if an append fails (or, for HTTP, how it went).
-pub(crate) enum Notify {
+/// Who asked for an append: told if it fails (or, for HTTP, how it went).
+pub(crate) enum Requester {
     /// A WebSocket send: on failure, an `unavailable` error naming `id`.
     Connection {
         /// The connection's outgoing queue.
-        tx: crate::outbox::Outbox,
+        tx: Outbox,
         /// The client's message id.
         id: ClientMsgId,
         /// Its conversation.
@@ -34,7 +34,7 @@ pub(crate) enum Notify {
 /// A command to append, and who to tell.
 pub(crate) struct Job {
     pub command: Command,
-    pub notify: Notify,
+    pub requester: Requester,
 }
 
 /// The publisher's queue was closed: the gateway is stopping.
@@ -102,10 +102,10 @@ pub(crate) async fn run(
 #[instrument(skip_all, fields(topic = "inbound", records = batch.len()))]
 async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
     let mut records = Vec::with_capacity(batch.len());
-    let mut notifies = Vec::with_capacity(batch.len());
+    let mut requesters = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
         records.push(LogRecord::Command(job.command));
-        notifies.push(job.notify);
+        requesters.push(job.requester);
     }
     let n = records.len() as u64;
     let result = log.append(&Topic::Inbound, records).await;
@@ -123,13 +123,13 @@ async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
             warn!(error = %e, "appending commands to the inbound topic failed");
         }
     }
-    for notify in notifies {
-        match (notify, &result) {
-            (Notify::Request(tx), r) => {
+    for requester in requesters {
+        match (requester, &result) {
+            (Requester::Request(tx), r) => {
                 let _ = tx.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
             }
-            (Notify::Connection { .. }, Ok(())) => {}
-            (Notify::Connection { tx, id, conv }, Err(_)) => {
+            (Requester::Connection { .. }, Ok(())) => {}
+            (Requester::Connection { tx, id, conv }, Err(_)) => {
                 metrics.error(ErrorCode::Unavailable);
                 let frame = ServerFrame::send_error(
                     &id.to_string(),

@@ -16,7 +16,7 @@
 //! two generations per shard of [`DEVICES_PER_SHARD`] each (the older
 //! generation is dropped when the newer fills).
 
-use crate::hub::DeviceKey;
+use crate::registry::DeviceKey;
 use seqline_core::{ClientMsgId, ConversationId};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};

@@ -3,10 +3,11 @@
 //! heartbeat) and the drain.
 
 use crate::config::GatewayConfig;
+use crate::edge::listener::{accept, AcceptLimits};
 use crate::error::Error;
-use crate::listener::{accept, AcceptLimits};
+use crate::http::{self, conversations, upgrade};
 use crate::state::{Ports, Shared};
-use crate::{conversations, http, publisher, receipts, upgrade};
+use crate::{publisher, pushes};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -58,7 +59,7 @@ pub async fn serve(
     {
         let (shared, failure) = (Arc::clone(&shared), Arc::clone(&failure));
         shared.tracker.clone().spawn(async move {
-            if let Err(e) = receipts::run(Arc::clone(&shared)).await {
+            if let Err(e) = pushes::run(Arc::clone(&shared)).await {
                 warn!(error = %e, "the receipt consumer failed; stopping the gateway");
                 *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 shared.stop.cancel();
@@ -68,7 +69,7 @@ pub async fn serve(
     {
         let (shared, failure) = (Arc::clone(&shared), Arc::clone(&failure));
         shared.tracker.clone().spawn(async move {
-            if let Err(e) = receipts::run_priority(Arc::clone(&shared)).await {
+            if let Err(e) = pushes::run_priority(Arc::clone(&shared)).await {
                 warn!(error = %e, "the priority consumer failed; stopping the gateway");
                 *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 shared.stop.cancel();
@@ -133,7 +134,7 @@ async fn heartbeat(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             () = shared.stop.cancelled() => return,
         }
-        for key in shared.hub.devices() {
+        for key in shared.registry.devices() {
             if let Err(e) = shared
                 .ports
                 .presence
@@ -144,6 +145,6 @@ async fn heartbeat(shared: Arc<Shared>) {
                 break;
             }
         }
-        crate::reads::refresh_follows(&shared).await;
+        shared.reads.follows.refresh().await;
     }
 }

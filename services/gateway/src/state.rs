@@ -2,22 +2,19 @@
 
 use crate::admission::Admission;
 use crate::config::GatewayConfig;
-use crate::hub::Hub;
+use crate::edge::peers::PeerCounts;
 use crate::metrics::Metrics;
-use crate::peers::PeerCounts;
 use crate::publisher::Publisher;
-use crate::reads::{Links, Reads};
+use crate::reads::tail::TailCache;
+use crate::reads::{Follows, Reads};
 use crate::refusals::Refusals;
-use crate::tail::TailCache;
+use crate::registry::Registry;
+use crate::waiters::ReceiptWaiters;
 use seqline_core::ports::{Log, Presence, Store};
-use seqline_core::records::Receipt;
 use seqline_core::token::TokenKey;
-use seqline_core::ClientMsgId;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,13 +42,13 @@ pub(crate) struct Shared {
     pub ports: Ports,
     pub key: TokenKey,
     pub metrics: Arc<Metrics>,
-    pub hub: Hub,
+    /// Every authenticated connection, by device.
+    pub registry: Registry,
     pub publisher: Publisher,
-    pub pending: Arc<Pending>,
-    /// Read diffusion: the hot-tail cache and the follows.
-    pub reads: Reads,
-    /// Every authenticated connection, by id.
-    pub links: Links,
+    /// HTTP requests waiting for their receipt.
+    pub receipt_waiters: Arc<ReceiptWaiters>,
+    /// Read diffusion: the hot-tail cache, the coalesced reads, the follows.
+    pub reads: Arc<Reads>,
     /// Sends refused for good before sequencing, per device.
     pub refusals: Refusals,
     /// Set once the receipt consumer has joined its group.
@@ -78,24 +75,36 @@ pub(crate) enum NoSlot {
 impl Shared {
     pub fn new(config: GatewayConfig, ports: Ports, publisher: Publisher, stop: CancellationToken) -> Self {
         let key = TokenKey::new(config.token_secret.as_bytes());
-        let hub = Hub::new(config.max_connections_per_user);
-        let cache = TailCache::new(config.conv_cache_bytes, config.conv_cache_tail, config.conv_head_ttl);
-        let reads = Reads::new(cache, config.conv_cache_tail);
-        let peers = PeerCounts::new(config.max_connections_per_ip);
         let metrics = Arc::new(Metrics::default());
+        let registry = Registry::new(config.max_connections_per_user, Arc::clone(&metrics));
+        let cache = TailCache::new(config.conv_cache_bytes, config.conv_cache_tail, config.conv_head_ttl);
+        let follows = Follows::new(
+            Arc::clone(&ports.presence),
+            config.id.clone(),
+            config.presence_ttl,
+            Arc::clone(&metrics),
+        );
+        let reads = Reads::new(
+            cache,
+            config.conv_cache_tail,
+            Arc::clone(&ports.store),
+            follows,
+            Arc::clone(&metrics),
+        );
+        let reads = Arc::new(reads);
+        let peers = PeerCounts::new(config.max_connections_per_ip);
         let admission = Admission::new(config.max_delivery_lag, config.max_inflight_sends, Arc::clone(&metrics));
         Self {
             admission,
             reads,
-            links: Links::default(),
             refusals: Refusals::default(),
             config,
             ports,
             key,
             metrics,
-            hub,
+            registry,
             publisher,
-            pending: Arc::new(Pending::new()),
+            receipt_waiters: Arc::new(ReceiptWaiters::new()),
             ready: AtomicBool::new(false),
             stop,
             tracker: TaskTracker::new(),
@@ -146,76 +155,5 @@ impl Drop for Slot {
             self.shared.peers.release(key);
         }
         self.shared.metrics.connections_open.dec();
-    }
-}
-
-struct Waiter {
-    id: ClientMsgId,
-    tx: oneshot::Sender<Receipt>,
-}
-
-/// HTTP requests waiting for their receipt, by gateway-local request id.
-pub(crate) struct Pending {
-    map: Mutex<HashMap<u64, Waiter>>,
-    next: AtomicU64,
-}
-
-impl Pending {
-    fn new() -> Self {
-        // Start from the clock so ids of a restarted gateway do not meet
-        // receipts still on its topic from before; receipts are also matched
-        // by client id.
-        let start = seqline_core::model::now_ms().saturating_mul(1000).max(1);
-        Self {
-            map: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(start),
-        }
-    }
-
-    /// Registers a wait for the receipt of command `id`.
-    pub fn register(self: &Arc<Self>, id: ClientMsgId) -> (PendingTicket, oneshot::Receiver<Receipt>) {
-        let request = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(request, Waiter { id, tx });
-        (
-            PendingTicket {
-                pending: Arc::clone(self),
-                request,
-            },
-            rx,
-        )
-    }
-
-    /// Hands `receipt` to its waiting request; false if none waits for it.
-    pub fn complete(&self, receipt: Receipt) -> bool {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(&receipt.origin.request) {
-            Some(w) if w.id == receipt.client_msg_id => {}
-            _ => return false,
-        }
-        match map.remove(&receipt.origin.request) {
-            Some(w) => w.tx.send(receipt).is_ok(),
-            None => false,
-        }
-    }
-}
-
-/// A registered wait; dropping it forgets the request.
-pub(crate) struct PendingTicket {
-    pending: Arc<Pending>,
-    /// The request id to put in `Origin::request`.
-    pub request: u64,
-}
-
-impl Drop for PendingTicket {
-    fn drop(&mut self) {
-        self.pending
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.request);
     }
 }

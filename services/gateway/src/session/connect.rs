@@ -1,12 +1,12 @@
-//! One WebSocket connection: the `hello` handshake, registration (hub and
-//! presence), the session, and the close.
+//! One WebSocket connection: the `hello` handshake, registration (registry
+//! and presence), the session, and the close.
 
-use crate::frames;
-use crate::hub::{ConnHandle, DeviceKey};
-use crate::outbox::{self, Bounds, Outbox, Reader};
-use crate::ratelimit::TokenBucket;
-use crate::reads::{self, Link};
-use crate::session::{Session, CONTROL_FLOOD};
+use super::Session;
+use crate::edge::close::{code, socket_error, Exit, CONTROL_FLOOD};
+use crate::edge::frames;
+use crate::edge::ratelimit::TokenBucket;
+use crate::outbox::{self, Bounds, Reader};
+use crate::registry::{DeviceKey, Link};
 use crate::state::{Shared, Slot};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use seqline_core::protocol::{ClientFrame, ErrorCode, Limits, ServerFrame, PROTOCOL_VERSION};
@@ -14,34 +14,12 @@ use seqline_core::records::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 use seqline_core::token::{now_secs, Claims, TokenError};
 use std::future::Future;
 use std::sync::Arc;
-use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 /// Frames before a good `hello` that are answered before the connection is closed.
 const MAX_UNAUTHENTICATED: u32 = 3;
-
-/// WebSocket close codes the gateway uses.
-pub(crate) mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL: u16 = 1002;
-    pub const INVALID_DATA: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-}
-
-/// How a connection ends.
-#[derive(Debug)]
-pub(crate) enum Exit {
-    /// Send a close frame with this code and reason.
-    Close(u16, &'static str),
-    /// The socket is gone or unusable: just drop it.
-    Gone,
-}
 
 /// The connection's whole life; `token` (the task tracker's) is held until
 /// it ends. A plain function returning the future, so the span wrapper adds
@@ -124,16 +102,16 @@ async fn hello(shared: &Shared, socket: &mut WebSocket) -> Result<Claims, Exit> 
     loop {
         let msg = tokio::select! {
             m = tokio::time::timeout_at(deadline, socket.recv()) => m,
-            () = shared.stop.cancelled() => return Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
+            () = shared.stop.cancelled() => return Err(Exit::Close(code::GOING_AWAY, "server shutting down")),
         };
         let msg = match msg {
             Err(_) => {
                 let e = ServerFrame::error(None, ErrorCode::Unauthenticated, "no hello in time");
                 say(shared, socket, &e).await?;
-                return Err(Exit::Close(close::POLICY, "no hello in time"));
+                return Err(Exit::Close(code::POLICY, "no hello in time"));
             }
             Ok(None) => return Err(Exit::Gone),
-            Ok(Some(Err(e))) => return Err(socket_error(shared, e)),
+            Ok(Some(Err(e))) => return Err(socket_error(&shared.metrics, e)),
             Ok(Some(Ok(m))) => m,
         };
         let reply = match msg {
@@ -165,14 +143,14 @@ async fn hello(shared: &Shared, socket: &mut WebSocket) -> Result<Claims, Exit> 
                 }
                 let e = ServerFrame::error(None, ErrorCode::RateLimited, CONTROL_FLOOD);
                 say(shared, socket, &e).await?;
-                return Err(Exit::Close(close::POLICY, CONTROL_FLOOD));
+                return Err(Exit::Close(code::POLICY, CONTROL_FLOOD));
             }
             Message::Close(_) => return Err(Exit::Gone),
         };
         say(shared, socket, &reply).await?;
         strikes += 1;
         if strikes >= MAX_UNAUTHENTICATED {
-            return Err(Exit::Close(close::POLICY, "authenticate first"));
+            return Err(Exit::Close(code::POLICY, "authenticate first"));
         }
     }
 }
@@ -187,7 +165,7 @@ async fn check_token(shared: &Shared, socket: &mut WebSocket, token: &str) -> Re
                 &ServerFrame::error(None, ErrorCode::TokenExpired, e.to_string()),
             )
             .await?;
-            Err(Exit::Close(close::POLICY, "token expired"))
+            Err(Exit::Close(code::POLICY, "token expired"))
         }
         Err(e) => {
             say(
@@ -196,25 +174,8 @@ async fn check_token(shared: &Shared, socket: &mut WebSocket, token: &str) -> Re
                 &ServerFrame::error(None, ErrorCode::BadToken, e.to_string()),
             )
             .await?;
-            Err(Exit::Close(close::POLICY, "bad token"))
+            Err(Exit::Close(code::POLICY, "bad token"))
         }
-    }
-}
-
-/// Maps a socket error to how the connection ends: the protocol layer's own
-/// refusals get their close code.
-pub(crate) fn socket_error(shared: &Shared, e: axum::Error) -> Exit {
-    match e.into_inner().downcast::<tungstenite::Error>().map(|b| *b) {
-        Ok(tungstenite::Error::Utf8(_)) => {
-            shared.metrics.error(ErrorCode::InvalidUtf8);
-            Exit::Close(close::INVALID_DATA, "text frames must be UTF-8")
-        }
-        Ok(tungstenite::Error::Capacity(_)) => {
-            shared.metrics.error(ErrorCode::TooLarge);
-            Exit::Close(close::TOO_BIG, "frame too large")
-        }
-        Ok(tungstenite::Error::Protocol(_)) => Exit::Close(close::PROTOCOL, "protocol error"),
-        _ => Exit::Gone,
     }
 }
 
@@ -233,30 +194,22 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
     };
     let (tx, priority_tx, outbox) = outbox::outbox(bounds, Arc::clone(&shared.metrics));
     let kick = CancellationToken::new();
-    let handle = ConnHandle {
-        id,
-        tx: tx.clone(),
-        kick: kick.clone(),
-    };
-    if shared.hub.attach(&key, handle).is_err() {
+    let link = Arc::new(Link::new(id, key.clone(), tx, priority_tx, kick.clone()));
+    if shared.registry.attach(Arc::clone(&link)).is_err() {
         let e = ServerFrame::error(None, ErrorCode::RateLimited, "too many connections for this user");
         return match say(shared, socket, &e).await {
-            Ok(()) => Exit::Close(close::TRY_AGAIN_LATER, "too many connections for this user"),
+            Ok(()) => Exit::Close(code::TRY_AGAIN_LATER, "too many connections for this user"),
             Err(exit) => exit,
         };
     }
-    let link = Arc::new(Link::new(id, key.clone(), tx.clone(), priority_tx, kick.clone()));
-    shared.links.insert(Arc::clone(&link));
-    let lanes = Lanes {
-        tx,
+    let joined = Joined {
         outbox: &outbox,
         link: Arc::clone(&link),
         name,
     };
-    let exit = welcome_and_run(shared, socket, &key, exp, lanes, &kick).await;
-    shared.links.remove(id);
-    reads::drop_link(shared, &link).await;
-    if shared.hub.detach(&key, id) {
+    let exit = welcome_and_run(shared, socket, &key, exp, joined, &kick).await;
+    shared.reads.follows.drop_link(&link).await;
+    if shared.registry.detach(&key, id) {
         let presence = &shared.ports.presence;
         if let Err(e) = presence.unregister(&key.user, &key.device, &shared.config.id).await {
             warn!(error = %e, "unregistering presence failed; the entry expires by itself");
@@ -265,9 +218,9 @@ async fn serve_session(shared: &Arc<Shared>, socket: &mut WebSocket, id: u64, cl
     exit
 }
 
-/// A connection's queues and what its session shares.
-struct Lanes<'a> {
-    tx: Outbox,
+/// A registered connection, as its session will hold it: the reader of its
+/// queue, its link and the display name from its token.
+struct Joined<'a> {
     outbox: &'a Reader,
     link: Arc<Link>,
     name: String,
@@ -278,7 +231,7 @@ async fn welcome_and_run(
     socket: &mut WebSocket,
     key: &DeviceKey,
     exp: u64,
-    lanes: Lanes<'_>,
+    joined: Joined<'_>,
     kick: &CancellationToken,
 ) -> Exit {
     let c = &shared.config;
@@ -306,7 +259,7 @@ async fn welcome_and_run(
             warn!(error = %e, "cannot welcome: a backend is unavailable");
             let err = ServerFrame::error(None, ErrorCode::Unavailable, "the service is unavailable; retry later");
             return match say(shared, socket, &err).await {
-                Ok(()) => Exit::Close(close::TRY_AGAIN_LATER, "backend unavailable"),
+                Ok(()) => Exit::Close(code::TRY_AGAIN_LATER, "backend unavailable"),
                 Err(exit) => exit,
             };
         }
@@ -331,9 +284,9 @@ async fn welcome_and_run(
         return exit;
     }
     info!(head = head.0, "connection authenticated");
-    let Lanes { tx, outbox, link, name } = lanes;
+    let Joined { outbox, link, name } = joined;
     // Held here and run by reference: moved into `run`, it would be kept
     // twice in the connection's future.
-    let mut session = Session::new(Arc::clone(shared), key.clone(), head.0, exp, tx, name, link);
+    let mut session = Session::new(Arc::clone(shared), head.0, exp, name, link);
     session.run(socket, outbox, kick).await
 }

@@ -1,8 +1,10 @@
-//! The consumers of this gateway's own topics: receipts become `ack`/`nack`
-//! frames (or answers to waiting HTTP requests), packages go to the
-//! connections' rectifiers. High-priority notices come on their own topic
-//! (`gw-priority.<id>`), consumed by a second worker, so they never wait
-//! behind the ordinary topic's backlog. Both are workers of the shared
+//! Pushes: the consumers of this gateway's own topics and what they hand to
+//! the connections. Receipts become `ack`/`nack` frames (or answers to
+//! waiting HTTP requests) and packages go to the connections' rectifiers
+//! (`receipts`); notices go to the followers of a conversation (`notices`);
+//! read marks go to the user's other devices (`read_marks`). High-priority
+//! notices come on their own topic (`gw-priority.<id>`), consumed by a
+//! second worker, so they never wait behind the ordinary topic's backlog. Both are workers of the shared
 //! runtime (`seqline-worker`), which sets undecodable records aside on the
 //! dead-letter topic. Offsets are committed after dispatch: pushes are
 //! best-effort (the store is the truth) and a receipt for a connection that
@@ -10,17 +12,18 @@
 //! Log failures do not stop the gateway: a transient poll failure is
 //! retried after a pause, a failed commit is logged.
 
+mod notices;
+pub(crate) mod read_marks;
+mod receipts;
+
 use crate::error::Error;
-use crate::hub::{DeviceKey, Outbound};
 use crate::state::Shared;
-use seqline_core::model::Outcome;
-use seqline_core::protocol::ServerFrame;
-use seqline_core::records::{GatewayRecord, LogRecord, Receipt, Topic};
+use seqline_core::records::{GatewayRecord, LogRecord, Topic};
 use seqline_worker::{consume, Handler, Input, OnLogFailure, Options};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 const MAX_POLL: usize = 1024;
 
@@ -88,22 +91,10 @@ impl Handler for Dispatch {
         let shared = &self.shared;
         for input in batch {
             match &input.record {
-                LogRecord::Gateway(GatewayRecord::Receipt(r)) => receipt(shared, r.clone()),
-                LogRecord::Gateway(GatewayRecord::Package(p)) => {
-                    let key = DeviceKey {
-                        user: p.user.clone(),
-                        device: p.device.clone(),
-                    };
-                    if shared
-                        .hub
-                        .deliver(&key, &shared.metrics, || Outbound::Package(p.clone()))
-                        == 0
-                    {
-                        shared.metrics.undeliverable.inc();
-                    }
-                }
-                LogRecord::Gateway(GatewayRecord::Notice(n)) => crate::reads::notice(shared, n.clone()),
-                LogRecord::Gateway(GatewayRecord::ReadMark(r)) => crate::reads::read_mark(shared, r.clone()),
+                LogRecord::Gateway(GatewayRecord::Receipt(r)) => receipts::receipt(shared, r.clone()),
+                LogRecord::Gateway(GatewayRecord::Package(p)) => receipts::package(shared, p),
+                LogRecord::Gateway(GatewayRecord::Notice(n)) => notices::notice(shared, n.clone()),
+                LogRecord::Gateway(GatewayRecord::ReadMark(r)) => read_marks::deliver(shared, r.clone()),
                 _ => warn!(
                     partition,
                     offset = input.offset,
@@ -112,44 +103,5 @@ impl Handler for Dispatch {
             }
         }
         Ok(())
-    }
-}
-
-fn receipt(shared: &Shared, r: Receipt) {
-    if r.origin.gateway != shared.config.id {
-        warn!(gateway = %r.origin.gateway, "a receipt for another gateway; skipped");
-        return;
-    }
-    shared.admission.settled(&r.client_msg_id);
-    if r.origin.request != 0 {
-        if !shared.pending.complete(r) {
-            debug!("a receipt for an HTTP request that no longer waits");
-            shared.metrics.undeliverable.inc();
-        }
-        return;
-    }
-    let key = DeviceKey {
-        user: r.origin.user.clone(),
-        device: r.origin.device.clone(),
-    };
-    let frame = match &r.outcome {
-        Outcome::Sequenced { conv_seq } => ServerFrame::Ack {
-            id: r.client_msg_id,
-            conv: r.conv.clone(),
-            conv_seq: conv_seq.0,
-        },
-        Outcome::Refused { code, reason } => ServerFrame::Nack {
-            id: r.client_msg_id,
-            conv: r.conv.clone(),
-            code: *code,
-            message: reason.clone(),
-        },
-    };
-    if shared
-        .hub
-        .deliver(&key, &shared.metrics, || Outbound::Frame(frame.clone()))
-        == 0
-    {
-        shared.metrics.undeliverable.inc();
     }
 }

@@ -3,7 +3,7 @@
 //! replaced since, and the device must start over (`reset` for a sync,
 //! `error{stale_epoch}` for history and conversation pulls).
 
-use crate::requests::unavailable;
+use super::answers::unavailable;
 use seqline_core::ports::Store;
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 use seqline_core::Epoch;

@@ -2,7 +2,7 @@
 //! through the sequencer like messages; the handler waits for the receipt.
 
 use crate::http::{json_body, ApiError, Auth, TimedBody};
-use crate::publisher::{Job, Notify};
+use crate::publisher::{Job, Requester};
 use crate::state::Shared;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -179,7 +179,7 @@ async fn submit(
     id: ClientMsgId,
     make: impl FnOnce(Origin) -> Command,
 ) -> Result<Committed, ApiError> {
-    let (ticket, receipt) = shared.pending.register(id);
+    let (ticket, receipt) = shared.receipt_waiters.register(id);
     let origin = Origin {
         name: auth.0.name.clone().unwrap_or_default(),
         gateway: shared.config.id.clone(),
@@ -190,7 +190,7 @@ async fn submit(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let job = Job {
         command: make(origin),
-        notify: Notify::Request(done_tx),
+        requester: Requester::Request(done_tx),
     };
     if shared.publisher.publish(job).await.is_err() {
         return Err(ApiError::unavailable("the gateway is stopping"));

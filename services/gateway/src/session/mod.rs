@@ -1,14 +1,36 @@
-//! An authenticated connection: one task reads frames, writes answers,
-//! forwards receipts, and rectifies pushes (with a timer for its gap).
+//! Sessions: an authenticated connection. One task reads frames, writes
+//! answers, forwards receipts, and rectifies pushes (with a timer for its
+//! gap); [`Session`] is that task, and all of its methods are here.
+//!
+//! `connect` takes a connection from `hello` through registration to its
+//! session and its close. In the session, each request is answered by a
+//! handler of its own concern, which returns the frame to write (the
+//! session writes it, so no handler holds the socket):
+//! - `send`, `batch`: commands published to the inbound topic;
+//! - `timeline`: sync, cursor and ping; `history`: conversation history;
+//! - `diffusion`: sync_conv, read and unread (read diffusion); `poll`: the
+//!   long-poll;
+//! - `epoch`: the store's epoch in requests; `answers`: shared answers.
 
-use crate::connection::{close, socket_error, Exit};
-use crate::frames;
-use crate::hub::{DeviceKey, Outbound};
-use crate::outbox::{Next, Outbox, Reader};
-use crate::ratelimit::TokenBucket;
-use crate::reads::Link;
+mod answers;
+mod batch;
+pub(crate) mod connect;
+mod diffusion;
+mod epoch;
+mod history;
+mod poll;
+mod send;
+mod timeline;
+
+use crate::edge::close::{code, socket_error, Exit, CONTROL_FLOOD, TOO_SLOW};
+use crate::edge::frames;
+use crate::edge::ratelimit::TokenBucket;
+use crate::outbox::{Next, Outbound, Reader};
+use crate::registry::Link;
 use crate::state::Shared;
 use axum::extract::ws::{Message, WebSocket};
+use history::HistoryRequest;
+use send::{SendRequest, Sender};
 use seqline_core::algo::rectifier::{Rectifier, Release};
 use seqline_core::model::{fitting, now_ms};
 use seqline_core::protocol::{ClientFrame, ErrorCode, ServerFrame};
@@ -16,37 +38,30 @@ use seqline_telemetry::emit;
 use seqline_telemetry::events::{EntryPushed, RectifierTimedOut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timeline::SyncRequest;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// State of one authenticated connection.
 pub(crate) struct Session {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) key: DeviceKey,
-    pub(crate) rectifier: Rectifier,
-    pub(crate) sends: TokenBucket,
-    pub(crate) requests: TokenBucket,
+    shared: Arc<Shared>,
+    rectifier: Rectifier,
+    sends: TokenBucket,
+    requests: TokenBucket,
     /// Control frames (WebSocket pings and pongs) from the client, limited
     /// like requests but on their own, so keep-alives never eat the
     /// request budget.
     controls: TokenBucket,
-    /// This connection's own queue, for the publisher to report failures on.
-    pub(crate) tx: Outbox,
     /// The display name from the token, copied into every command.
-    pub(crate) name: String,
-    /// What the follow index and the long-poll share with this connection.
-    pub(crate) link: Arc<Link>,
+    name: String,
+    /// The connection as the registry, the follow index and the long-poll
+    /// reach it (its user and device, its queues).
+    link: Arc<Link>,
     /// The outstanding long-poll: dropping it makes the poll answer now.
-    pub(crate) poll: Option<DropGuard>,
+    poll: Option<DropGuard>,
     kick: CancellationToken,
     /// When the token stops being valid (with the verifier's leeway).
     expires: tokio::time::Instant,
 }
-
-/// Why a connection that floods control frames is closed.
-pub(crate) const CONTROL_FLOOD: &str = "too many WebSocket pings";
-
-/// Why a connection that does not read fast enough is closed (1008).
-pub(crate) const TOO_SLOW: &str = "too slow: reconnect and sync";
 
 /// Clock skew allowed past a token's expiry, as when it is verified.
 const TOKEN_LEEWAY_SECS: u64 = 30;
@@ -54,15 +69,7 @@ const TOKEN_LEEWAY_SECS: u64 = 30;
 impl Session {
     /// A session for a device whose pushes start after `head`, with a token
     /// that expires at `exp` (seconds since the Unix epoch).
-    pub fn new(
-        shared: Arc<Shared>,
-        key: DeviceKey,
-        head: u64,
-        exp: u64,
-        tx: Outbox,
-        name: String,
-        link: Arc<Link>,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, head: u64, exp: u64, name: String, link: Arc<Link>) -> Self {
         let c = &shared.config;
         let now = Instant::now();
         let rectifier = Rectifier::new(head, c.rectifier_timeout, c.rectifier_max_buffered);
@@ -75,12 +82,10 @@ impl Session {
         let expires = tokio::time::Instant::now() + Duration::from_secs(left.min(u64::from(u32::MAX)));
         Self {
             shared,
-            key,
             rectifier,
             sends,
             requests,
             controls,
-            tx,
             name,
             link,
             poll: None,
@@ -110,11 +115,11 @@ impl Session {
             // cannot starve its own acks.
             let step = tokio::select! {
                 biased;
-                () = &mut stopped => Err(Exit::Close(close::GOING_AWAY, "server shutting down")),
-                () = &mut kicked => Err(Exit::Close(close::POLICY, TOO_SLOW)),
+                () = &mut stopped => Err(Exit::Close(code::GOING_AWAY, "server shutting down")),
+                () = &mut kicked => Err(Exit::Close(code::POLICY, TOO_SLOW)),
                 () = &mut expired => {
                     let e = ServerFrame::error(None, ErrorCode::TokenExpired, "the token has expired");
-                    self.write(socket, &e).await.and(Err(Exit::Close(close::POLICY, "token expired")))
+                    self.write(socket, &e).await.and(Err(Exit::Close(code::POLICY, "token expired")))
                 }
                 next = outbox.recv() => match next {
                     Next::Priority(frame) => self.write(socket, &frame).await,
@@ -129,7 +134,7 @@ impl Session {
                 }
                 msg = socket.recv() => match msg {
                     None => Err(Exit::Gone),
-                    Some(Err(e)) => Err(socket_error(&self.shared, e)),
+                    Some(Err(e)) => Err(socket_error(&self.shared.metrics, e)),
                     Some(Ok(m)) => {
                         last_in = tokio::time::Instant::now();
                         // Boxed, as the two above: a request's state (store
@@ -140,7 +145,7 @@ impl Session {
                 },
                 _ = ping.tick() => {
                     if last_in.elapsed() >= idle {
-                        Err(Exit::Close(close::NORMAL, "idle"))
+                        Err(Exit::Close(code::NORMAL, "idle"))
                     } else {
                         self.write_raw(socket, Message::Ping(Default::default())).await
                     }
@@ -156,7 +161,7 @@ impl Session {
         match out {
             Outbound::Frame(frame) => self.write(socket, &frame).await,
             Outbound::Package(p) => {
-                if p.user != self.key.user || p.device != self.key.device {
+                if p.user != self.link.key.user || p.device != self.link.key.device {
                     return Ok(());
                 }
                 let releases = self.rectifier.offer(p, Instant::now());
@@ -166,7 +171,7 @@ impl Session {
     }
 
     /// Writes what the rectifier let go.
-    pub(crate) async fn release(&mut self, socket: &mut WebSocket, releases: Vec<Release>) -> Result<(), Exit> {
+    async fn release(&mut self, socket: &mut WebSocket, releases: Vec<Release>) -> Result<(), Exit> {
         let budget = self.shared.config.max_page_bytes;
         for r in releases {
             let (package, mut entries) = match r {
@@ -225,7 +230,7 @@ impl Session {
                 }
                 let e = ServerFrame::error(None, ErrorCode::RateLimited, CONTROL_FLOOD);
                 self.write(socket, &e).await?;
-                return Err(Exit::Close(close::POLICY, CONTROL_FLOOD));
+                return Err(Exit::Close(code::POLICY, CONTROL_FLOOD));
             }
             Message::Close(_) => return Err(Exit::Gone),
         };
@@ -241,7 +246,7 @@ impl Session {
                 }) = r.send.as_deref()
                 {
                     // A send refused for good: it never blocks the chain.
-                    self.shared.refusals.remember(&self.key, *id, conv.clone(), *prev);
+                    self.shared.refusals.remember(&self.link.key, *id, conv.clone(), *prev);
                 }
                 return self.write(socket, &r.into_frame()).await;
             }
@@ -260,15 +265,12 @@ impl Session {
             let e = ServerFrame::error(req, ErrorCode::RateLimited, "too many requests; slow down");
             return self.write(socket, &e).await;
         }
-        match frame {
-            ClientFrame::Hello { .. } => {
-                let e = ServerFrame::error(
-                    None,
-                    ErrorCode::AlreadyAuthenticated,
-                    "this connection is authenticated",
-                );
-                self.write(socket, &e).await
-            }
+        let answer = match frame {
+            ClientFrame::Hello { .. } => Some(ServerFrame::error(
+                None,
+                ErrorCode::AlreadyAuthenticated,
+                "this connection is authenticated",
+            )),
             ClientFrame::Send {
                 id,
                 conv,
@@ -276,14 +278,62 @@ impl Session {
                 prev,
                 priority,
                 vclock,
-            } => self.send(socket, id, conv, body, prev, priority, vclock).await,
+            } => {
+                let request = SendRequest {
+                    id,
+                    conv,
+                    body,
+                    prev,
+                    priority,
+                    vclock,
+                };
+                send::send(
+                    &self.shared,
+                    Sender {
+                        link: &self.link,
+                        name: &self.name,
+                        sends: &mut self.sends,
+                    },
+                    request,
+                )
+                .await
+            }
+            ClientFrame::Batch { conv, prev, commands } => {
+                batch::batch(
+                    &self.shared,
+                    Sender {
+                        link: &self.link,
+                        name: &self.name,
+                        sends: &mut self.sends,
+                    },
+                    conv,
+                    prev,
+                    commands,
+                )
+                .await
+            }
             ClientFrame::Sync {
                 req,
                 after,
                 limit,
                 epoch,
                 after_id,
-            } => self.sync(socket, req, after, limit, epoch, after_id).await,
+            } => {
+                let request = SyncRequest {
+                    req,
+                    after,
+                    limit,
+                    known: epoch,
+                    after_id,
+                };
+                let synced = timeline::sync(&self.shared, &self.link, request).await;
+                self.write(socket, &synced.frame).await?;
+                if let Some(last) = synced.last {
+                    let releases = self.rectifier.synced(last, Instant::now());
+                    self.release(socket, releases).await?;
+                }
+                None
+            }
             ClientFrame::History {
                 req,
                 conv,
@@ -291,25 +341,49 @@ impl Session {
                 after,
                 limit,
                 epoch,
-            } => self.history(socket, req, conv, before, after, limit, epoch).await,
-            ClientFrame::Cursor { user_seq } => self.cursor(socket, user_seq).await,
-            ClientFrame::Ping { req } => self.ping(socket, req).await,
+            } => {
+                let request = HistoryRequest {
+                    req,
+                    conv,
+                    before,
+                    after,
+                    limit,
+                    known: epoch,
+                };
+                Some(history::history(&self.shared, &self.link, request).await)
+            }
+            ClientFrame::Cursor { user_seq } => timeline::cursor(&self.shared, &self.link, user_seq).await,
+            ClientFrame::Ping { req } => Some(timeline::ping(&self.shared, &self.link, req).await),
             ClientFrame::SyncConv {
                 req,
                 conv,
                 after,
                 limit,
                 epoch,
-            } => self.sync_conv(socket, req, conv, after, limit, epoch).await,
-            ClientFrame::Poll { req, convs, wait_ms } => self.poll(socket, req, convs, wait_ms).await,
-            ClientFrame::Read { conv, conv_seq } => self.read(socket, conv, conv_seq).await,
-            ClientFrame::Unread { req } => self.unread(socket, req).await,
-            ClientFrame::Batch { conv, prev, commands } => self.batch(socket, conv, prev, commands).await,
+            } => {
+                let request = diffusion::SyncConvRequest {
+                    req,
+                    conv,
+                    after,
+                    limit,
+                    known: epoch,
+                };
+                Some(diffusion::sync_conv(&self.shared, &self.link, request).await)
+            }
+            ClientFrame::Poll { req, convs, wait_ms } => {
+                poll::poll(&self.shared, &self.link, &mut self.poll, req, convs, wait_ms)
+            }
+            ClientFrame::Read { conv, conv_seq } => diffusion::read(&self.shared, &self.link, conv, conv_seq).await,
+            ClientFrame::Unread { req } => Some(diffusion::unread(&self.shared, &self.link, req).await),
+        };
+        match answer {
+            Some(frame) => self.write(socket, &frame).await,
+            None => Ok(()),
         }
     }
 
     /// Writes one frame, counting it.
-    pub(crate) async fn write(&mut self, socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), Exit> {
+    async fn write(&mut self, socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), Exit> {
         let m = &self.shared.metrics;
         match frame {
             ServerFrame::Ack { .. } => m.acks.inc(),
@@ -319,7 +393,7 @@ impl Session {
             ServerFrame::Error { code, .. } => m.error(*code),
             _ => {}
         }
-        let text = serde_json::to_string(frame).map_err(|_| Exit::Close(close::INTERNAL, "internal error"))?;
+        let text = serde_json::to_string(frame).map_err(|_| Exit::Close(code::INTERNAL, "internal error"))?;
         self.write_raw(socket, Message::Text(text.into())).await?;
         self.shared.metrics.frames_out.inc();
         Ok(())
@@ -334,9 +408,9 @@ impl Session {
             r = tokio::time::timeout(self.shared.config.idle_timeout, socket.send(msg)) => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(Exit::Gone),
-                Err(_) => Err(Exit::Close(close::POLICY, TOO_SLOW)),
+                Err(_) => Err(Exit::Close(code::POLICY, TOO_SLOW)),
             },
-            () = self.kick.cancelled() => Err(Exit::Close(close::POLICY, TOO_SLOW)),
+            () = self.kick.cancelled() => Err(Exit::Close(code::POLICY, TOO_SLOW)),
         }
     }
 }

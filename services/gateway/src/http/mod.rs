@@ -1,5 +1,9 @@
 //! The HTTP side: errors as `{"error":{"code","message"}}`, bearer-token
-//! authentication, bounded JSON bodies, health, readiness and metrics.
+//! authentication, bounded JSON bodies, health, readiness and metrics. The
+//! conversation API is in `conversations`; `upgrade` admits WebSockets.
+
+pub(crate) mod conversations;
+pub(crate) mod upgrade;
 
 use crate::state::Shared;
 use axum::body::Bytes;

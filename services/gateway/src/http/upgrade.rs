@@ -1,7 +1,7 @@
 //! `GET /v1/ws`: the checks made before a connection becomes a WebSocket.
 
-use crate::connection;
 use crate::http::ApiError;
+use crate::session::connect;
 use crate::state::{NoSlot, Shared};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -82,5 +82,5 @@ pub(crate) async fn upgrade(
         )
         // The connection's future is the task's, with nothing around it:
         // each wrapping async block would keep its own copy of the socket.
-        .on_upgrade(move |socket| connection::run(shared, socket, slot, token))
+        .on_upgrade(move |socket| connect::run(shared, socket, slot, token))
 }
