@@ -73,6 +73,19 @@ impl InternalEvent for CommandDeduplicated {
     }
 }
 
+/// A worker set records aside on the dead-letter topic.
+#[derive(Debug)]
+pub struct DeadLettered {
+    /// How many.
+    pub count: u64,
+}
+
+impl InternalEvent for DeadLettered {
+    fn emit(self) {
+        count(Counter::DeadLetters, self.count);
+    }
+}
+
 /// A conversation commit lost its compare-and-set: another sequencer owns it.
 #[derive(Debug)]
 pub struct FenceRefused;

@@ -8,6 +8,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// The counters, each one series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,11 +35,13 @@ pub enum Counter {
     FanoutPriority,
     /// Group-commit fsyncs of the embedded engine (`seqline dev`).
     EngineFsyncs,
+    /// Records a worker set aside on the dead-letter topic.
+    DeadLetters,
 }
 
 impl Counter {
     /// Every counter, in rendering order.
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::CommandsAccepted,
         Counter::MessagesCommitted,
         Counter::Deliveries,
@@ -50,6 +53,7 @@ impl Counter {
         Counter::FanoutNotices,
         Counter::FanoutPriority,
         Counter::EngineFsyncs,
+        Counter::DeadLetters,
     ];
 
     /// The series name (the same in Prometheus text and over OTLP).
@@ -66,6 +70,7 @@ impl Counter {
             Counter::FanoutNotices => "seqline_fanout_notices_total",
             Counter::FanoutPriority => "seqline_fanout_priority_total",
             Counter::EngineFsyncs => "seqline_engine_fsyncs_total",
+            Counter::DeadLetters => "seqline_dead_letters_total",
         }
     }
 
@@ -83,6 +88,7 @@ impl Counter {
             Counter::FanoutNotices => "Coalesced conversation-advanced notices sent by fanout to gateways.",
             Counter::FanoutPriority => "High-priority messages pushed in full by fanout to gateways.",
             Counter::EngineFsyncs => "Group-commit fsyncs of the embedded engine (one per group of durable writes).",
+            Counter::DeadLetters => "Records set aside on the dead-letter topic (undecodable or refused for good).",
         }
     }
 }
@@ -146,11 +152,49 @@ impl Histogram {
     }
 }
 
+/// Name of the consumer lag gauge.
+pub const CONSUMER_LAG: &str = "seqline_consumer_lag_records";
+const CONSUMER_LAG_HELP: &str =
+    "Records a consumer group has not read yet, per topic and partition, as this process's consumers see them.";
+
+/// One consumer's lag on each partition of its topic: registered when the
+/// consumer starts, set by its log adapter as it reads (an atomic store),
+/// gone from `/metrics` once the consumer is dropped.
+#[derive(Debug)]
+pub struct LagGauge {
+    group: String,
+    topic: String,
+    partitions: Box<[AtomicU64]>,
+}
+
+impl LagGauge {
+    /// Registers the gauge of `group` reading `topic` (all partitions 0).
+    pub fn register(group: &str, topic: &str, partitions: u32) -> Arc<LagGauge> {
+        let gauge = Arc::new(LagGauge {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partitions: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+        });
+        let mut lags = GLOBAL.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        lags.retain(|w| w.strong_count() > 0);
+        lags.push(Arc::downgrade(&gauge));
+        gauge
+    }
+
+    /// The lag on `partition` (ignored past the topic's partitions).
+    pub fn set(&self, partition: u32, records: u64) {
+        if let Some(p) = self.partitions.get(partition as usize) {
+            p.store(records, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The process's counters and histograms.
 #[derive(Debug)]
 pub struct Metrics {
     counters: [AtomicU64; Counter::ALL.len()],
     latency: [Histogram; Stage::ALL.len()],
+    lags: Mutex<Vec<Weak<LagGauge>>>,
 }
 
 static GLOBAL: Metrics = Metrics::new();
@@ -160,6 +204,7 @@ impl Metrics {
         Self {
             counters: [const { AtomicU64::new(0) }; Counter::ALL.len()],
             latency: [const { Histogram::new() }; Stage::ALL.len()],
+            lags: Mutex::new(Vec::new()),
         }
     }
 
@@ -215,12 +260,64 @@ impl Metrics {
                 h.sum.load(Ordering::Relaxed)
             );
         }
+        self.render_lags(out);
+    }
+
+    /// The lag gauges; two consumers of one group and topic in this process
+    /// (a test, a restart in progress) give the larger lag per partition.
+    fn render_lags(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {CONSUMER_LAG} {CONSUMER_LAG_HELP}\n# TYPE {CONSUMER_LAG} gauge"
+        );
+        let gauges: Vec<Arc<LagGauge>> = self
+            .lags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut series = std::collections::BTreeMap::new();
+        for g in &gauges {
+            for (p, lag) in g.partitions.iter().enumerate() {
+                let v = series.entry((g.group.as_str(), g.topic.as_str(), p)).or_insert(0);
+                *v = lag.load(Ordering::Relaxed).max(*v);
+            }
+        }
+        for ((group, topic, partition), lag) in series {
+            let _ = writeln!(
+                out,
+                "{CONSUMER_LAG}{{group=\"{group}\",topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_gauges_render_per_partition_and_leave_with_their_consumer() {
+        let a = LagGauge::register("g-lag-test", "t.inbound", 2);
+        let b = LagGauge::register("g-lag-test", "t.inbound", 2);
+        a.set(1, 7);
+        b.set(1, 3);
+        b.set(0, 2);
+        a.set(9, 1); // past the partitions: ignored
+        let mut text = String::new();
+        Metrics::global().render_prometheus(&mut text);
+        assert!(text.contains("# TYPE seqline_consumer_lag_records gauge\n"), "{text}");
+        assert!(
+            text.contains("seqline_consumer_lag_records{group=\"g-lag-test\",topic=\"t.inbound\",partition=\"1\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("{group=\"g-lag-test\",topic=\"t.inbound\",partition=\"0\"} 2\n"));
+        drop((a, b));
+        let mut text = String::new();
+        Metrics::global().render_prometheus(&mut text);
+        assert!(!text.contains("g-lag-test"), "{text}");
+    }
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
@@ -250,7 +347,7 @@ mod tests {
         assert!(text.contains("seqline_e2e_latency_ms_count{stage=\"ack\"} 0\n"));
         // Every sample line is `name{labels} value`, names unique per TYPE line.
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
-        assert_eq!(types, Counter::ALL.len() + 1);
+        assert_eq!(types, Counter::ALL.len() + 2);
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             value.parse::<u64>().unwrap();

@@ -35,6 +35,8 @@ pub(crate) struct EmbeddedConsumer {
     positions: Vec<u64>,
     next_partition: usize,
     changed: watch::Receiver<u64>,
+    /// Records not read yet per partition, for `/metrics`.
+    lag: Arc<seqline_telemetry::metrics::LagGauge>,
 }
 
 impl EmbeddedConsumer {
@@ -55,6 +57,7 @@ impl EmbeddedConsumer {
         topic.bump();
         let changed = topic.changed.subscribe();
         tracing::debug!(topic = %topic.name, group, generation, "consumer joined");
+        let lag = seqline_telemetry::metrics::LagGauge::register(group, &topic.name, count as u32);
         Self {
             inner,
             topic,
@@ -64,6 +67,7 @@ impl EmbeddedConsumer {
             positions,
             next_partition: 0,
             changed,
+            lag,
         }
     }
 
@@ -149,6 +153,8 @@ impl LogConsumer for EmbeddedConsumer {
                 // Only now, with no await left, does the position move:
                 // a poll cancelled during the read re-reads the same range.
                 self.positions[partition as usize] = records.last().map_or(to, |c| c.offset + 1);
+                self.lag
+                    .set(partition, durable.saturating_sub(self.positions[partition as usize]));
                 if records.is_empty() {
                     // Trimmed under us: the range is gone, look again.
                     continue;
