@@ -94,6 +94,7 @@ impl Session {
                 id: first,
                 conv: conv.clone(),
             },
+            trace: seqline_telemetry::current_traceparent(),
         };
         self.shared.admission.sent(ids.iter().copied());
         let published = tokio::select! {

@@ -117,6 +117,7 @@ impl Session {
                 id,
                 conv: conv_named.clone(),
             },
+            trace: seqline_telemetry::current_traceparent(),
         };
         self.shared.admission.sent([id]);
         let published = tokio::select! {

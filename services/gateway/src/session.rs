@@ -17,6 +17,7 @@ use seqline_telemetry::events::{EntryPushed, RectifierTimedOut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 
 /// State of one authenticated connection.
 pub(crate) struct Session {
@@ -276,7 +277,11 @@ impl Session {
                 prev,
                 priority,
                 vclock,
-            } => self.send(socket, id, conv, body, prev, priority, vclock).await,
+            } => {
+                self.send(socket, id, conv, body, prev, priority, vclock)
+                    .instrument(crate::publisher::send_span())
+                    .await
+            }
             ClientFrame::Sync {
                 req,
                 after,
@@ -304,7 +309,11 @@ impl Session {
             ClientFrame::Poll { req, convs, wait_ms } => self.poll(socket, req, convs, wait_ms).await,
             ClientFrame::Read { conv, conv_seq } => self.read(socket, conv, conv_seq).await,
             ClientFrame::Unread { req } => self.unread(socket, req).await,
-            ClientFrame::Batch { conv, prev, commands } => self.batch(socket, conv, prev, commands).await,
+            ClientFrame::Batch { conv, prev, commands } => {
+                self.batch(socket, conv, prev, commands)
+                    .instrument(crate::publisher::send_span())
+                    .await
+            }
         }
     }
 
