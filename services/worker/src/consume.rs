@@ -206,7 +206,11 @@ async fn run<H: Handler>(log: &dyn Log, options: &Options, shutdown: Cancellatio
                 let Some(first) = records.first().map(|r| r.offset) else {
                     continue;
                 };
+                // A root span (its fields name the consumer): a batch is in
+                // its first record's trace, or in one of its own, never in
+                // the trace of the consumer, which lasts as long as it runs.
                 let span = tracing::info_span!(
+                    parent: None,
                     "batch",
                     group = %options.group,
                     topic = %options.topic.name(),
