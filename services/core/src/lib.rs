@@ -10,6 +10,7 @@
 //! - [`epoch`] — the id of a store's incarnation (wiped store, other data).
 //! - [`model`] — messages, timeline entries, conversations, outcomes.
 //! - [`records`] — what travels on the log between the roles.
+//! - [`trace`] — the W3C trace context a record carries across the log.
 //! - [`protocol`] — WebSocket protocol v1 frames and error codes.
 //! - [`ports`] — the `Log`, `Store` and `Presence` traits.
 //! - [`input`] — client input: quoting it in error texts, strict JSON,
@@ -32,6 +33,7 @@ pub mod ports;
 pub mod protocol;
 pub mod records;
 pub mod token;
+pub mod trace;
 
 pub use epoch::Epoch;
 pub use error::{Error, Result};

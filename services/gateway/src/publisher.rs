@@ -10,11 +10,12 @@ use crate::outbox::{Outbound, Outbox};
 use seqline_core::ports::Log;
 use seqline_core::protocol::{ErrorCode, ServerFrame};
 use seqline_core::records::{Command, LogRecord, Topic};
+use seqline_core::trace::TraceParent;
 use seqline_core::{ClientMsgId, ConversationId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{instrument, warn};
+use tracing::{instrument, warn, Instrument, Span};
 
 /// Who asked for an append: told if it fails (or, for HTTP, how it went).
 pub(crate) enum Requester {
@@ -35,6 +36,20 @@ pub(crate) enum Requester {
 pub(crate) struct Job {
     pub command: Command,
     pub requester: Requester,
+    /// The trace context of the send (see [`send_span`]), if traced.
+    pub trace: Option<TraceParent>,
+}
+
+/// The span a client's `send` or `batch` frame is handled in: the root of
+/// the message's trace, which continues through every log hop to the
+/// pushes and the ack. Only when traces are exported: otherwise a send
+/// costs no span.
+pub(crate) fn send_span() -> Span {
+    if seqline_telemetry::exporting() {
+        tracing::info_span!(parent: None, "send")
+    } else {
+        Span::none()
+    }
 }
 
 /// The publisher's queue was closed: the gateway is stopping.
@@ -103,12 +118,21 @@ pub(crate) async fn run(
 async fn append(log: &dyn Log, batch: &mut Vec<Job>, metrics: &Metrics) {
     let mut records = Vec::with_capacity(batch.len());
     let mut requesters = Vec::with_capacity(batch.len());
+    let mut traces = Vec::new();
     for job in batch.drain(..) {
         records.push(LogRecord::Command(job.command));
         requesters.push(job.requester);
+        traces.extend(job.trace);
     }
     let n = records.len() as u64;
-    let result = log.append(&Topic::Inbound, records).await;
+    // The append continues the first send's trace and links the others'.
+    let publish = if traces.is_empty() {
+        Span::none()
+    } else {
+        tracing::info_span!("publish", records = n)
+    };
+    seqline_telemetry::continue_traces(&publish, traces.iter().copied());
+    let result = log.append(&Topic::Inbound, records).instrument(publish).await;
     if result.is_ok() {
         seqline_core::failpoint::hit(seqline_core::failpoint::names::GATEWAY_AFTER_APPEND).await;
     }

@@ -12,19 +12,21 @@
 //! - [`config`]: [`TelemetryConfig`], the `[telemetry]` section.
 //! - [`events`]: the typed events and [`emit`], the one emit path.
 //! - [`metrics`]: the process registry ([`Metrics`]) and its Prometheus text.
-//! - `otlp` (feature `otlp`): the exporters and [`current_traceparent`].
+//! - [`trace`]: the trace context records carry across the log
+//!   ([`current_traceparent`], [`continue_traces`], [`set_parent`]).
+//! - `otlp` (feature `otlp`): the exporters.
 
 pub mod config;
 pub mod events;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;
+pub mod trace;
 
 pub use config::TelemetryConfig;
 pub use events::emit;
 pub use metrics::Metrics;
-#[cfg(feature = "otlp")]
-pub use otlp::current_traceparent;
+pub use trace::{add_link, continue_traces, current_traceparent, exporting, set_parent};
 
 use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt;
@@ -130,6 +132,10 @@ pub fn init(log: &LogSettings<'_>, telemetry: &TelemetryConfig, role: &str) -> G
         .is_ok();
     if !installed {
         tracing::debug!("a tracing subscriber was already installed; keeping it");
+    }
+    #[cfg(feature = "otlp")]
+    if installed && guard.providers.is_some() {
+        otlp::spans_installed();
     }
     match (&telemetry.otlp_endpoint, refused) {
         (Some(endpoint), Some(error)) => {

@@ -16,6 +16,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tracing_subscriber::filter::filter_fn;
@@ -33,6 +34,18 @@ struct Instruments {
 
 /// Set by the first [`start`]; events are mirrored here from then on.
 static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+
+/// Whether the OpenTelemetry layer is installed: set once by [`crate::init`],
+/// read by every append (see [`crate::trace`]).
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn spans_exported() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+pub(crate) fn spans_installed() {
+    TRACING.store(true, Ordering::Relaxed);
+}
 
 pub(crate) fn add(counter: Counter, n: u64) {
     if let Some(i) = INSTRUMENTS.get() {
@@ -133,18 +146,6 @@ pub(crate) fn start(config: &TelemetryConfig, endpoint: &str, service: &str) -> 
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(tracer.clone());
     Ok(Providers { tracer, meter })
-}
-
-/// The W3C `traceparent` of the current span, when it is recorded by the
-/// OpenTelemetry layer: what a log adapter would write into a record header.
-pub fn current_traceparent() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let cx = tracing::Span::current().context();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid()
-        .then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::dead;
 use seqline_core::failpoint;
 use seqline_core::ports::{Consumed, Log, LogConsumer, Polled};
 use seqline_core::records::{LogRecord, Topic};
+use seqline_core::trace::TraceParent;
 use seqline_core::{Error, Result};
 use std::future::Future;
 use std::time::Duration;
@@ -13,13 +14,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// A record that decoded, with its offset.
+/// A record that decoded, with its offset and trace context.
 #[derive(Clone, Debug)]
 pub struct Input {
     /// Its offset in the partition.
     pub offset: u64,
     /// The record.
     pub record: LogRecord,
+    /// The trace context it was appended in, if any: a handler that works
+    /// per record may continue it in a span of its own (the batch's span
+    /// already continues the first one).
+    pub trace: Option<TraceParent>,
 }
 
 /// What a role does with the records of its partitions.
@@ -201,7 +206,11 @@ async fn run<H: Handler>(log: &dyn Log, options: &Options, shutdown: Cancellatio
                 let Some(first) = records.first().map(|r| r.offset) else {
                     continue;
                 };
+                // A root span (its fields name the consumer): a batch is in
+                // its first record's trace, or in one of its own, never in
+                // the trace of the consumer, which lasts as long as it runs.
                 let span = tracing::info_span!(
+                    parent: None,
                     "batch",
                     group = %options.group,
                     topic = %options.topic.name(),
@@ -209,6 +218,9 @@ async fn run<H: Handler>(log: &dyn Log, options: &Options, shutdown: Cancellatio
                     first,
                     records = records.len(),
                 );
+                // Records carry no context when traces are not exported:
+                // then this only looks.
+                seqline_telemetry::continue_traces(&span, records.iter().filter_map(|r| r.trace));
                 batch(log, options, consumer.as_mut(), &mut handler, partition, records)
                     .instrument(span)
                     .await?;
@@ -325,6 +337,7 @@ async fn split_dead(
             Ok(record) => good.push(Input {
                 offset: c.offset,
                 record,
+                trace: c.trace,
             }),
             Err(reason) => dead.push(dead::undecodable(topic, partition, c.offset, reason)),
         }

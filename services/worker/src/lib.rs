@@ -72,9 +72,20 @@
 //! # Tracing
 //!
 //! Each batch is handled inside a `batch` span carrying the group, the
-//! topic, the partition, the first offset and the number of records. The
-//! trace context of the producer is not carried yet: records have no
-//! headers for it, so a batch's span starts a trace of its own.
+//! topic, the partition, the first offset and the number of records. It is
+//! a root span, not a child of the consumer's `consume` span: a batch joins
+//! its first record's trace, or starts one of its own, never a trace as
+//! long-lived as the consumer. When traces are exported, each record
+//! carries the trace context of the span that appended it, and the batch's
+//! span continues it: it is the child of the first traced record's context
+//! and links to the traces of the others (up to 32 distinct ones). One span
+//! per batch rather than per record keeps the cost of tracing per batch;
+//! what the handler appends inside it carries the batch's context on, so a
+//! message's trace runs unbroken through every hop where it is the first
+//! record of its batch, and is reached through a link where it is not. A
+//! handler that must tell the records of a batch apart in traces (the
+//! gateway, whose batches mix many users' pushes) opens a span per record
+//! from [`Input::trace`].
 //!
 //! # Supervision
 //!

@@ -74,14 +74,14 @@ pub mod fuzzing {
     use seqline_core::model::Message;
     use seqline_core::records::LogRecord;
 
-    /// Decodes a stored log record.
+    /// Decodes a stored log record (its trace context, if any, is dropped).
     pub fn decode_record(bytes: &[u8]) -> Result<LogRecord, String> {
-        crate::wire::decode_record(bytes)
+        crate::wire::decode_record(bytes).0
     }
 
-    /// Encodes a log record for storage.
+    /// Encodes a log record for storage, without trace context.
     pub fn encode_record(record: LogRecord) -> Result<Vec<u8>, String> {
-        crate::wire::encode_record(record).map_err(|e| e.to_string())
+        crate::wire::encode_record(record, None).map_err(|e| e.to_string())
     }
 
     /// Decodes a stored message.

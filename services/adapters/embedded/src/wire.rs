@@ -1,4 +1,7 @@
-//! The stored encoding: one format-version byte, then postcard.
+//! The stored encoding: one format-version byte, then postcard. A log
+//! record appended inside a traced span has another first byte,
+//! [`TRACED_V2`], and its trace context (25 bytes) before the postcard
+//! body; a record without one is written as before, byte for byte.
 //!
 //! postcard is positional, so it cannot decode the core types that skip
 //! empty fields (`Message`) or use internally tagged enums (`Outcome`). The
@@ -13,6 +16,7 @@ use seqline_core::records::{
     Command, ConvEvent, DeadLetter, Delivery, GatewayRecord, LogRecord, Notice, Origin, Package, ReadMark, Receipt,
     UserEvent,
 };
+use seqline_core::trace::TraceParent;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +24,11 @@ use serde::{Deserialize, Serialize};
 /// read-diffusion mode to messages, and the conversation-event, notice and
 /// read-mark records.
 pub(crate) const FORMAT_V2: u8 = 2;
+
+/// A format-2 log record preceded by its trace context
+/// ([`TraceParent::to_bytes`]): the high bit of the format byte says the
+/// context is there. Written only for records appended in a traced span.
+pub(crate) const TRACED_V2: u8 = 0x80 | FORMAT_V2;
 
 /// Encodes `value` behind the format byte.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
@@ -328,14 +337,36 @@ impl From<WireRecord> for LogRecord {
     }
 }
 
-/// Encodes a log record for storage.
-pub(crate) fn encode_record(record: LogRecord) -> Result<Vec<u8>, EngineError> {
-    encode(&WireRecord::from(record))
+/// Encodes a log record for storage, with the trace context of the span
+/// that appends it, if any.
+pub(crate) fn encode_record(record: LogRecord, trace: Option<TraceParent>) -> Result<Vec<u8>, EngineError> {
+    let wire = WireRecord::from(record);
+    match trace {
+        None => encode(&wire),
+        Some(t) => {
+            let mut head = Vec::with_capacity(64);
+            head.push(TRACED_V2);
+            head.extend_from_slice(&t.to_bytes());
+            postcard::to_extend(&wire, head).map_err(|e| EngineError::Encode(e.to_string()))
+        }
+    }
 }
 
-/// Decodes a stored log record; the error is the reason for dead-lettering.
-pub(crate) fn decode_record(bytes: &[u8]) -> Result<LogRecord, String> {
-    decode::<WireRecord>(bytes).map(LogRecord::from)
+/// Decodes a stored log record (the error is the reason for
+/// dead-lettering) and its trace context.
+pub(crate) fn decode_record(bytes: &[u8]) -> (Result<LogRecord, String>, Option<TraceParent>) {
+    match bytes.split_first() {
+        Some((&TRACED_V2, rest)) => {
+            let Some(body) = rest.get(TraceParent::LEN..) else {
+                return (Err("a traced record shorter than its trace context".into()), None);
+            };
+            let record = postcard::from_bytes::<WireRecord>(body)
+                .map(LogRecord::from)
+                .map_err(|e| format!("undecodable v2 value: {e}"));
+            (record, TraceParent::from_bytes(rest))
+        }
+        _ => (decode::<WireRecord>(bytes).map(LogRecord::from), None),
+    }
 }
 
 #[cfg(test)]

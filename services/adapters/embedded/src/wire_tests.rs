@@ -32,8 +32,9 @@ fn origin() -> Origin {
 }
 
 fn roundtrip(r: LogRecord) {
-    let bytes = encode_record(r.clone()).unwrap();
-    assert_eq!(decode_record(&bytes).unwrap(), r);
+    let bytes = encode_record(r.clone(), None).unwrap();
+    let (decoded, trace) = decode_record(&bytes);
+    assert_eq!((decoded.unwrap(), trace), (r, None));
 }
 
 #[test]
@@ -132,9 +133,52 @@ fn a_batch_round_trips() {
 
 #[test]
 fn junk_and_unknown_versions_are_errors() {
-    assert!(decode_record(&[]).is_err());
-    assert!(decode_record(&[9, 1, 2]).is_err());
-    assert!(decode_record(&[FORMAT_V2, 0xff, 0xff, 0xff]).is_err());
+    assert!(decode_record(&[]).0.is_err());
+    assert!(decode_record(&[9, 1, 2]).0.is_err());
+    assert!(decode_record(&[FORMAT_V2, 0xff, 0xff, 0xff]).0.is_err());
+    assert!(decode_record(&[TRACED_V2, 1, 2]).0.is_err(), "shorter than its context");
+}
+
+#[test]
+fn a_traced_record_keeps_its_context_and_an_untraced_one_costs_nothing() {
+    let r = LogRecord::Delivery(Delivery {
+        user: UserId::parse("bob").unwrap(),
+        message: message(vec![]),
+    });
+    let trace = TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
+    let plain = encode_record(r.clone(), None).unwrap();
+    let traced = encode_record(r.clone(), Some(trace)).unwrap();
+    assert_eq!(plain[0], FORMAT_V2, "without context, the format of before");
+    assert_eq!(traced.len(), plain.len() + TraceParent::LEN);
+    let (decoded, context) = decode_record(&traced);
+    assert_eq!((decoded.unwrap(), context), (r, Some(trace)));
+}
+
+/// A record as the version before trace context wrote it (format 2, then
+/// postcard): variant 8 (`ReadMark`), then `bob`, `phone`, `g:room`, 5.
+const OLD_READ_MARK: &[u8] = &[
+    2, 8, 3, b'b', b'o', b'b', 5, b'p', b'h', b'o', b'n', b'e', 6, b'g', b':', b'r', b'o', b'o', b'm', 5,
+];
+
+fn read_mark() -> LogRecord {
+    LogRecord::Gateway(GatewayRecord::ReadMark(ReadMark {
+        user: UserId::parse("bob").unwrap(),
+        device: DeviceId::parse("phone").unwrap(),
+        conv: ConversationId::parse("g:room").unwrap(),
+        conv_seq: ConvSeq(5),
+    }))
+}
+
+#[test]
+fn records_written_before_trace_context_still_decode() {
+    let (record, trace) = decode_record(OLD_READ_MARK);
+    assert_eq!(trace, None);
+    assert_eq!(record.unwrap(), read_mark());
+    assert_eq!(
+        encode_record(read_mark(), None).unwrap(),
+        OLD_READ_MARK,
+        "and are still written so"
+    );
 }
 
 #[test]

@@ -29,7 +29,8 @@
 //! - `consumer`: a group member on its own thread, rebalance events, commits.
 //! - `admin`: topic creation and partition-count checks.
 //! - [`avro`]: single-object encoding, schema versions, core ↔ Avro conversions.
-//! - [`trace`]: the `traceparent` header.
+//! - [`trace`]: the `traceparent` header, written from and read into the
+//!   records' trace context.
 //! - `context`: librdkafka logs and errors into `tracing`.
 //! - `error`: librdkafka errors → `seqline_core::Error`.
 

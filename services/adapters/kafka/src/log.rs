@@ -234,7 +234,7 @@ impl KafkaLog {
             key: "raw".into(),
             payload: raw,
         }];
-        let offsets = self.inner.producer.send_all(&name, &outgoing).await?;
+        let offsets = self.inner.producer.send_all(&name, &outgoing, None).await?;
         offsets
             .first()
             .and_then(|o| u64::try_from(*o).ok())
@@ -244,7 +244,7 @@ impl KafkaLog {
 
 #[async_trait]
 impl Log for KafkaLog {
-    #[instrument(skip_all, fields(topic = %topic.name(), records = records.len(), trace_id = tracing::field::Empty))]
+    #[instrument(skip_all, fields(topic = %topic.name(), records = records.len()))]
     async fn append(&self, topic: &Topic, records: Vec<LogRecord>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
@@ -262,9 +262,11 @@ impl Log for KafkaLog {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Every record of the append carries the appending span's context.
+        let trace = seqline_telemetry::current_traceparent();
         inner
             .producer
-            .send_all(&inner.options.topic_name(topic), &outgoing)
+            .send_all(&inner.options.topic_name(topic), &outgoing, trace)
             .await
             .map(|_| ())
     }

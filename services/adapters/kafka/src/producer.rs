@@ -1,5 +1,5 @@
 //! The idempotent producer. An append enqueues every record with an explicit
-//! partition and a `traceparent` header, then waits for every delivery
+//! partition (and, in a traced span, a `traceparent` header), then waits for every delivery
 //! report: the append is acknowledged only if all of them succeeded. After a
 //! fatal error (the idempotence guarantees of this producer instance are
 //! gone) the producer is rebuilt for the next append.
@@ -7,12 +7,11 @@
 use crate::config::KafkaOptions;
 use crate::context;
 use crate::error::client_error;
-use crate::trace::{new_trace_id, traceparent, TRACEPARENT};
 use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message as _};
+use seqline_core::trace::TraceParent;
 use seqline_core::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -123,9 +122,15 @@ impl Producer {
         current.as_ref().map(Arc::clone).ok_or(Error::ShuttingDown)
     }
 
-    /// Produces `records` to `topic` and waits for every delivery report;
-    /// returns their offsets in order.
-    pub(crate) async fn send_all(&self, topic: &str, records: &[Outgoing]) -> Result<Vec<i64>> {
+    /// Produces `records` to `topic`, each with `trace` as its
+    /// `traceparent` header if there is one, and waits for every delivery
+    /// report; returns their offsets in order.
+    pub(crate) async fn send_all(
+        &self,
+        topic: &str,
+        records: &[Outgoing],
+        trace: Option<TraceParent>,
+    ) -> Result<Vec<i64>> {
         let producer = self.current()?;
         let (tx, rx) = oneshot::channel();
         let batch = Arc::new(Batch {
@@ -136,17 +141,10 @@ impl Producer {
             }),
             done: Mutex::new(Some(tx)),
         });
-        let trace_id = new_trace_id();
-        tracing::Span::current().record("trace_id", trace_id.as_str());
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for (index, r) in records.iter().enumerate() {
             let partition = i32::try_from(r.partition)
                 .map_err(|_| Error::Invalid(format!("partition {} is out of range", r.partition)))?;
-            let parent = traceparent(&trace_id);
-            let headers = OwnedHeaders::new().insert(Header {
-                key: TRACEPARENT,
-                value: Some(&parent),
-            });
             let slot = Box::new(Slot {
                 index,
                 batch: Arc::clone(&batch),
@@ -154,8 +152,10 @@ impl Producer {
             let mut record = BaseRecord::with_opaque_to(topic, slot)
                 .partition(partition)
                 .key(r.key.as_str())
-                .payload(r.payload.as_slice())
-                .headers(headers);
+                .payload(r.payload.as_slice());
+            if let Some(trace) = trace {
+                record = record.headers(crate::trace::headers(trace));
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -170,7 +170,7 @@ impl Producer {
                 }
             }
         }
-        tracing::debug!(topic, trace_id, records = records.len(), "append enqueued");
+        tracing::debug!(topic, records = records.len(), "append enqueued");
         // Delivery reports always come within the message timeout; the margin
         // only guards against a lost report.
         let margin = self.options.message_timeout + Duration::from_secs(10);

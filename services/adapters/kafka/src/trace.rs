@@ -1,36 +1,32 @@
-//! W3C trace context for produced records.
-//!
-//! The services trace with `tracing` spans, which carry no W3C trace id (no
-//! OpenTelemetry layer is wired in), so an append starts a fresh trace: one
-//! trace id per append, one span id per record, sampled. The trace id is
-//! recorded in the `trace_id` field of the append's span (and logged at debug
-//! level), so logs of the append can be matched with the records. When an
-//! OpenTelemetry layer is added, this is the one place to read the current
-//! context instead.
+//! W3C trace context in record headers: an append writes the current span's
+//! context as a `traceparent` header on each record, a consumer reads it
+//! back into [`Consumed::trace`](seqline_core::ports::Consumed), so a trace
+//! continues across the hop. Without a context (traces are not exported)
+//! a record has no header at all.
 
-use uuid::Uuid;
+use rdkafka::message::{BorrowedHeaders, Header, Headers as _, OwnedHeaders};
+use seqline_core::trace::TraceParent;
 
-/// The header name.
+/// The header name (W3C Trace Context).
 pub const TRACEPARENT: &str = "traceparent";
 
-/// A trace id for one append.
-pub(crate) fn new_trace_id() -> String {
-    Uuid::new_v4().simple().to_string()
+/// The headers of a record appended in trace context `trace`.
+pub(crate) fn headers(trace: TraceParent) -> OwnedHeaders {
+    let value = trace.to_string();
+    OwnedHeaders::new_with_capacity(1).insert(Header {
+        key: TRACEPARENT,
+        value: Some(value.as_bytes()),
+    })
 }
 
-/// The `traceparent` value of one record of trace `trace_id`.
-pub(crate) fn traceparent(trace_id: &str) -> String {
-    let span = Uuid::new_v4().simple().to_string();
-    format!("00-{trace_id}-{}-01", &span[..16])
-}
-
-/// Whether `value` is a well-formed version-00 `traceparent`.
-pub fn is_valid(value: &str) -> bool {
-    let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    matches!(parts.as_slice(), [v, t, s, f]
-        if *v == "00" && hex(t, 32) && hex(s, 16) && hex(f, 2)
-            && t.bytes().any(|b| b != b'0') && s.bytes().any(|b| b != b'0'))
+/// The trace context in `headers`, if a well-formed one is there (one that
+/// is not is ignored: tracing never refuses a record).
+pub(crate) fn read(headers: Option<&BorrowedHeaders>) -> Option<TraceParent> {
+    headers?
+        .iter()
+        .find(|h| h.key == TRACEPARENT)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+        .and_then(TraceParent::parse)
 }
 
 #[cfg(test)]
@@ -38,14 +34,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn well_formed() {
-        let trace = new_trace_id();
-        let a = traceparent(&trace);
-        let b = traceparent(&trace);
-        assert!(is_valid(&a), "{a}");
-        assert_ne!(a, b, "one span id per record");
-        assert_eq!(a[3..35], b[3..35], "one trace id per append");
-        assert!(!is_valid("00-00000000000000000000000000000000-0000000000000001-01"));
-        assert!(!is_valid("junk"));
+    fn the_header_round_trips_and_junk_is_ignored() {
+        let trace = TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
+        let written = headers(trace);
+        assert_eq!(read(Some(written.as_borrowed())), Some(trace));
+        let junk = OwnedHeaders::new().insert(Header {
+            key: TRACEPARENT,
+            value: Some("junk"),
+        });
+        assert_eq!(read(Some(junk.as_borrowed())), None);
+        assert_eq!(read(None), None);
     }
 }

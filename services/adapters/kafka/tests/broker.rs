@@ -246,7 +246,7 @@ async fn a_broker_crash_loses_no_acknowledged_record_and_groups_resume() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_land_on_their_key_partition_with_a_traceparent() {
+async fn records_land_on_their_key_partition_and_carry_no_header_without_a_trace() {
     let bootstrap = shared_bootstrap();
     let options = test_options(&bootstrap);
     let log = KafkaLog::connect(options.clone()).await.unwrap();
@@ -286,12 +286,14 @@ async fn records_land_on_their_key_partition_with_a_traceparent() {
             partition_for(key, options.gateway),
             "partition of {key}"
         );
-        let headers = message.headers().expect("headers");
-        let parent = headers
-            .iter()
-            .find(|h| h.key == trace::TRACEPARENT)
-            .expect("a traceparent header");
-        assert!(trace::is_valid(std::str::from_utf8(parent.value.unwrap()).unwrap()));
+        // Traces are not exported in this process: nothing to carry, so
+        // no header (the OTLP test in the seqline crate checks the header).
+        assert!(
+            message
+                .headers()
+                .is_none_or(|h| h.iter().all(|h| h.key != trace::TRACEPARENT)),
+            "no traceparent without trace context"
+        );
         assert_eq!(codec.decode(message.payload().unwrap()).unwrap(), records[n]);
         seen += 1;
     }

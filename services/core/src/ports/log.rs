@@ -1,5 +1,6 @@
 use crate::error::Result;
 use crate::records::{LogRecord, Topic};
+use crate::trace::TraceParent;
 use async_trait::async_trait;
 
 /// A partitioned, durable log with consumer groups (Kafka-shaped).
@@ -8,7 +9,8 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait Log: Send + Sync + 'static {
     /// Appends `records` to `topic`; returns once every record is durable
-    /// (fsynced, or acknowledged by all in-sync replicas).
+    /// (fsynced, or acknowledged by all in-sync replicas). Each record
+    /// carries the trace context of the current span, when it has one.
     async fn append(&self, topic: &Topic, records: Vec<LogRecord>) -> Result<()>;
 
     /// Joins consumer group `group` on `topic`. Consumption starts at the
@@ -26,6 +28,9 @@ pub struct Consumed {
     pub offset: u64,
     /// The record, or why it could not be decoded (to be dead-lettered).
     pub record: std::result::Result<LogRecord, String>,
+    /// The trace context of the span that appended it, when that span was
+    /// traced (the consumer continues the trace); `None` without one.
+    pub trace: Option<TraceParent>,
 }
 
 /// What a poll returns.

@@ -191,6 +191,7 @@ async fn submit(
     let job = Job {
         command: make(origin),
         requester: Requester::Request(done_tx),
+        trace: seqline_telemetry::current_traceparent(),
     };
     if shared.publisher.publish(job).await.is_err() {
         return Err(ApiError::unavailable("the gateway is stopping"));

@@ -90,6 +90,17 @@ impl Handler for Dispatch {
     async fn handle(&mut self, partition: u32, batch: &[Input]) -> seqline_core::Result<()> {
         let shared = &self.shared;
         for input in batch {
+            // A span per traced record: a gateway batch mixes many users'
+            // pushes and acks, each continuing its own message's trace.
+            let span = match (input.trace, &input.record) {
+                (None, _) => tracing::Span::none(),
+                (Some(_), LogRecord::Gateway(GatewayRecord::Receipt(_))) => tracing::info_span!("ack"),
+                (Some(_), _) => tracing::info_span!("push"),
+            };
+            if let Some(t) = input.trace {
+                seqline_telemetry::set_parent(&span, t);
+            }
+            let _in_trace = span.enter();
             match &input.record {
                 LogRecord::Gateway(GatewayRecord::Receipt(r)) => receipts::receipt(shared, r.clone()),
                 LogRecord::Gateway(GatewayRecord::Package(p)) => receipts::package(shared, p),

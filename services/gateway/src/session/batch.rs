@@ -87,6 +87,7 @@ pub(crate) async fn batch(
             id: first,
             conv: conv.clone(),
         },
+        trace: seqline_telemetry::current_traceparent(),
     };
     shared.admission.sent(ids.iter().copied());
     let published = tokio::select! {

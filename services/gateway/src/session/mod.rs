@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timeline::SyncRequest;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 
 /// State of one authenticated connection.
 pub(crate) struct Session {
@@ -296,6 +297,7 @@ impl Session {
                     },
                     request,
                 )
+                .instrument(crate::publisher::send_span())
                 .await
             }
             ClientFrame::Batch { conv, prev, commands } => {
@@ -310,6 +312,7 @@ impl Session {
                     prev,
                     commands,
                 )
+                .instrument(crate::publisher::send_span())
                 .await
             }
             ClientFrame::Sync {

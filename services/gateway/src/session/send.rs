@@ -121,6 +121,7 @@ pub(crate) async fn send(shared: &Shared, sender: Sender<'_>, request: SendReque
             id,
             conv: conv_named.clone(),
         },
+        trace: seqline_telemetry::current_traceparent(),
     };
     shared.admission.sent([id]);
     let published = tokio::select! {

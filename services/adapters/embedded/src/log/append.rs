@@ -17,13 +17,15 @@ use tracing::instrument;
 #[instrument(skip_all, fields(topic = %state.name, records = records.len()))]
 pub(super) async fn append(inner: &Arc<LogInner>, state: Arc<TopicState>, records: Vec<LogRecord>) -> Result<()> {
     let count = state.partitions.len() as u32;
+    // Every record of the append carries the appending span's context.
+    let trace = seqline_telemetry::current_traceparent();
     // Encoding is a few microseconds per record: done here, it saves a
     // thread hop per append.
     let encoded = records
         .into_iter()
         .map(|r| {
             let partition = partition_for(r.key(), count);
-            encode_record(r).map(|bytes| (partition, bytes))
+            encode_record(r, trace).map(|bytes| (partition, bytes))
         })
         .collect::<Result<Vec<_>, EngineError>>()?;
     append_encoded(inner, &state, encoded).await?;

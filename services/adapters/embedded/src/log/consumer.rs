@@ -116,10 +116,8 @@ fn read(
     for kv in inner.records.range(start..end) {
         let (key, value) = kv.into_inner()?;
         let offset = KeyReader::new(&key).skip(prefix.len())?.u64()?;
-        out.push(Consumed {
-            offset,
-            record: decode_record(&value),
-        });
+        let (record, trace) = decode_record(&value);
+        out.push(Consumed { offset, record, trace });
     }
     Ok(out)
 }

@@ -20,7 +20,7 @@ async fn consumers_wait_for_the_durable_mark() {
     let mut consumer = log.subscribe("g", &topic).await.unwrap();
     assert!(matches!(consumer.poll(10).await.unwrap(), Polled::Assigned(_)));
 
-    let bytes = crate::wire::encode_record(keyed_record("k", 0, &gw)).unwrap();
+    let bytes = crate::wire::encode_record(keyed_record("k", 0, &gw), None).unwrap();
     let partition = partition_for("k", state.partitions.len() as u32);
     let (ends, ticket) = append::write(&log.inner, &state, vec![(partition, bytes)]).unwrap();
     assert_eq!(ends, vec![(partition, 1)]);

@@ -141,7 +141,11 @@ pub(super) fn run(consumer: Arc<BaseConsumer<GroupContext>>, codec: Arc<Codec>, 
                 let event = Event::Record {
                     partition,
                     epoch: context.shared.epoch(),
-                    consumed: Consumed { offset, record },
+                    consumed: Consumed {
+                        offset,
+                        record,
+                        trace: crate::trace::read(message.headers()),
+                    },
                 };
                 if !context.send(event) {
                     break;
