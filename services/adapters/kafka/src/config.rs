@@ -355,7 +355,9 @@ impl KafkaOptions {
             .set("session.timeout.ms", millis(self.session_timeout))
             .set("heartbeat.interval.ms", millis(heartbeat))
             .set("max.poll.interval.ms", millis(self.max_poll_interval))
-            .set("fetch.wait.max.ms", millis(self.fetch_wait));
+            .set("fetch.wait.max.ms", millis(self.fetch_wait))
+            // The consumer lag of /metrics (a JSON document per interval).
+            .set("statistics.interval.ms", "5000");
         self.finish(config)
     }
 

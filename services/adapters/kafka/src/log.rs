@@ -267,8 +267,13 @@ impl Log for KafkaLog {
         inner
             .producer
             .send_all(&inner.options.topic_name(topic), &outgoing, trace)
-            .await
-            .map(|_| ())
+            .await?;
+        if *topic == Topic::DeadLetter {
+            seqline_telemetry::emit(seqline_telemetry::events::DeadLettered {
+                count: outgoing.len() as u64,
+            });
+        }
+        Ok(())
     }
 
     #[instrument(skip_all, fields(topic = %topic.name(), group))]
@@ -294,7 +299,8 @@ impl Log for KafkaLog {
                 .take_over(inner.options.session_timeout + Duration::from_secs(5))
                 .await;
         }
-        let (consumer, member) = consumer::join(&inner.options, Arc::clone(&inner.codec), group, &name)?;
+        let partitions = inner.options.partitions(topic);
+        let (consumer, member) = consumer::join(&inner.options, Arc::clone(&inner.codec), group, &name, partitions)?;
         MEMBERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -576,3 +576,49 @@ async fn backlog_is_zero_only_once_a_group_has_committed_everything() {
     // Another group's commits do not count for this one.
     assert_eq!(log.backlog(&unique("other"), &topic).await.unwrap(), 10);
 }
+
+/// `/metrics`' consumer lag of `group` on `topic` (full name), partition 0.
+fn rendered_lag(group: &str, topic: &str) -> Option<u64> {
+    let mut text = String::new();
+    seqline_telemetry::Metrics::global().render_prometheus(&mut text);
+    let series = format!("{{group=\"{group}\",topic=\"{topic}\",partition=\"0\"}} ");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(seqline_telemetry::metrics::CONSUMER_LAG)?
+                .strip_prefix(&series)
+        })
+        .map(|v| v.parse().unwrap())
+}
+
+/// The consumer lag of `/metrics` is the group lag Kafka's tools show: the
+/// records past the committed offset, read ahead or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_counts_the_records_past_the_committed_offset() {
+    let options = KafkaOptions {
+        gateway: 1,
+        ..test_options(&shared_bootstrap())
+    };
+    let log = KafkaLog::connect(options).await.unwrap();
+    let gw = gateway("lag");
+    let topic = Topic::Gateway(gw.clone());
+    let name = log.options().topic_name(&topic);
+    log.append(&topic, (0..20).map(|n| keyed_record("k", n, &gw)).collect())
+        .await
+        .unwrap();
+    let group = unique("lag");
+    let mut consumer = log.subscribe(&group, &topic).await.unwrap();
+    assert_eq!(assigned(&mut *consumer).await, vec![0]);
+    let mut read = 0;
+    while read < 5 {
+        if let Polled::Records { records, .. } = poll(&mut *consumer).await {
+            read += records.len();
+        }
+    }
+    consumer.commit(0, 5).await.unwrap();
+    // librdkafka's statistics, where the lag comes from, arrive every 5 s.
+    seqline_testkit::wait::until(Duration::from_secs(30), "a lag of 15 after committing 5 of 20", || {
+        let lag = rendered_lag(&group, &name);
+        async move { (lag == Some(15)).then_some(()) }
+    })
+    .await;
+}

@@ -43,7 +43,7 @@ impl EmbeddedConsumer {
     /// Takes over `group` on `topic`, starting at its committed offsets.
     pub(crate) fn join(inner: Arc<LogInner>, topic: Arc<TopicState>, group: &str) -> Self {
         let count = topic.partitions.len();
-        let (generation, positions) = {
+        let (generation, positions): (u64, Vec<u64>) = {
             let mut groups = lock(&topic.groups);
             let state = groups.entry(group.to_string()).or_insert_with(|| GroupState {
                 generation: 0,
@@ -58,6 +58,10 @@ impl EmbeddedConsumer {
         let changed = topic.changed.subscribe();
         tracing::debug!(topic = %topic.name, group, generation, "consumer joined");
         let lag = seqline_telemetry::metrics::LagGauge::register(group, &topic.name, count as u32);
+        for (p, (part, position)) in topic.partitions.iter().zip(&positions).enumerate() {
+            let durable = part.durable.load(Ordering::Acquire);
+            lag.set(p as u32, durable.saturating_sub(*position));
+        }
         Self {
             inner,
             topic,

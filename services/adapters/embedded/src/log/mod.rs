@@ -172,7 +172,12 @@ impl Log for EmbeddedLog {
             return Ok(());
         }
         let state = self.inner.topic(topic).await?;
-        append::append(&self.inner, state, records).await
+        let n = records.len() as u64;
+        append::append(&self.inner, state, records).await?;
+        if *topic == Topic::DeadLetter {
+            seqline_telemetry::emit(seqline_telemetry::events::DeadLettered { count: n });
+        }
+        Ok(())
     }
 
     async fn subscribe(&self, group: &str, topic: &Topic) -> Result<Box<dyn LogConsumer>> {

@@ -35,3 +35,38 @@ async fn consumers_wait_for_the_durable_mark() {
         other => panic!("expected the record, got {other:?}"),
     }
 }
+
+/// The lag of `/metrics`: records past what the group's consumer has read.
+fn rendered_lag(group: &str, partition: u32) -> Option<u64> {
+    let mut text = String::new();
+    seqline_telemetry::Metrics::global().render_prometheus(&mut text);
+    let series = format!("{{group=\"{group}\",topic=\"deliveries\",partition=\"{partition}\"}} ");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(seqline_telemetry::metrics::CONSUMER_LAG)?
+                .strip_prefix(&series)
+        })
+        .map(|v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reports_the_records_it_has_not_read_yet() {
+    let dir = TestDir::new();
+    let engine = EmbeddedEngine::open(&dir.0).unwrap();
+    let log = EmbeddedLog::open(Arc::clone(&engine), LogOptions::default()).unwrap();
+    let gw = GatewayId::parse("lag").unwrap();
+    let records = (0..20).map(|n| keyed_record("k", n, &gw)).collect();
+    log.append(&Topic::Deliveries, records).await.unwrap();
+    let partition = partition_for("k", log.partitions(&Topic::Deliveries));
+    let group = "lag-readers";
+    let mut consumer = log.subscribe(group, &Topic::Deliveries).await.unwrap();
+    assert!(matches!(consumer.poll(5).await.unwrap(), Polled::Assigned(_)));
+    assert_eq!(rendered_lag(group, partition), Some(20), "nothing read yet");
+    match consumer.poll(5).await.unwrap() {
+        Polled::Records { records, .. } => assert_eq!(records.len(), 5),
+        other => panic!("expected records, got {other:?}"),
+    }
+    assert_eq!(rendered_lag(group, partition), Some(15));
+    drop(consumer);
+    assert_eq!(rendered_lag(group, partition), None, "a dropped consumer's series goes");
+}

@@ -184,18 +184,21 @@ pub(crate) struct KafkaConsumer {
     gone: bool,
 }
 
-/// Joins `group` on `topic` (the full topic name).
+/// Joins `group` on `topic` (the full topic name) of `partitions` partitions.
 pub(crate) fn join(
     options: &KafkaOptions,
     codec: Arc<Codec>,
     group: &str,
     topic: &str,
+    partitions: u32,
 ) -> Result<(KafkaConsumer, Member)> {
     let (tx, rx) = mpsc::channel(options.consumer_buffer.max(16));
     let shared = Arc::new(Shared::default());
     let quit = CancellationToken::new();
     let settled = Arc::new(AtomicBool::new(false));
+    let lag = seqline_telemetry::metrics::LagGauge::register(group, topic, partitions);
     let context = GroupContext {
+        lag,
         topic: topic.to_string(),
         events: tx,
         shared: Arc::clone(&shared),

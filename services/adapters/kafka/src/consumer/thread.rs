@@ -37,6 +37,9 @@ pub(crate) struct GroupContext {
     /// assignment came, even an empty one). False from joining, and from
     /// every revocation, until the next assignment.
     pub(super) settled: Arc<AtomicBool>,
+    /// Records not read yet per partition, for `/metrics`: set from
+    /// librdkafka's statistics (`statistics.interval.ms`).
+    pub(super) lag: Arc<seqline_telemetry::metrics::LagGauge>,
 }
 
 impl GroupContext {
@@ -74,6 +77,23 @@ impl ClientContext for GroupContext {
 
     fn error(&self, e: KafkaError, reason: &str) {
         context::error("consumer", &e, reason);
+    }
+
+    /// The lag of every partition of the topic as this member sees it: the
+    /// high watermark minus the group's committed offset (librdkafka's
+    /// `consumer_lag`, the group lag Kafka's tools show) where this member
+    /// holds the partition; 0 where another member does, or before the
+    /// group's first commit (-1, not known). Records read ahead into the
+    /// consumer's buffer but not handled yet still count.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (partition, p) in &topic.partitions {
+            if let Ok(partition) = u32::try_from(*partition) {
+                self.lag.set(partition, u64::try_from(p.consumer_lag).unwrap_or(0));
+            }
+        }
     }
 }
 
