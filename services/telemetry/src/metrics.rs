@@ -263,6 +263,17 @@ impl Metrics {
         self.render_lags(out);
     }
 
+    /// The lag of `group` on `topic`'s `partition` as `/metrics` shows it;
+    /// `None` when no consumer of the group on that topic is registered.
+    pub fn consumer_lag(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        let lags = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        lags.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|g| g.group == group && g.topic == topic)
+            .filter_map(|g| g.partitions.get(partition as usize).map(|p| p.load(Ordering::Relaxed)))
+            .max()
+    }
+
     /// The lag gauges; two consumers of one group and topic in this process
     /// (a test, a restart in progress) give the larger lag per partition.
     fn render_lags(&self, out: &mut String) {
@@ -313,7 +324,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("{group=\"g-lag-test\",topic=\"t.inbound\",partition=\"0\"} 2\n"));
+        assert_eq!(Metrics::global().consumer_lag("g-lag-test", "t.inbound", 1), Some(7));
         drop((a, b));
+        assert_eq!(Metrics::global().consumer_lag("g-lag-test", "t.inbound", 1), None);
         let mut text = String::new();
         Metrics::global().render_prometheus(&mut text);
         assert!(!text.contains("g-lag-test"), "{text}");

@@ -577,17 +577,9 @@ async fn backlog_is_zero_only_once_a_group_has_committed_everything() {
     assert_eq!(log.backlog(&unique("other"), &topic).await.unwrap(), 10);
 }
 
-/// `/metrics`' consumer lag of `group` on `topic` (full name), partition 0.
+/// The lag `/metrics` shows for `group` on `topic` (full name), partition 0.
 fn rendered_lag(group: &str, topic: &str) -> Option<u64> {
-    let mut text = String::new();
-    seqline_telemetry::Metrics::global().render_prometheus(&mut text);
-    let series = format!("{{group=\"{group}\",topic=\"{topic}\",partition=\"0\"}} ");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(seqline_telemetry::metrics::CONSUMER_LAG)?
-                .strip_prefix(&series)
-        })
-        .map(|v| v.parse().unwrap())
+    seqline_telemetry::Metrics::global().consumer_lag(group, topic, 0)
 }
 
 /// The consumer lag of `/metrics` is the group lag Kafka's tools show: the

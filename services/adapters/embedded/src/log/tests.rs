@@ -36,17 +36,9 @@ async fn consumers_wait_for_the_durable_mark() {
     }
 }
 
-/// The lag of `/metrics`: records past what the group's consumer has read.
+/// The lag `/metrics` shows for `group` on `deliveries`.
 fn rendered_lag(group: &str, partition: u32) -> Option<u64> {
-    let mut text = String::new();
-    seqline_telemetry::Metrics::global().render_prometheus(&mut text);
-    let series = format!("{{group=\"{group}\",topic=\"deliveries\",partition=\"{partition}\"}} ");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(seqline_telemetry::metrics::CONSUMER_LAG)?
-                .strip_prefix(&series)
-        })
-        .map(|v| v.parse().unwrap())
+    seqline_telemetry::Metrics::global().consumer_lag(group, "deliveries", partition)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
