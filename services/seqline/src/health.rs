@@ -1,32 +1,49 @@
 //! A small health endpoint for roles without the gateway's HTTP server
-//! (`[health] listen`): `/healthz` while the process runs, `/readyz` until it
-//! starts draining, `/metrics` with the process's counters (fence refusals,
-//! dead letters, failure point hits) in Prometheus text. [`probe`] is the
+//! (`[health] listen`): `/healthz` while the process runs; `/readyz` while
+//! it is not draining, every consumer group of its roles has a consumer
+//! running and the backends its roles need answer (the persister's store,
+//! fanout's presence); `/metrics` with the process's counters (consumer lag,
+//! fence refusals, dead letters, failure point hits) in Prometheus text. [`probe`] is the
 //! other side: `seqline health --url …`, the container healthcheck.
 
 use anyhow::Context;
 use axum::{http::StatusCode, routing::get, Router};
+use futures_util::future::BoxFuture;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What `/readyz` asks besides "not draining": `Err(why)` when a role's
+/// consumers are not running or a backend it needs does not answer.
+pub type Ready = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// How long `/readyz` waits for the readiness checks.
+const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Serves `/healthz` and `/readyz` on `addr` until the process exits.
-pub async fn spawn(addr: SocketAddr, draining: CancellationToken) -> anyhow::Result<()> {
+pub async fn spawn(addr: SocketAddr, draining: CancellationToken, ready: Ready) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("health endpoint on {addr}"))?;
-    let ready = draining.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
             get(move || {
-                let ready = ready.clone();
+                let (draining, ready) = (draining.clone(), Arc::clone(&ready));
                 async move {
-                    match ready.is_cancelled() {
-                        false => (StatusCode::OK, "ready"),
-                        true => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                    if draining.is_cancelled() {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "draining".to_string());
+                    }
+                    match tokio::time::timeout(READY_TIMEOUT, ready()).await {
+                        Ok(Ok(())) => (StatusCode::OK, "ready".to_string()),
+                        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+                        Err(_) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: the checks took over {READY_TIMEOUT:?}"),
+                        ),
                     }
                 }
             }),

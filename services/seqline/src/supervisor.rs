@@ -110,7 +110,7 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<ExitCode> {
     let failed = Arc::new(AtomicBool::new(false));
     watch_signals(root.clone());
     if let Some(addr) = config.health.listen {
-        crate::health::spawn(addr, root.clone()).await?;
+        crate::health::spawn(addr, root.clone(), readiness(&config, roles, &opened)).await?;
     }
 
     let persister = roles.persister.then(|| {
@@ -175,6 +175,54 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// What `/readyz` checks for `roles`: a consumer runs for each of their
+/// consumer groups, the persister's store answers a read, fanout's presence
+/// answers a lookup. (The gateway has its own `/readyz`.)
+fn readiness(config: &Config, roles: Roles, opened: &ports::Opened) -> crate::health::Ready {
+    let mut groups = Vec::new();
+    if roles.persister {
+        groups.extend([
+            config.persister.sequencer_group.clone(),
+            config.persister.timeline_group.clone(),
+        ]);
+    }
+    if roles.fanout {
+        let f = &config.fanout;
+        groups.extend([f.group.clone(), f.conv_group.clone(), f.priority_group.clone()]);
+    }
+    let store = roles.persister.then(|| opened.store.clone());
+    let presence = roles.fanout.then(|| opened.presence.clone());
+    Arc::new(move || {
+        let (groups, store, presence) = (groups.clone(), store.clone(), presence.clone());
+        Box::pin(async move {
+            let running = seqline_telemetry::Metrics::global().consumer_groups();
+            let missing: Vec<&str> = groups
+                .iter()
+                .filter(|g| !running.contains(*g))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(format!("no consumer running yet in group {}", missing.join(", ")));
+            }
+            // A conversation nobody has: one real read, nothing written.
+            let probe = seqline_core::ConversationId::parse("g:readiness-probe").map_err(|e| e.to_string())?;
+            if let Some(store) = store {
+                store
+                    .conversation_head(&probe)
+                    .await
+                    .map_err(|e| format!("store: {e}"))?;
+            }
+            if let Some(presence) = presence {
+                presence
+                    .followers(&[probe])
+                    .await
+                    .map_err(|e| format!("presence: {e}"))?;
+            }
+            Ok(())
+        })
     })
 }
 

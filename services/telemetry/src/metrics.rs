@@ -263,6 +263,14 @@ impl Metrics {
         self.render_lags(out);
     }
 
+    /// The consumer groups with a consumer running in this process (each
+    /// consumer registers its lag gauge when it joins and drops it when it
+    /// stops): a role's readiness.
+    pub fn consumer_groups(&self) -> std::collections::BTreeSet<String> {
+        let lags = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        lags.iter().filter_map(Weak::upgrade).map(|g| g.group.clone()).collect()
+    }
+
     /// The lag of `group` on `topic`'s `partition` as `/metrics` shows it;
     /// `None` when no consumer of the group on that topic is registered.
     pub fn consumer_lag(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
