@@ -271,8 +271,20 @@ async fn a_priority_message_overtakes_the_ordinary_backlog(log: Arc<dyn Log>, di
     let mut pushed_before_priority = None;
     let mut pushed: Vec<u64> = Vec::new();
     let mut priority_seen = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while pushed.last() != Some(&last_small) || pushed_before_priority.is_none() {
-        match recv(&mut bob).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 120 s bob has {} pushes (last {:?} of {last_small}) and {priority_seen} priority frames; \
+             fanout finished: {:?}, other roles finished: {:?}",
+            pushed.len(),
+            pushed.last(),
+            stack.fanout.as_ref().map(|(_, t)| t.is_finished()),
+            stack.tasks.iter().map(JoinHandle::is_finished).collect::<Vec<_>>()
+        );
+        let frame = tokio::time::timeout(Duration::from_secs(5), recv(&mut bob)).await;
+        let Ok(frame) = frame else { continue };
+        match frame {
             ServerFrame::Push { entries, .. } => pushed.extend(
                 entries
                     .iter()

@@ -135,11 +135,12 @@ pub async fn send(ws: &mut Ws, frame: &ClientFrame) {
 /// rebalances on a loaded two-core machine takes seconds).
 pub const FRAME_WAIT: Duration = Duration::from_secs(30);
 
-/// The next server frame (within [`FRAME_WAIT`]).
+/// The next server frame (within [`FRAME_WAIT`] of the call: the server's
+/// pings, which the client skips, do not extend it).
 pub async fn recv(ws: &mut Ws) -> ServerFrame {
-    let deadline = FRAME_WAIT;
+    let deadline = tokio::time::Instant::now() + FRAME_WAIT;
     loop {
-        let msg = tokio::time::timeout(deadline, ws.next())
+        let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
             .expect("a frame within FRAME_WAIT")
             .expect("open")
